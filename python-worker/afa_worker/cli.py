@@ -1,0 +1,48 @@
+"""``python -m afa_worker serve``: the worker process the SDK spawns (or a user runs remotely)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="afa-worker", description="PyTorch worker for the AFA transfer SDK")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve the afa.v1 gRPC contract")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; others need --token)")
+    serve.add_argument("--port", type=int, default=0, help="port (default 0: any free port, printed in the handshake)")
+    serve.add_argument("--token", default=os.environ.get("AFA_TOKEN", ""), help="require this bearer token (default $AFA_TOKEN)")
+    serve.add_argument("--tls-cert", default="", help="PEM certificate chain for TLS")
+    serve.add_argument("--tls-key", default="", help="PEM private key for TLS")
+    serve.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    serve.add_argument("--exit-with-stdin", action="store_true", help="exit when stdin closes (set by the SDK)")
+    serve.add_argument("--grace", type=float, default=5.0, help="seconds to drain calls on shutdown")
+    sub.add_parser("version", help="print the worker and protocol versions")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "version":
+        from afa_worker import PROTOCOL_VERSION, __version__  # noqa: PLC0415
+
+        print(f"afa-worker {__version__} protocol {PROTOCOL_VERSION}")
+        return 0
+    if bool(args.tls_cert) != bool(args.tls_key):
+        print("afa-worker: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
+    # Imported late: torch takes a second or two, and `version` should not pay for it.
+    from afa_worker.runtime import configure_torch  # noqa: PLC0415
+    from afa_worker.server import ServerOptions, serve  # noqa: PLC0415
+
+    configure_torch(args.threads)
+    try:
+        return serve(ServerOptions(host=args.host, port=args.port, token=args.token, tls_cert=args.tls_cert,
+                                   tls_key=args.tls_key, grace_seconds=args.grace), exit_with_stdin=args.exit_with_stdin)
+    except (ValueError, OSError) as exc:
+        print(f"afa-worker: {exc}", file=sys.stderr)
+        return 2

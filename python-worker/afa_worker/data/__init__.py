@@ -1,0 +1,161 @@
+"""Data sets as in-memory uint8 tensors with few-label sampling, class subsets and a validation
+split carved from the training pool by seed. Model selection uses validation only; test is
+evaluated on request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from afa_worker._gen.afa.v1 import afa_pb2 as pb
+from afa_worker.data.sources import RawSplits, load_fashion_mnist, load_image_folder, load_mnist_json
+from afa_worker.errors import SpecError
+
+__all__ = ["DATASETS", "TensorSplit", "DataBundle", "load_data"]
+
+DATASETS = ["fashion_mnist", "mnist", "image_folder"]
+
+
+@dataclass
+class TensorSplit:
+    x: torch.Tensor  # uint8, (N, C, H, W)
+    y: torch.Tensor  # int64, (N,)
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def to(self, device: torch.device) -> TensorSplit:
+        return TensorSplit(self.x.to(device), self.y.to(device))
+
+
+@dataclass
+class DataBundle:
+    train: TensorSplit
+    val: TensorSplit | None
+    test: TensorSplit | None
+    num_classes: int
+    class_names: list[str]
+    mean: torch.Tensor  # (1, C, 1, 1)
+    std: torch.Tensor
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.train.x.shape[1])
+
+    def normalise(self, x_uint8: torch.Tensor) -> torch.Tensor:
+        return (x_uint8.float() / 255.0 - self.mean) / self.std
+
+    def to(self, device: torch.device) -> DataBundle:
+        move = lambda s: s.to(device) if s is not None else None  # noqa: E731
+        return DataBundle(self.train.to(device), move(self.val), move(self.test), self.num_classes,
+                          self.class_names, self.mean.to(device), self.std.to(device))
+
+
+def _read(spec: pb.DataSpec) -> RawSplits:
+    which = spec.WhichOneof("dataset")
+    rgb = spec.color == pb.COLOR_MODE_RGB
+    if which == "fashion_mnist":
+        return load_fashion_mnist(spec.fashion_mnist.directory)
+    if which == "mnist":
+        return load_mnist_json(spec.mnist.directory)
+    if which == "image_folder":
+        return load_image_folder(spec.image_folder.root, spec.image_size, rgb or spec.color == pb.COLOR_MODE_NATIVE)
+    raise SpecError("data.dataset", "no data set given", DATASETS)
+
+
+def _convert_color(x: np.ndarray, color: int) -> np.ndarray:
+    if color == pb.COLOR_MODE_RGB and x.shape[1] == 1:
+        return np.repeat(x, 3, axis=1)
+    if color == pb.COLOR_MODE_GRAYSCALE and x.shape[1] == 3:
+        gray = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
+        return np.clip(np.rint(gray), 0, 255).astype(np.uint8)[:, None]
+    return x
+
+
+def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    if not size or (x.shape[-1] == size and x.shape[-2] == size):
+        return x
+    out = F.interpolate(x.float(), size=(size, size), mode="bilinear", align_corners=False)
+    return out.round().clamp(0, 255).to(torch.uint8)
+
+
+def _select_classes(x, y, classes: list[int], num_classes: int):
+    keep = np.isin(y, classes)
+    remap = np.full(num_classes, -1, np.int64)
+    remap[classes] = np.arange(len(classes))
+    return x[keep], remap[y[keep]]
+
+
+def _per_class_take(y: np.ndarray, per_class: int, rng: np.random.Generator) -> np.ndarray:
+    picked = [rng.permutation(np.flatnonzero(y == c))[:per_class] for c in np.unique(y)]
+    return np.sort(np.concatenate(picked))
+
+
+def load_data(spec: pb.DataSpec) -> DataBundle:
+    raw = _read(spec)
+    num_source_classes = int(raw.train_y.max()) + 1
+    names = raw.class_names or [str(c) for c in range(num_source_classes)]
+    classes = list(spec.classes)
+    if classes:
+        bad = [c for c in classes if c >= num_source_classes]
+        if bad or len(set(classes)) != len(classes):
+            raise SpecError("data.classes", f"{classes} must be distinct class indices",
+                            [f"{i} ({n})" for i, n in enumerate(names)])
+    else:
+        classes = list(range(num_source_classes))
+
+    train_x, train_y = _select_classes(raw.train_x, raw.train_y, classes, num_source_classes)
+    rng = np.random.default_rng(spec.seed)
+    val_idx = np.zeros(0, np.int64)
+    pool = np.arange(len(train_y))
+    if spec.val_per_class:
+        val_idx, pool = _carve(train_y, spec.val_per_class, rng, "data.val_per_class")
+    if spec.labels_per_class:
+        counts = np.bincount(train_y[pool], minlength=len(classes))
+        short = [(c, int(n)) for c, n in enumerate(counts) if n < spec.labels_per_class]
+        if short:
+            c, n = short[0]
+            raise SpecError("data.labels_per_class",
+                            f"{spec.labels_per_class} exceeds the {n} training images class {names[classes[c]]!r} "
+                            f"has after the validation split; use at most {int(counts.min())}")
+        pool = pool[_per_class_take(train_y[pool], spec.labels_per_class, rng)]
+
+    splits: dict[str, TensorSplit | None] = {"train": _tensor(train_x[pool], train_y[pool], spec),
+                                             "val": None, "test": None}
+    if len(val_idx):
+        splits["val"] = _tensor(train_x[val_idx], train_y[val_idx], spec)
+    elif raw.val_x is not None:
+        splits["val"] = _tensor(*_select_classes(raw.val_x, raw.val_y, classes, num_source_classes), spec)
+    if raw.test_x is not None:
+        test_x, test_y = _select_classes(raw.test_x, raw.test_y, classes, num_source_classes)
+        if spec.test_per_class:
+            # Fixed seed: every run of every method is scored on the same test images.
+            keep = _per_class_take(test_y, spec.test_per_class, np.random.default_rng(0))
+            test_x, test_y = test_x[keep], test_y[keep]
+        splits["test"] = _tensor(test_x, test_y, spec)
+
+    channels = splits["train"].x.shape[1]
+    mean, std = raw.mean, raw.std
+    if len(mean) != channels:
+        mean, std = (float(np.mean(mean)),) * channels, (float(np.mean(std)),) * channels
+    return DataBundle(splits["train"], splits["val"], splits["test"], len(classes),
+                      [names[c] for c in classes],
+                      torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1))
+
+
+def _carve(y: np.ndarray, per_class: int, rng: np.random.Generator, field: str) -> tuple[np.ndarray, np.ndarray]:
+    counts = np.bincount(y)
+    if counts.min() <= per_class:
+        raise SpecError(field, f"{per_class} leaves no training images in the smallest class "
+                               f"({int(counts.min())} images); use at most {int(counts.min()) - 1}")
+    val = _per_class_take(y, per_class, rng)
+    return val, np.setdiff1d(np.arange(len(y)), val)
+
+
+def _tensor(x: np.ndarray, y: np.ndarray, spec: pb.DataSpec) -> TensorSplit:
+    x = _convert_color(x, spec.color)
+    return TensorSplit(_resize(torch.from_numpy(np.ascontiguousarray(x)), spec.image_size),
+                       torch.from_numpy(np.ascontiguousarray(y)))

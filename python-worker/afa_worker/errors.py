@@ -1,0 +1,41 @@
+"""Errors the servicer maps to gRPC status codes; each names the field and, where there is a
+closed set, the valid values."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = ["SpecError", "NotFoundError", "BusyError", "SourceMissingError"]
+
+
+def _choices(valid: Iterable[str]) -> str:
+    items = list(valid)
+    if len(items) > 60:
+        # Deep backbones have hundreds of modules; the head of the list still shows the naming.
+        return ", ".join(items[:60]) + f", ... ({len(items)} in all)"
+    return ", ".join(items)
+
+
+class SpecError(ValueError):
+    """A request field is invalid. Maps to INVALID_ARGUMENT."""
+
+    def __init__(self, field: str, problem: str, valid: Iterable[str] | None = None):
+        self.field = field
+        self.problem = problem
+        self.valid = list(valid) if valid is not None else None
+        text = f"{field}: {problem}"
+        if self.valid is not None:
+            text += f" (valid: {_choices(self.valid)})"
+        super().__init__(text)
+
+
+class NotFoundError(LookupError):
+    """An id does not name a live object. Maps to NOT_FOUND."""
+
+
+class BusyError(RuntimeError):
+    """The session is running a stage already. Maps to FAILED_PRECONDITION."""
+
+
+class SourceMissingError(SpecError):
+    """A regulariser needs a frozen source model and the session has none."""

@@ -1,0 +1,66 @@
+"""Attentive Feature Alignment (Xie, Wen, Wang, Wu, Tan; Neural Networks 138, 2021): spatial (AST)
+and channel (ACT) attentive transfer. The attention modules read the source maps and are trained
+jointly with the target network."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from afa_worker.attention import ChannelAttention, SpatialAttention
+from afa_worker.regularizers.base import FeatureDict, Regularizer
+
+__all__ = ["AttentiveSpatialTransfer", "AttentiveChannelTransfer"]
+
+
+class AttentiveSpatialTransfer(Regularizer):
+    """Omega = 0.5/B * sum_l sum_b sum_p (HW * A_p)^2 * ||F_t[:,p] - F_s[:,p]||^2,
+    A = softmax(MLP_s(mean_c F_s)) over positions p."""
+
+    name = "afa_spatial"
+    has_term = True
+    needs_source_features = True
+
+    def __init__(self, alpha: float, layer_shapes: dict[str, tuple[int, int, int]], hidden: int = 0):
+        super().__init__(alpha)
+        # ModuleDict keys cannot hold dots.
+        self._keys = {name: name.replace(".", "__") for name in layer_shapes}
+        self.attention = nn.ModuleDict(
+            {self._keys[n]: SpatialAttention(h, w, hidden) for n, (_c, h, w) in layer_shapes.items()})
+
+    def omega(self, target: FeatureDict, source: FeatureDict) -> torch.Tensor:
+        total = None
+        for name, ft in target.items():
+            fs = source[name].detach().float()
+            weights = self.attention[self._keys[name]](fs)  # (B, HW)
+            self.last_attention[name] = weights.detach()
+            squared = (ft.float() - fs).pow(2).sum(dim=1).flatten(1)  # (B, HW): channel sum per position
+            term = ((weights * squared.shape[1]).pow(2) * squared).sum() / ft.shape[0]
+            total = term if total is None else total + term
+        return 0.5 * total
+
+
+class AttentiveChannelTransfer(Regularizer):
+    """Omega = 0.5/B * sum_l sum_b sum_j C * a_j * ||F_t,j - F_s,j||^2,
+    a = softmax_j(MLP_c(F_s,j) + bias_j) over channels j."""
+
+    name = "afa_channel"
+    has_term = True
+    needs_source_features = True
+
+    def __init__(self, alpha: float, layer_shapes: dict[str, tuple[int, int, int]], hidden: int = 0):
+        super().__init__(alpha)
+        self._keys = {name: name.replace(".", "__") for name in layer_shapes}
+        self.attention = nn.ModuleDict(
+            {self._keys[n]: ChannelAttention(c, h, w, hidden) for n, (c, h, w) in layer_shapes.items()})
+
+    def omega(self, target: FeatureDict, source: FeatureDict) -> torch.Tensor:
+        total = None
+        for name, ft in target.items():
+            fs = source[name].detach().float()
+            weights = self.attention[self._keys[name]](fs)  # (B, C)
+            self.last_attention[name] = weights.detach()
+            squared = (ft.float() - fs).pow(2).flatten(2).sum(dim=2)  # (B, C)
+            term = (weights * squared).sum() * weights.shape[1] / ft.shape[0]
+            total = term if total is None else total + term
+        return 0.5 * total

@@ -1,0 +1,54 @@
+"""What every regulariser shares: the value it returns is Omega (unscaled); the trainer adds
+``alpha * Omega`` to the loss. Feature dictionaries map layer name to (B, C, H, W) maps."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+__all__ = ["Regularizer", "RegularizerContext", "FeatureDict"]
+
+FeatureDict = dict[str, torch.Tensor]
+
+
+@dataclass
+class RegularizerContext:
+    """What a regulariser may need from the session when it is built at the start of a stage."""
+
+    target: nn.Module
+    source: nn.Module | None
+    layers: list[str]
+    layer_shapes: dict[str, tuple[int, int, int]]
+    head_name: str
+    # Labelled target batches (normalised inputs, labels), for DELTA's channel importance.
+    batches: Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]] | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class Regularizer(nn.Module):
+    """Base class. Subclasses set the flags and implement ``omega``."""
+
+    name = "base"
+    #: The trainer runs the frozen source forward and passes its maps.
+    needs_source_features = False
+    #: The target backbone is frozen; only the head trains (L2-FE).
+    freezes_backbone = False
+    #: Omega is not identically zero, so the trainer evaluates it.
+    has_term = False
+
+    def __init__(self, alpha: float = 0.0, weight_decay: float = 0.0):
+        super().__init__()
+        self.alpha = float(alpha)
+        #: Ordinary weight decay the optimiser applies on all weights (plain fine-tuning's only term).
+        self.weight_decay = float(weight_decay)
+        self.last_attention: dict[str, torch.Tensor] = {}
+
+    def omega(self, target: FeatureDict, source: FeatureDict) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, target: FeatureDict, source: FeatureDict) -> torch.Tensor:
+        return self.omega(target, source)
+

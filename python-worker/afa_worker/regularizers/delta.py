@@ -1,0 +1,122 @@
+"""DELTA (Li et al., ICLR 2019): feature alignment weighted by fixed per-channel importance."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from afa_worker.regularizers.base import FeatureDict, Regularizer
+
+__all__ = ["DELTA", "channel_importance"]
+
+
+class DELTA(Regularizer):
+    """Omega = 0.5/B * sum_l sum_j C * a_j * ||F_t,j - F_s,j||^2 / (HW), with a_j fixed.
+
+    Averaged over the batch; the public reference code sums over it, so its alphas equal ours
+    divided by the batch size."""
+
+    name = "delta"
+    has_term = True
+    needs_source_features = True
+
+    def __init__(self, alpha: float, weights: dict[str, torch.Tensor]):
+        super().__init__(alpha)
+        self._keys = {name: name.replace(".", "__") for name in weights}
+        for name, w in weights.items():
+            self.register_buffer(f"w_{self._keys[name]}", w.detach().clone())
+
+    def channel_weights(self, layer: str) -> torch.Tensor:
+        return getattr(self, f"w_{self._keys[layer]}")
+
+    def omega(self, target: FeatureDict, source: FeatureDict) -> torch.Tensor:
+        total = None
+        for name, ft in target.items():
+            fs = source[name].detach().float()
+            weights = self.channel_weights(name)  # (C,)
+            b, c, h, w = ft.shape
+            squared = (ft.float() - fs).pow(2).sum(dim=(0, 2, 3))  # (C,): batch and positions summed
+            term = (c * weights * squared).sum() / (h * w) / b
+            total = term if total is None else total + term
+        return 0.5 * total
+
+
+@torch.no_grad()
+def _mean_loss(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    return torch.stack([F.cross_entropy(model(x), y) for x, y in batches]).mean()
+
+
+def channel_importance(
+    model: nn.Module,
+    head_name: str,
+    layers: list[str],
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+    head_iterations: int,
+    ablation_batches: int,
+    temperature: float,
+    lr: float = 0.01,
+) -> dict[str, torch.Tensor]:
+    """a_j per aligned layer: train the head only on target data (on a copy of the model), then for
+    each channel j zero that layer's output channel and measure the rise in target CE over a few
+    fixed batches; per layer z-normalise the rises and take softmax(z / temperature).
+
+    Zeroing the layer's output channel equals zeroing the conv filter when the layer is a conv
+    without bias (the reference's case) and extends the rule to any module path."""
+    probe = copy.deepcopy(model)
+    head = probe.get_submodule(head_name)
+    for p in probe.parameters():
+        p.requires_grad_(False)
+    for p in head.parameters():
+        p.requires_grad_(True)
+    probe.eval()  # BN statistics stay the source's, as in the frozen extractor
+    optimizer = torch.optim.SGD(head.parameters(), lr=lr, momentum=0.9)
+    for _ in range(head_iterations):
+        x, y = next(batches)
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(probe(x), y).backward()
+        optimizer.step()
+
+    fixed = [next(batches) for _ in range(max(1, ablation_batches))]
+    base = _mean_loss(probe, fixed)
+    weights: dict[str, torch.Tensor] = {}
+    for name in layers:
+        module = probe.get_submodule(name)
+        channel = {"j": -1}
+
+        def zero_channel(_m, _i, out, channel=channel):
+            out = out.clone()
+            out[:, channel["j"]] = 0
+            return out
+
+        handle = module.register_forward_hook(zero_channel)
+        try:
+            rises = []
+            n_channels = _output_channels(probe, module, fixed[0][0])
+            for j in range(n_channels):
+                channel["j"] = j
+                rises.append(_mean_loss(probe, fixed) - base)
+        finally:
+            handle.remove()
+        rise = torch.stack(rises).float()
+        z = (rise - rise.mean()) / (rise.std() + 1e-8)
+        weights[name] = torch.softmax(z / temperature, dim=0)
+    return weights
+
+
+def _output_channels(model: nn.Module, module: nn.Module, x: torch.Tensor) -> int:
+    seen = {}
+
+    def record(_m, _i, out) -> None:  # returning None keeps the module's output
+        seen["c"] = out.shape[1]
+
+    handle = module.register_forward_hook(record)
+    try:
+        with torch.no_grad():
+            model(x[:1])
+    finally:
+        handle.remove()
+    return int(seen["c"])

@@ -1,0 +1,135 @@
+"""The gRPC server: binds loopback by default, prints one handshake line, serves until SIGTERM,
+SIGINT, or (when the SDK spawned it) the parent's end of stdin closing; then drains and exits 0."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import signal
+import threading
+from concurrent import futures
+from dataclasses import dataclass
+
+import grpc
+
+from afa_worker import PROTOCOL_VERSION, __version__
+from afa_worker._gen.afa.v1 import afa_pb2_grpc as pbgrpc
+from afa_worker._gen.grpc.health.v1 import health_pb2_grpc as hgrpc
+from afa_worker.health import NOT_SERVING, SERVING, HealthServicer
+from afa_worker.servicer import AfaWorkerServicer
+
+__all__ = ["ServerOptions", "WorkerServer", "HANDSHAKE_PREFIX", "MAX_MESSAGE_BYTES"]
+
+HANDSHAKE_PREFIX = "AFA_WORKER_READY "
+SERVICE_NAME = "afa.v1.AfaWorker"
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+@dataclass
+class ServerOptions:
+    host: str = "127.0.0.1"
+    port: int = 0
+    token: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    max_workers: int = 8
+    grace_seconds: float = 5.0
+
+
+class _TokenInterceptor(grpc.ServerInterceptor):
+    """Every RPC must carry ``authorization: Bearer <token>``; compared in constant time."""
+
+    def __init__(self, token: str):
+        self._expected = f"Bearer {token}".encode()
+
+        def deny(_request, context):
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong token (set AFA_TOKEN or the token option)")
+
+        self._deny = grpc.unary_unary_rpc_method_handler(deny)
+        self._deny_stream = grpc.unary_stream_rpc_method_handler(deny)
+
+    def intercept_service(self, continuation, handler_call_details):
+        metadata = dict(handler_call_details.invocation_metadata or ())
+        given = str(metadata.get("authorization", "")).encode()
+        if hmac.compare_digest(given, self._expected):
+            return continuation(handler_call_details)
+        handler = continuation(handler_call_details)
+        return self._deny_stream if handler is not None and handler.response_streaming else self._deny
+
+
+class WorkerServer:
+    def __init__(self, options: ServerOptions):
+        if options.host not in LOOPBACK and not options.token:
+            raise ValueError(f"binding {options.host} exposes the worker beyond this machine: pass --token "
+                             "(and --tls-cert/--tls-key) or bind 127.0.0.1")
+        self.options = options
+        interceptors = [_TokenInterceptor(options.token)] if options.token else []
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=options.max_workers), interceptors=interceptors,
+            options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
+        self.servicer = AfaWorkerServicer()
+        self.health = HealthServicer([SERVICE_NAME])
+        pbgrpc.add_AfaWorkerServicer_to_server(self.servicer, self.server)
+        hgrpc.add_HealthServicer_to_server(self.health, self.server)
+        address = f"{options.host}:{options.port}"
+        if options.tls_cert:
+            with open(options.tls_cert, "rb") as c, open(options.tls_key, "rb") as k:
+                creds = grpc.ssl_server_credentials([(k.read(), c.read())])
+            self.port = self.server.add_secure_port(address, creds)
+        else:
+            self.port = self.server.add_insecure_port(address)
+        if self.port == 0:
+            raise OSError(f"cannot bind {address}")
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        self.server.start()
+        self.health.set_all(SERVING)
+
+    def handshake_line(self) -> str:
+        body = {"port": self.port, "host": self.options.host, "protocol": PROTOCOL_VERSION,
+                "version": __version__, "pid": os.getpid(), "tls": bool(self.options.tls_cert)}
+        return HANDSHAKE_PREFIX + json.dumps(body, separators=(",", ":"))
+
+    def request_stop(self, *_args) -> None:
+        self._stop.set()
+
+    def wait(self) -> None:
+        while not self._stop.wait(timeout=0.5):
+            pass
+
+    def shutdown(self) -> None:
+        """NOT_SERVING first (load balancers and the SDK stop sending), then cancel running stages,
+        drain in-flight calls within the grace period."""
+        self.health.set_all(NOT_SERVING)
+        self.servicer.cancel_all()
+        self.health.close()
+        self.server.stop(self.options.grace_seconds).wait()
+
+
+def _watch_stdin(server: WorkerServer) -> None:
+    """The SDK keeps our stdin open; EOF means the parent died (even by SIGKILL), so we go too."""
+    # os.read on the raw fd: a buffered sys.stdin reader in a daemon thread holds a lock that
+    # aborts the interpreter at shutdown.
+    try:
+        while os.read(0, 4096):
+            pass
+    except (OSError, ValueError):
+        pass
+    server.request_stop()
+
+
+def serve(options: ServerOptions, exit_with_stdin: bool = False) -> int:
+    server = WorkerServer(options)
+    signal.signal(signal.SIGTERM, server.request_stop)
+    signal.signal(signal.SIGINT, server.request_stop)
+    server.start()
+    print(server.handshake_line(), flush=True)
+    if exit_with_stdin:
+        threading.Thread(target=_watch_stdin, args=(server,), daemon=True, name="stdin-watch").start()
+    server.wait()
+    server.shutdown()
+    return 0

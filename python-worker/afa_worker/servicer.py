@@ -1,0 +1,161 @@
+"""The AfaWorker servicer: sessions by id, errors mapped to status codes, stages cancelled when
+the client goes away or the server shuts down."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import grpc
+
+from afa_worker._gen.afa.v1 import afa_pb2 as pb
+from afa_worker._gen.afa.v1 import afa_pb2_grpc as pbgrpc
+from afa_worker.checkpoint import save_checkpoint
+from afa_worker.errors import BusyError, NotFoundError, SpecError
+from afa_worker.info import worker_info
+from afa_worker.session import Session, create_session
+from afa_worker.trainer import evaluate, run_stage
+
+__all__ = ["AfaWorkerServicer"]
+
+_SPLITS = {pb.SPLIT_VAL: "val", pb.SPLIT_TEST: "test", pb.SPLIT_TRAIN: "train"}
+
+
+@contextmanager
+def _status_mapping(context: grpc.ServicerContext):
+    """Known errors become their status code with the message; the worker keeps serving."""
+    try:
+        yield
+    except SpecError as exc:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+    except NotFoundError as exc:
+        context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+    except BusyError as exc:
+        context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+    except MemoryError as exc:
+        context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"out of memory: {exc}")
+
+
+class AfaWorkerServicer(pbgrpc.AfaWorkerServicer):
+    def __init__(self) -> None:
+        self._sessions: dict[str, Session] = {}
+        self._guard = threading.Lock()
+        self._stage_cancels: set[threading.Event] = set()
+        self.shutting_down = threading.Event()
+
+    # -------------------------------------------------------------- helpers
+
+    def _session(self, session_id: str) -> Session:
+        with self._guard:
+            session = self._sessions.get(session_id)
+        if session is None:
+            raise NotFoundError(f"session_id: no session {session_id!r} (closed, or created on another worker)")
+        return session
+
+    def cancel_all(self) -> None:
+        """Shutdown: every running stage stops at its next step."""
+        self.shutting_down.set()
+        with self._guard:
+            for event in self._stage_cancels:
+                event.set()
+
+    @contextmanager
+    def _exclusive(self, session: Session, what: str):
+        if not session.lock.acquire(blocking=False):
+            raise BusyError(f"session {session.id} is busy running stage {session.running_stage!r}; "
+                            f"{what} waits until it ends (or cancel it)")
+        try:
+            yield
+        finally:
+            session.lock.release()
+
+    # -------------------------------------------------------------- RPCs
+
+    def GetInfo(self, request, context):  # noqa: N802
+        with self._guard:
+            active = len(self._sessions)
+        return worker_info(active)
+
+    def CreateSession(self, request, context):  # noqa: N802
+        with _status_mapping(context):
+            if self.shutting_down.is_set():
+                context.abort(grpc.StatusCode.UNAVAILABLE, "the worker is shutting down")
+            session = create_session(request)
+            with self._guard:
+                self._sessions[session.id] = session
+            backbone, head = session.parameter_counts()
+            return pb.CreateSessionResponse(
+                session_id=session.id,
+                layers=[pb.LayerInfo(name=n, shape=list(s)) for n, s in session.layer_shapes.items()],
+                backbone_parameters=backbone, head_parameters=head, num_classes=session.data.num_classes,
+                train_size=len(session.data.train), val_size=len(session.data.val) if session.data.val else 0,
+                test_size=len(session.data.test) if session.data.test else 0, device=str(session.device),
+                has_source=session.source is not None)
+
+    def RunStage(self, request, context) -> Iterator[pb.StageEvent]:  # noqa: N802
+        with _status_mapping(context):
+            session = self._session(request.session_id)
+            cancel = threading.Event()
+            context.add_callback(cancel.set)
+            with self._exclusive(session, "RunStage"):
+                session.running_stage = request.stage.name
+                with self._guard:
+                    self._stage_cancels.add(cancel)
+                if self.shutting_down.is_set():
+                    cancel.set()
+                try:
+                    yield from run_stage(session, request.stage, cancel)
+                finally:
+                    session.running_stage = None
+                    with self._guard:
+                        self._stage_cancels.discard(cancel)
+
+    def Evaluate(self, request, context):  # noqa: N802
+        with _status_mapping(context):
+            session = self._session(request.session_id)
+            name = _SPLITS.get(request.split)
+            if name is None:
+                raise SpecError("split", f"unknown split {request.split}", list(_SPLITS.values()))
+            split = getattr(session.data, name)
+            if split is None or len(split) == 0:
+                raise SpecError("split", f"this session's data has no {name} split")
+            with self._exclusive(session, "Evaluate"):
+                loss, acc = evaluate(session, split, request.batch_size or 500)
+            return pb.EvaluateResponse(split=name, loss=loss, accuracy=acc, count=len(split))
+
+    def PromoteTargetToSource(self, request, context):  # noqa: N802
+        with _status_mapping(context):
+            session = self._session(request.session_id)
+            with self._exclusive(session, "PromoteTargetToSource"):
+                copied = session.promote_target_to_source()
+            return pb.PromoteTargetToSourceResponse(tensors_copied=copied)
+
+    def SaveCheckpoint(self, request, context):  # noqa: N802
+        with _status_mapping(context):
+            session = self._session(request.session_id)
+            if not request.path:
+                raise SpecError("path", "a checkpoint path is required")
+            req = session.request
+            metadata = {
+                "backbone": {"name": req.backbone.name, "in_channels": session.data.in_channels,
+                             "width": req.backbone.width, "depth": req.backbone.depth},
+                "num_classes": session.data.num_classes, "class_names": session.data.class_names,
+                "head": session.head_name, "layers": session.layers,
+                "spec": json.loads(req.spec_json) if req.spec_json else None,
+            }
+            with self._exclusive(session, "SaveCheckpoint"):
+                try:
+                    path, meta, size, digest = save_checkpoint(session.target, request.path, metadata)
+                except OSError as exc:
+                    raise SpecError("path", f"cannot write {request.path}: {exc}") from exc
+            return pb.SaveCheckpointResponse(path=path, metadata_path=meta, bytes=size, sha256=digest)
+
+    def CloseSession(self, request, context):  # noqa: N802
+        with _status_mapping(context):
+            session = self._session(request.session_id)
+            with self._exclusive(session, "CloseSession"):
+                with self._guard:
+                    self._sessions.pop(session.id, None)
+            return pb.CloseSessionResponse()

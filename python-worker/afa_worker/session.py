@@ -1,0 +1,122 @@
+"""A session: the source and target models, the aligned layers and the data, held by the worker
+between RPCs. The target starts as a copy of the source with a new head."""
+
+from __future__ import annotations
+
+import copy
+import threading
+import uuid
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from afa_worker._gen.afa.v1 import afa_pb2 as pb
+from afa_worker.backbones import build_backbone, default_layers, head_module, replace_head
+from afa_worker.data import DataBundle, load_data
+from afa_worker.errors import SpecError
+from afa_worker.features import FeatureTap
+from afa_worker.weights import load_into, read_state_dict
+
+__all__ = ["Session", "create_session", "resolve_device"]
+
+
+def resolve_device(name: str) -> torch.device:
+    if not name:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    valid = ["cpu"] + (["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+                       if torch.cuda.is_available() else [])
+    if name not in valid:
+        raise SpecError("device", f"{name!r} is not available on this worker", valid)
+    return torch.device(name)
+
+
+@dataclass
+class Session:
+    id: str
+    request: pb.CreateSessionRequest
+    device: torch.device
+    data: DataBundle
+    target: nn.Module
+    source: nn.Module | None
+    layers: list[str]
+    layer_shapes: dict[str, tuple[int, int, int]]
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    running_stage: str | None = None
+
+    @property
+    def head_name(self) -> str:
+        return self.target.head_name  # type: ignore[return-value]
+
+    def parameter_counts(self) -> tuple[int, int]:
+        head = sum(p.numel() for p in head_module(self.target).parameters())
+        return sum(p.numel() for p in self.target.parameters()) - head, head
+
+    def promote_target_to_source(self) -> int:
+        """AFA stage II: the frozen source becomes the current target (backbone weights and BN
+        statistics); the source keeps no head, since only its feature maps are used."""
+        if self.source is None:
+            self.source = copy.deepcopy(self.target)
+            _freeze(self.source)
+            return len(self.source.state_dict())
+        state = {k: v for k, v in self.target.state_dict().items() if not k.startswith(self.head_name + ".")}
+        self.source.load_state_dict(state, strict=False)
+        return len(state)
+
+
+def _freeze(model: nn.Module) -> None:
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+
+
+def _layer_shapes(model: nn.Module, layers: list[str], sample: torch.Tensor) -> dict[str, tuple[int, int, int]]:
+    was_training = model.training
+    model.eval()
+    with FeatureTap(model, layers) as tap, torch.no_grad():
+        model(sample)
+        maps = tap.take()
+    model.train(was_training)
+    shapes = {}
+    for name in layers:
+        out = maps.get(name)
+        if not isinstance(out, torch.Tensor) or out.dim() != 4:
+            raise SpecError("layers", f"{name!r} does not output a (B, C, H, W) feature map "
+                                      f"(got {None if out is None else tuple(out.shape)})")
+        shapes[name] = tuple(int(s) for s in out.shape[1:])
+    return shapes
+
+
+def create_session(request: pb.CreateSessionRequest) -> Session:
+    device = resolve_device(request.device)
+    if request.num_threads:
+        torch.set_num_threads(request.num_threads)
+    if not request.backbone.name:
+        raise SpecError("backbone.name", "a backbone is required")
+    data = load_data(request.data)
+    in_channels = request.backbone.in_channels or data.in_channels
+    if in_channels != data.in_channels:
+        raise SpecError("backbone.in_channels", f"{in_channels} does not match the data's {data.in_channels} "
+                                                "channels; set data.color to convert")
+    gen_state = torch.random.get_rng_state()
+    torch.manual_seed(request.seed)
+    try:
+        model = build_backbone(request.backbone.name, data.num_classes, in_channels,
+                               request.backbone.width, request.backbone.depth)
+    finally:
+        torch.random.set_rng_state(gen_state)
+    source = None
+    if request.source_weights:
+        load_into(model, read_state_dict(request.source_weights), model.head_name, request.source_weights)
+        if not request.no_source:
+            source = copy.deepcopy(model)
+            _freeze(source)
+    replace_head(model, data.num_classes, request.seed)
+    layers = list(request.layers) or default_layers(request.backbone.name, request.backbone.depth)
+    sample = data.normalise(data.train.x[:2])
+    layer_shapes = _layer_shapes(model, layers, sample) if layers else {}
+    if device.type == "cuda":
+        model = model.to(device, memory_format=torch.channels_last)
+        source = source.to(device, memory_format=torch.channels_last) if source is not None else None
+    session = Session(uuid.uuid4().hex, request, device, data.to(device), model, source, layers, layer_shapes)
+    return session

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from afa_worker._gen.afa.v1 import afa_pb2_grpc as pbgrpc
+from afa_worker._gen.grpc.health.v1 import health_pb2_grpc as hgrpc
+from afa_worker.runtime import configure_torch
+from afa_worker.server import ServerOptions, WorkerServer
+
+configure_torch(threads=1)
+
+
+@pytest.fixture
+def server():
+    srv = WorkerServer(ServerOptions(port=0, grace_seconds=1.0))
+    srv.start()
+    yield srv
+    srv.shutdown()
+
+
+@pytest.fixture
+def channel(server):
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as ch:
+        yield ch
+
+
+@pytest.fixture
+def stub(channel):
+    return pbgrpc.AfaWorkerStub(channel)
+
+
+@pytest.fixture
+def health_stub(channel):
+    return hgrpc.HealthStub(channel)

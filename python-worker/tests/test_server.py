@@ -1,0 +1,87 @@
+"""The servicer in-process over a real channel, the handshake, and health through shutdown."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import grpc
+import pytest
+
+from afa_worker import PROTOCOL_VERSION
+from afa_worker._gen.afa.v1 import afa_pb2 as pb
+from afa_worker._gen.grpc.health.v1 import health_pb2 as hpb
+from afa_worker.server import HANDSHAKE_PREFIX, ServerOptions, WorkerServer
+
+SERVING = hpb.HealthCheckResponse.SERVING
+NOT_SERVING = hpb.HealthCheckResponse.NOT_SERVING
+
+
+def test_get_info_lists_versions_devices_and_choices(stub):
+    info = stub.GetInfo(pb.GetInfoRequest())
+    assert info.protocol_version == PROTOCOL_VERSION
+    assert info.torch_version and info.python_version
+    assert info.devices[0].kind == "cpu"
+    assert info.cpu_threads == 1
+    assert {"small_resnet", "resnet50", "resnet101", "mobilenet_v2"} <= set(info.backbones)
+    assert set(info.regularizers) == {"none", "l2fe", "l2sp", "feature_map", "delta", "afa_spatial", "afa_channel"}
+    assert info.active_sessions == 0
+
+
+def test_handshake_line_carries_port_and_protocol(server):
+    line = server.handshake_line()
+    assert line.startswith(HANDSHAKE_PREFIX)
+    body = json.loads(line[len(HANDSHAKE_PREFIX):])
+    assert body["port"] == server.port and body["protocol"] == PROTOCOL_VERSION and body["host"] == "127.0.0.1"
+
+
+def test_unknown_session_is_not_found_and_worker_keeps_serving(stub):
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Evaluate(pb.EvaluateRequest(session_id="nope"))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "session_id" in err.value.details()
+    assert stub.GetInfo(pb.GetInfoRequest()).protocol_version == PROTOCOL_VERSION
+
+
+def test_health_serving_then_not_serving_through_shutdown():
+    srv = WorkerServer(ServerOptions(port=0, grace_seconds=1.0))
+    from afa_worker._gen.grpc.health.v1 import health_pb2_grpc as hgrpc
+
+    # Before start: NOT_SERVING is the initial state of every service.
+    assert srv.health._status[""] == NOT_SERVING
+    srv.start()
+    with grpc.insecure_channel(f"127.0.0.1:{srv.port}") as ch:
+        health = hgrpc.HealthStub(ch)
+        assert health.Check(hpb.HealthCheckRequest(service="")).status == SERVING
+        assert health.Check(hpb.HealthCheckRequest(service="afa.v1.AfaWorker")).status == SERVING
+        watch = health.Watch(hpb.HealthCheckRequest(service="afa.v1.AfaWorker"))
+        seen = [next(watch).status]
+        collector = threading.Thread(target=lambda: seen.extend(r.status for r in watch))
+        collector.start()
+        srv.shutdown()
+        collector.join(timeout=10)
+    assert seen[0] == SERVING
+    assert NOT_SERVING in seen[1:], seen
+
+
+def test_non_loopback_bind_requires_a_token():
+    with pytest.raises(ValueError, match="--token"):
+        WorkerServer(ServerOptions(host="0.0.0.0", port=0))
+
+
+def test_token_is_required_on_every_call():
+    srv = WorkerServer(ServerOptions(port=0, token="s3cret", grace_seconds=0.5))
+    srv.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{srv.port}") as ch:
+            from afa_worker._gen.afa.v1 import afa_pb2_grpc as pbgrpc
+
+            stub = pbgrpc.AfaWorkerStub(ch)
+            for metadata in [(), (("authorization", "Bearer wrong"),)]:
+                with pytest.raises(grpc.RpcError) as err:
+                    stub.GetInfo(pb.GetInfoRequest(), metadata=metadata)
+                assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            ok = stub.GetInfo(pb.GetInfoRequest(), metadata=(("authorization", "Bearer s3cret"),))
+            assert ok.protocol_version == PROTOCOL_VERSION
+    finally:
+        srv.shutdown()

@@ -1,0 +1,87 @@
+// A client built at run time from proto/ (no generated code) talks to the real worker: the
+// committed stubs and the contract agree, and the health service speaks the standard wire format.
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { expect } from 'chai';
+import { execa } from 'execa';
+import type { Worker } from '../ts-sdk/src/index.js';
+import { startTestWorker } from './helpers.js';
+
+type Callback<T> = (error: grpc.ServiceError | null, response: T) => void;
+type DynamicClient = grpc.Client & Record<string, (req: object, cb: Callback<Record<string, unknown>>) => void>;
+
+function loadDynamic(address: string): { afa: DynamicClient; health: DynamicClient } {
+  const definition = protoLoader.loadSync(['afa/v1/afa.proto', 'grpc/health/v1/health.proto'], {
+    includeDirs: ['proto'],
+    keepCase: true,
+    longs: Number,
+    enums: String,
+    defaults: true,
+    oneofs: true,
+  });
+  const loaded = grpc.loadPackageDefinition(definition) as unknown as {
+    afa: { v1: { AfaWorker: new (a: string, c: grpc.ChannelCredentials) => DynamicClient } };
+    grpc: { health: { v1: { Health: new (a: string, c: grpc.ChannelCredentials) => DynamicClient } } };
+  };
+  const creds = grpc.credentials.createInsecure();
+  return { afa: new loaded.afa.v1.AfaWorker(address, creds), health: new loaded.grpc.health.v1.Health(address, creds) };
+}
+
+function call<T>(client: DynamicClient, method: string, request: object): Promise<T> {
+  return new Promise((resolve, reject) => client[method]!(request, (e, r) => (e ? reject(e) : resolve(r as T))));
+}
+
+describe('contract: dynamic proto-loader client against the real worker', () => {
+  let worker: Worker;
+  before(async () => {
+    worker = await startTestWorker();
+  });
+  after(async () => {
+    await worker.stop();
+  });
+
+  it('GetInfo answers the dynamic client with the same fields as the generated one', async () => {
+    const { afa } = loadDynamic(worker.address);
+    const dynamic = await call<Record<string, unknown>>(afa, 'GetInfo', {});
+    const generated = await worker.info();
+    expect(dynamic.protocol_version).to.equal(generated.protocolVersion);
+    expect(dynamic.torch_version).to.equal(generated.torchVersion);
+    expect(dynamic.backbones).to.deep.equal(generated.backbones);
+    expect(dynamic.regularizers).to.deep.equal(generated.regularizers);
+    afa.close();
+  });
+
+  it('health Check reports SERVING for the server and the AfaWorker service, NOT_FOUND for others', async () => {
+    const { health } = loadDynamic(worker.address);
+    expect((await call<{ status: string }>(health, 'Check', { service: '' })).status).to.equal('SERVING');
+    expect((await call<{ status: string }>(health, 'Check', { service: 'afa.v1.AfaWorker' })).status).to.equal('SERVING');
+    try {
+      await call(health, 'Check', { service: 'no.such.Service' });
+      expect.fail('unknown service must fail');
+    } catch (error) {
+      expect((error as grpc.ServiceError).code).to.equal(grpc.status.NOT_FOUND);
+    }
+    health.close();
+  });
+
+  it('a bad spec from the dynamic client gets INVALID_ARGUMENT naming the field and the valid values', async () => {
+    const { afa } = loadDynamic(worker.address);
+    try {
+      await call(afa, 'CreateSession', { backbone: { name: 'no_such_net' }, data: { mnist: {} } });
+      expect.fail('unknown backbone must be rejected');
+    } catch (error) {
+      const e = error as grpc.ServiceError;
+      expect(e.code).to.equal(grpc.status.INVALID_ARGUMENT);
+      expect(e.details).to.match(/^backbone\.name: unknown backbone 'no_such_net' \(valid: small_resnet, resnet18/);
+    }
+    afa.close();
+  });
+});
+
+describe('codegen', () => {
+  it('the committed generated code is what proto/ generates now', async function () {
+    this.timeout(60_000);
+    const result = await execa('scripts/check-proto.sh', { reject: false, all: true });
+    expect(result.exitCode, String(result.all)).to.equal(0);
+  });
+});

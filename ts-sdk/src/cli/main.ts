@@ -1,0 +1,16 @@
+#!/usr/bin/env node
+/** The `afa` command line. */
+import { Command } from 'commander';
+import { registerInfo } from './info.js';
+import { registerWorker } from './worker.js';
+import { EXIT } from './exit.js';
+
+const program = new Command();
+program.name('afa').description('Transfer learning by Attentive Feature Alignment, driven from TypeScript').version('0.1.0');
+registerInfo(program);
+registerWorker(program);
+
+program.parseAsync(process.argv).catch((error: unknown) => {
+  console.error(`afa: ${error instanceof Error ? error.message : String(error)}`);
+  process.exitCode = EXIT.FAILURE;
+});

@@ -1,0 +1,128 @@
+/**
+ * A typed client for one worker address: every RPC of `afa.v1.AfaWorker` and the health service,
+ * as promises and async iterables with typed errors.
+ */
+import { ChannelCredentials, Metadata, credentials as grpcCredentials, type ChannelOptions } from '@grpc/grpc-js';
+import {
+  AfaWorkerClient,
+  type CreateSessionRequest,
+  type CreateSessionResponse,
+  type EvaluateResponse,
+  type PromoteTargetToSourceResponse,
+  type SaveCheckpointResponse,
+  type Split,
+  type StageEvent,
+  type StageSpec,
+  type WorkerInfo,
+} from '../gen/afa/v1/afa.js';
+import {
+  HealthCheckResponse_ServingStatus as ServingStatus,
+  HealthClient,
+} from '../gen/grpc/health/v1/health.js';
+import { defaultTranslator, serverStream, unary, type CallOptions, type ErrorTranslator } from './calls.js';
+
+export const AFA_SERVICE = 'afa.v1.AfaWorker';
+/** Matches the worker's limit; larger messages are refused with RESOURCE_EXHAUSTED. */
+export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
+
+export interface ClientOptions {
+  /** Bearer token sent with every call. @default process.env.AFA_TOKEN */
+  token?: string;
+  /** TLS: PEM root certificates (or `true` for the system roots). @default insecure on loopback */
+  tls?: boolean | { rootCerts?: Buffer };
+  /** Turns errors into typed ones; the worker handle supplies one that detects crashes. */
+  translate?: ErrorTranslator;
+}
+
+export { ServingStatus };
+
+export class WorkerClient {
+  readonly address: string;
+  private readonly afa: AfaWorkerClient;
+  private readonly health: HealthClient;
+  private readonly metadata: Metadata;
+  private readonly translate: ErrorTranslator;
+
+  constructor(address: string, options: ClientOptions = {}) {
+    this.address = address;
+    const creds: ChannelCredentials = options.tls
+      ? grpcCredentials.createSsl(typeof options.tls === 'object' ? options.tls.rootCerts : undefined)
+      : grpcCredentials.createInsecure();
+    const channelOptions: ChannelOptions = {
+      'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+      'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+    };
+    this.afa = new AfaWorkerClient(address, creds, channelOptions);
+    // One channel for both services would need the channelOverride option; two are cheap on loopback.
+    this.health = new HealthClient(address, creds, channelOptions);
+    this.metadata = new Metadata();
+    const token = options.token ?? process.env.AFA_TOKEN;
+    if (token) this.metadata.set('authorization', `Bearer ${token}`);
+    this.translate = options.translate ?? defaultTranslator;
+  }
+
+  getInfo(options: CallOptions = {}): Promise<WorkerInfo> {
+    return unary('GetInfo', this.afa.getInfo.bind(this.afa), {}, this.metadata, options, this.translate);
+  }
+
+  createSession(request: CreateSessionRequest, options: CallOptions = {}): Promise<CreateSessionResponse> {
+    return unary('CreateSession', this.afa.createSession.bind(this.afa), request, this.metadata, options, this.translate);
+  }
+
+  /** Streams one stage's events; the last one is the summary. */
+  runStage(sessionId: string, stage: StageSpec, options: CallOptions = {}): AsyncGenerator<StageEvent, void, undefined> {
+    return serverStream('RunStage', () => this.afa.runStage({ sessionId, stage }, this.metadata), options, this.translate);
+  }
+
+  evaluate(sessionId: string, split: Split, options: CallOptions & { batchSize?: number } = {}): Promise<EvaluateResponse> {
+    const request = { sessionId, split, batchSize: options.batchSize ?? 0 };
+    return unary('Evaluate', this.afa.evaluate.bind(this.afa), request, this.metadata, options, this.translate);
+  }
+
+  promoteTargetToSource(sessionId: string, options: CallOptions = {}): Promise<PromoteTargetToSourceResponse> {
+    return unary('PromoteTargetToSource', this.afa.promoteTargetToSource.bind(this.afa), { sessionId }, this.metadata, options, this.translate);
+  }
+
+  saveCheckpoint(sessionId: string, path: string, options: CallOptions = {}): Promise<SaveCheckpointResponse> {
+    return unary('SaveCheckpoint', this.afa.saveCheckpoint.bind(this.afa), { sessionId, path }, this.metadata, options, this.translate);
+  }
+
+  async closeSession(sessionId: string, options: CallOptions = {}): Promise<void> {
+    await unary('CloseSession', this.afa.closeSession.bind(this.afa), { sessionId }, this.metadata, options, this.translate);
+  }
+
+  /** The health status of `service` ("" = the whole server). */
+  async checkHealth(service = '', options: CallOptions = {}): Promise<ServingStatus> {
+    const response = await unary('Health.Check', this.health.check.bind(this.health), { service }, this.metadata, options, this.translate);
+    return response.status;
+  }
+
+  /** Health status changes as an async iterator (the standard Watch RPC). */
+  watchHealth(service = '', options: CallOptions = {}): AsyncGenerator<ServingStatus, void, undefined> {
+    const stream = serverStream('Health.Watch', () => this.health.watch({ service }, this.metadata), options, this.translate);
+    return (async function* () {
+      for await (const response of stream) yield response.status;
+    })();
+  }
+
+  /** Polls Check until SERVING or the deadline; resolves false on timeout. */
+  async waitForServing(timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+    const until = Date.now() + timeoutMs;
+    while (Date.now() < until) {
+      signal?.throwIfAborted();
+      try {
+        const status = await this.checkHealth(AFA_SERVICE, { timeoutMs: Math.max(50, Math.min(1000, until - Date.now())), signal });
+        if (status === ServingStatus.SERVING) return true;
+      } catch {
+        // not up yet
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return false;
+  }
+
+  close(): void {
+    this.afa.close();
+    this.health.close();
+  }
+}

@@ -1,0 +1,174 @@
+/**
+ * Typed errors of the SDK. Every error is an {@link AfaError}; `instanceof` works across two copies
+ * of the package (a brand symbol from the global registry, not object identity).
+ */
+import { status as GrpcStatus } from '@grpc/grpc-js';
+
+const brands = new WeakMap<object, symbol>();
+
+function brandOf(cls: object): symbol | undefined {
+  return brands.get(cls);
+}
+
+/** Registers `cls` so `value instanceof cls` holds for any object carrying the class's brand. */
+function branded<T extends abstract new (...args: never[]) => Error>(name: string, cls: T): T {
+  const brand = Symbol.for(`afa-transfer.error.${name}`);
+  brands.set(cls, brand);
+  Object.defineProperty(cls.prototype, brand, { value: true, enumerable: false });
+  Object.defineProperty(cls.prototype, 'name', { value: name, enumerable: false, writable: true });
+  return cls;
+}
+
+export class AfaError extends Error {
+  static override [Symbol.hasInstance](this: object, value: unknown): boolean {
+    const brand = brandOf(this);
+    if (brand === undefined) return Function.prototype[Symbol.hasInstance].call(this, value);
+    return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[brand] === true;
+  }
+
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+branded('AfaError', AfaError);
+
+/** A call in the wrong lifecycle state (e.g. `run` on a stopped worker). */
+export class IllegalStateError extends AfaError {}
+branded('IllegalStateError', IllegalStateError);
+
+/** The worker process could not be started or did not become healthy in time. */
+export class WorkerStartError extends AfaError {
+  constructor(
+    message: string,
+    /** The last lines the worker wrote to stderr. */
+    readonly stderrTail: string,
+    readonly exitCode?: number | null,
+    options?: { cause?: unknown },
+  ) {
+    super(stderrTail ? `${message}\n--- worker stderr (tail) ---\n${stderrTail}` : message, options);
+  }
+}
+branded('WorkerStartError', WorkerStartError);
+
+/** The worker process died while a call was in flight. */
+export class WorkerCrashedError extends AfaError {
+  constructor(
+    message: string,
+    readonly stderrTail: string,
+    readonly exitCode: number | null,
+    readonly signal: string | null,
+    options?: { cause?: unknown },
+  ) {
+    super(stderrTail ? `${message}\n--- worker stderr (tail) ---\n${stderrTail}` : message, options);
+  }
+}
+branded('WorkerCrashedError', WorkerCrashedError);
+
+/** A gRPC call failed; `code` is the gRPC status code, `details` the worker's message. */
+export class WorkerCallError extends AfaError {
+  constructor(
+    readonly method: string,
+    readonly code: number,
+    readonly details: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${method}: ${details || GrpcStatus[code] || `status ${code}`}`, options);
+  }
+}
+branded('WorkerCallError', WorkerCallError);
+
+/**
+ * The worker rejected a spec (INVALID_ARGUMENT). `field` names the offending field and `valid`
+ * lists the valid values where there is a closed set.
+ */
+export class SpecError extends WorkerCallError {
+  readonly field: string;
+  readonly valid: readonly string[] | undefined;
+  constructor(method: string, details: string, options?: { cause?: unknown; field?: string; valid?: string[] }) {
+    super(method, GrpcStatus.INVALID_ARGUMENT, details, options);
+    const parsed = parseSpecDetails(details);
+    this.field = options?.field ?? parsed.field;
+    this.valid = options?.valid ?? parsed.valid;
+    this.message = details;
+  }
+}
+branded('SpecError', SpecError);
+
+export class NotFoundError extends WorkerCallError {}
+branded('NotFoundError', NotFoundError);
+
+/** The session is busy with another stage (FAILED_PRECONDITION). */
+export class SessionBusyError extends WorkerCallError {}
+branded('SessionBusyError', SessionBusyError);
+
+export class UnauthenticatedError extends WorkerCallError {}
+branded('UnauthenticatedError', UnauthenticatedError);
+
+export class DeadlineExceededError extends WorkerCallError {}
+branded('DeadlineExceededError', DeadlineExceededError);
+
+/** The worker could not be reached or is shutting down (UNAVAILABLE). */
+export class WorkerUnavailableError extends WorkerCallError {}
+branded('WorkerUnavailableError', WorkerUnavailableError);
+
+export class ResourceExhaustedError extends WorkerCallError {}
+branded('ResourceExhaustedError', ResourceExhaustedError);
+
+/** The caller cancelled (AbortSignal) or the call was cancelled. */
+export class CancelledError extends WorkerCallError {}
+branded('CancelledError', CancelledError);
+
+/** A stage ended without completing (diverged); the summary is attached. */
+export class StageFailedError extends AfaError {
+  constructor(
+    message: string,
+    readonly stage: string,
+    readonly status: string,
+  ) {
+    super(message);
+  }
+}
+branded('StageFailedError', StageFailedError);
+
+/** "field: problem (valid: a, b, c)" -> its parts; the worker writes spec errors in this shape. */
+export function parseSpecDetails(details: string): { field: string; valid: string[] | undefined } {
+  const field = /^([A-Za-z0-9_.[\]]+):\s/.exec(details)?.[1] ?? '';
+  const validText = /\(valid: (.*)\)\s*$/s.exec(details)?.[1];
+  const valid = validText?.split(', ').map((v) => v.trim());
+  return { field, valid };
+}
+
+interface GrpcLikeError {
+  code?: number;
+  details?: string;
+  message?: string;
+}
+
+/** Maps a gRPC error to the typed error for its status code. */
+export function fromGrpcError(method: string, error: unknown): AfaError {
+  if (error instanceof AfaError) return error;
+  const e = (error ?? {}) as GrpcLikeError;
+  const code = typeof e.code === 'number' ? e.code : GrpcStatus.UNKNOWN;
+  const details = e.details ?? e.message ?? String(error);
+  const options = { cause: error };
+  switch (code) {
+    case GrpcStatus.INVALID_ARGUMENT:
+      return new SpecError(method, details, options);
+    case GrpcStatus.NOT_FOUND:
+      return new NotFoundError(method, code, details, options);
+    case GrpcStatus.FAILED_PRECONDITION:
+      return new SessionBusyError(method, code, details, options);
+    case GrpcStatus.UNAUTHENTICATED:
+      return new UnauthenticatedError(method, code, details, options);
+    case GrpcStatus.DEADLINE_EXCEEDED:
+      return new DeadlineExceededError(method, code, details, options);
+    case GrpcStatus.UNAVAILABLE:
+      return new WorkerUnavailableError(method, code, details, options);
+    case GrpcStatus.RESOURCE_EXHAUSTED:
+      return new ResourceExhaustedError(method, code, details, options);
+    case GrpcStatus.CANCELLED:
+      return new CancelledError(method, code, details, options);
+    default:
+      return new WorkerCallError(method, code, details, options);
+  }
+}

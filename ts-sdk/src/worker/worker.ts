@@ -1,0 +1,195 @@
+/**
+ * A handle on one worker: spawned and owned (`Worker.start`) or attached by address
+ * (`Worker.connect`). Lifecycle: STARTING -> RUNNING -> STOPPING -> STOPPED, or FAILED when a
+ * spawned worker dies on its own.
+ */
+import type { ResultPromise } from 'execa';
+import { WorkerClient, type ClientOptions } from '../client/client.js';
+import { fromGrpcError, IllegalStateError, WorkerCrashedError, WorkerStartError, type AfaError } from '../errors.js';
+import type { WorkerInfo } from '../gen/afa/v1/afa.js';
+import { resolvePython } from './python.js';
+import { spawnWorker, TailBuffer, type Handshake } from './process.js';
+import { status as GrpcStatus } from '@grpc/grpc-js';
+
+export type WorkerState = 'STARTING' | 'RUNNING' | 'STOPPING' | 'STOPPED' | 'FAILED';
+
+export interface WorkerStartOptions {
+  /** Python interpreter with the worker's dependencies. @default $AFA_PYTHON, then the project's venv */
+  python?: string;
+  /** torch CPU threads in the worker. @default torch's choice */
+  threads?: number;
+  /** Milliseconds to wait for the handshake and health SERVING. @default 60000 */
+  startTimeoutMs?: number;
+  /** Milliseconds `stop()` waits for a graceful exit before SIGKILL. @default 10000 */
+  stopTimeoutMs?: number;
+  /** Extra environment for the worker process. @default {} */
+  env?: Record<string, string>;
+  /** Receives the worker's stderr (its log). @default dropped, but the tail is kept for errors */
+  onStderr?: (chunk: string) => void;
+  /** Aborts a slow start. */
+  signal?: AbortSignal;
+}
+
+export type WorkerStartOptionsWithDefaults = Required<Omit<WorkerStartOptions, 'python' | 'threads' | 'onStderr' | 'signal'>> &
+  Pick<WorkerStartOptions, 'python' | 'threads' | 'onStderr' | 'signal'>;
+
+export interface WorkerConnectOptions extends ClientOptions {
+  /** Milliseconds to wait for health SERVING. @default 10000 */
+  timeoutMs?: number;
+}
+
+function withStartDefaults(options: WorkerStartOptions): WorkerStartOptionsWithDefaults {
+  return { startTimeoutMs: 60_000, stopTimeoutMs: 10_000, env: {}, ...options };
+}
+
+/** Codes a dying process produces on in-flight calls. */
+const CRASH_CODES = new Set<number>([GrpcStatus.UNAVAILABLE, GrpcStatus.INTERNAL, GrpcStatus.UNKNOWN, GrpcStatus.CANCELLED]);
+
+export class Worker {
+  private _state: WorkerState = 'STARTING';
+  private readonly transitions: Array<{ state: WorkerState; at: number }> = [];
+  private exitInfo: { exitCode: number | null; signal: string | null } | undefined;
+  /** Resolves when a spawned worker's process has exited (immediately for an attached one). */
+  readonly exited: Promise<void>;
+  readonly client: WorkerClient;
+
+  private constructor(
+    readonly address: string,
+    clientOptions: ClientOptions,
+    private readonly child?: ResultPromise,
+    private readonly stderr?: TailBuffer,
+    readonly handshake?: Handshake,
+    private readonly stopTimeoutMs = 10_000,
+  ) {
+    this.client = new WorkerClient(address, { ...clientOptions, translate: (m, e) => this.translate(m, e) });
+    this.exited = child
+      ? child.then((result) => {
+          this.exitInfo = { exitCode: result.exitCode ?? null, signal: result.signal ?? null };
+          if (this._state === 'RUNNING' || this._state === 'STARTING') this.setState('FAILED');
+        })
+      : Promise.resolve();
+  }
+
+  /** Spawns a worker on 127.0.0.1 with a free port and waits until it serves. */
+  static async start(options: WorkerStartOptions = {}): Promise<Worker> {
+    const opts = withStartDefaults(options);
+    const python = resolvePython(opts.python);
+    const started = Date.now();
+    const spawned = await spawnWorker({
+      python,
+      threads: opts.threads,
+      env: opts.env,
+      onStderr: opts.onStderr,
+      startTimeoutMs: opts.startTimeoutMs,
+      signal: opts.signal,
+    });
+    const address = `127.0.0.1:${spawned.handshake.port}`;
+    const worker = new Worker(address, {}, spawned.child, spawned.stderr, spawned.handshake, opts.stopTimeoutMs);
+    const remaining = Math.max(1000, opts.startTimeoutMs - (Date.now() - started));
+    const serving = await Promise.race([worker.client.waitForServing(remaining, opts.signal), worker.exited.then(() => false)]);
+    if (!serving) {
+      await worker.kill();
+      throw new WorkerStartError(`the worker at ${address} did not report SERVING within ${remaining} ms`, spawned.stderr.tail());
+    }
+    worker.setState('RUNNING');
+    return worker;
+  }
+
+  /** Attaches to a running worker (e.g. `afa-worker serve --host 0.0.0.0 --token ...` elsewhere). */
+  static async connect(address: string, options: WorkerConnectOptions = {}): Promise<Worker> {
+    const worker = new Worker(address, options);
+    const serving = await worker.client.waitForServing(options.timeoutMs ?? 10_000);
+    if (!serving) {
+      worker.client.close();
+      worker.setState('FAILED');
+      // One real call to surface the reason (UNAUTHENTICATED, UNAVAILABLE, ...).
+      await worker.client.getInfo({ timeoutMs: 2000 });
+      throw new WorkerStartError(`the worker at ${address} is not SERVING`, '');
+    }
+    worker.setState('RUNNING');
+    return worker;
+  }
+
+  get state(): WorkerState {
+    return this._state;
+  }
+
+  /** The spawned process id (undefined for an attached worker). */
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  /** The last lines the spawned worker wrote to stderr. */
+  stderrTail(lines = 40): string {
+    return this.stderr?.tail(lines) ?? '';
+  }
+
+  get history(): ReadonlyArray<{ state: WorkerState; at: number }> {
+    return this.transitions;
+  }
+
+  private setState(state: WorkerState): void {
+    this._state = state;
+    this.transitions.push({ state, at: Date.now() });
+  }
+
+  /** Throws `IllegalStateError` unless the worker is RUNNING. */
+  assertRunning(what: string): void {
+    if (this._state !== 'RUNNING') {
+      if (this._state === 'FAILED' && this.exitInfo) throw this.crashError(what);
+      throw new IllegalStateError(`${what}: the worker is ${this._state}, not RUNNING`);
+    }
+  }
+
+  async info(options: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<WorkerInfo> {
+    this.assertRunning('info');
+    return this.client.getInfo({ timeoutMs: 10_000, ...options });
+  }
+
+  private crashError(method: string, cause?: unknown): WorkerCrashedError {
+    const how = this.exitInfo?.signal ? `killed by ${this.exitInfo.signal}` : `exit code ${this.exitInfo?.exitCode}`;
+    return new WorkerCrashedError(`${method}: the worker process died (${how})`, this.stderrTail(), this.exitInfo?.exitCode ?? null,
+      this.exitInfo?.signal ?? null, { cause });
+  }
+
+  /** A call failing because the process died becomes a WorkerCrashedError with the stderr tail. */
+  private async translate(method: string, error: unknown): Promise<AfaError> {
+    const code = (error as { code?: number }).code;
+    if (this.child && typeof code === 'number' && CRASH_CODES.has(code) && this._state !== 'STOPPING') {
+      // The call's failure can arrive a moment before the exit event.
+      await Promise.race([this.exited, new Promise((r) => setTimeout(r, 1500))]);
+      if (this.exitInfo) return this.crashError(method, error);
+    }
+    return fromGrpcError(method, error);
+  }
+
+  /** Graceful stop: SIGTERM (the worker cancels streams and drains), then SIGKILL after the timeout. */
+  async stop(): Promise<void> {
+    if (this._state === 'STOPPED') return;
+    const wasFailed = this._state === 'FAILED';
+    this.setState('STOPPING');
+    this.client.close();
+    if (this.child && !this.exitInfo && !wasFailed) {
+      this.child.kill('SIGTERM');
+      const timedOut = await Promise.race([
+        this.exited.then(() => false),
+        new Promise<boolean>((r) => setTimeout(() => r(true), this.stopTimeoutMs).unref()),
+      ]);
+      if (timedOut) await this.kill();
+    }
+    this.setState('STOPPED');
+  }
+
+  /** Immediate SIGKILL of a spawned worker (no drain). */
+  async kill(): Promise<void> {
+    if (this.child && !this.exitInfo) {
+      this.child.kill('SIGKILL');
+      await this.exited;
+    }
+    this.client.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+}
