@@ -30,3 +30,6 @@ export function startTestWorker(options: WorkerStartOptions = {}): Promise<Worke
 export function tempDir(prefix = 'afa-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
+
+/** The `afa` CLI from source, as a user runs it (node + tsx, no build step). */
+export const AFA_CLI = [process.execPath, ['--import', 'tsx', 'ts-sdk/src/cli/main.ts']] as const;

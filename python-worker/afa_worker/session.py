@@ -65,7 +65,19 @@ class Session:
 
 
 def _freeze(model: nn.Module) -> None:
+    """Frozen source: no gradients, and batch norm normalising with the batch's own statistics
+    (momentum 0, so the stored statistics never change) exactly as the target's does in training.
+
+    This departs from running the source in eval mode: with eval-mode BN the source normalises the
+    target data with the source data's statistics, so even at the first step, when target and
+    source weights are equal, the maps differ (Omega was ~3000 on Fashion-MNIST -> MNIST at width
+    16) and the alignment term pulls towards an artefact of the domain gap instead of the source's
+    features. With matching BN modes Omega starts at 0, as the method assumes."""
     model.eval()
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.train()
+            module.momentum = 0.0
     for p in model.parameters():
         p.requires_grad_(False)
 

@@ -4,11 +4,19 @@
  *
  * @example
  * ```ts
- * import { Worker } from 'afa-transfer';
+ * import { Worker, experiment, backbone, data, pretrain, afa } from 'afa-transfer';
  *
+ * const spec = experiment({
+ *   name: 'fashion-to-mnist-10',
+ *   backbone: backbone.smallResNet({ width: 32 }),
+ *   source: pretrain({ data: data.fashionMnist(), iterations: 1500 }),
+ *   target: data.mnist({ labelsPerClass: 10, valPerClass: 10 }),
+ *   schedule: afa({ spatial: { alpha: 0.001, iterations: 150 }, channel: { alpha: 0.01, iterations: 150 } }),
+ * });
  * await using worker = await Worker.start();
- * const info = await worker.info();
- * console.log(info.torchVersion, info.backbones);
+ * const run = worker.run(spec, { signal: AbortSignal.timeout(600_000) });
+ * for await (const event of run.events) if (event.type === 'eval') console.log(event.stage, event.accuracy);
+ * console.log((await run.result).testAccuracy);
  * ```
  */
 export { Worker } from './worker/worker.js';
@@ -36,3 +44,39 @@ export {
   StageFailedError,
 } from './errors.js';
 export * as proto from './gen/afa/v1/afa.js';
+
+export { backbone, BACKBONE_NAMES } from './dsl/backbone.js';
+export type { BackboneSpec, BackboneName, BackboneOptions, SmallResNetOptions } from './dsl/backbone.js';
+export { data, DATA_KINDS } from './dsl/data.js';
+export type { DataSpec, FashionMnistData, MnistData, ImageFolderData, SamplingOptions, ColorMode } from './dsl/data.js';
+export {
+  noRegularizer,
+  l2fe,
+  l2sp,
+  featureMap,
+  delta,
+  afaSpatial,
+  afaChannel,
+  needsSource,
+  REGULARIZER_KINDS,
+  DEFAULT_WEIGHT_DECAY,
+} from './dsl/regularizers.js';
+export type { RegularizerSpec, RegularizerKind } from './dsl/regularizers.js';
+export { stage, promoteTargetToSource, sgd, adam, lr, PAPER_BETA } from './dsl/stage.js';
+export type { StageSpec, StageOptions, PromoteStep, ScheduleStep, OptimizerSpec, LrScheduleSpec } from './dsl/stage.js';
+export { afa, baseline, PAPER_ALPHAS } from './dsl/schedules.js';
+export type { AfaOptions, AfaStageOptions, BaselineOptions } from './dsl/schedules.js';
+export { pretrain, weights, fromScratch } from './dsl/source.js';
+export type { SourceSpec, PretrainSource, WeightsSource, ScratchSource, PretrainOptions } from './dsl/source.js';
+export { experiment, specHash, SPEC_VERSION } from './dsl/experiment.js';
+export type { ExperimentInput, ExperimentSpec } from './dsl/experiment.js';
+export { parseExperiment, InvalidSpecError } from './dsl/validate.js';
+export { contentHash, stableStringify } from './dsl/hash.js';
+export { Session } from './run/session.js';
+export type { StageRun, StageRunOptions, SplitName } from './run/session.js';
+export type { ExperimentRun, RunOptions } from './run/runner.js';
+export type { RunEvent, ExperimentResult, StageResult, StepPoint, EvalPoint, AttentionStat, Phase } from './run/events.js';
+export { Progress } from './report/progress.js';
+export type { ProgressOptions } from './report/progress.js';
+export { formatTable } from './report/table.js';
+export { formatResult, formatComparison } from './report/result.js';

@@ -3,10 +3,12 @@
 import { Command } from 'commander';
 import { registerInfo } from './info.js';
 import { registerWorker } from './worker.js';
+import { registerRun } from './run.js';
 import { EXIT } from './exit.js';
 
 const program = new Command();
 program.name('afa').description('Transfer learning by Attentive Feature Alignment, driven from TypeScript').version('0.1.0');
+registerRun(program);
 registerInfo(program);
 registerWorker(program);
 

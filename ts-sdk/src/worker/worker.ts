@@ -10,6 +10,15 @@ import type { WorkerInfo } from '../gen/afa/v1/afa.js';
 import { resolvePython } from './python.js';
 import { spawnWorker, TailBuffer, type Handshake } from './process.js';
 import { status as GrpcStatus } from '@grpc/grpc-js';
+import type { ExperimentSpec } from '../dsl/experiment.js';
+import type { BackboneSpec } from '../dsl/backbone.js';
+import type { DataSpec } from '../dsl/data.js';
+import { toCreateSessionRequest } from '../run/convert.js';
+import { obtainSource, runExperiment, type ExperimentRun, type RunOptions } from '../run/runner.js';
+import { cacheDir } from '../run/cache.js';
+import type { PretrainSource } from '../dsl/source.js';
+import type { RunEvent } from '../run/events.js';
+import { Session } from '../run/session.js';
 
 export type WorkerState = 'STARTING' | 'RUNNING' | 'STOPPING' | 'STOPPED' | 'FAILED';
 
@@ -144,6 +153,42 @@ export class Worker {
   async info(options: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<WorkerInfo> {
     this.assertRunning('info');
     return this.client.getInfo({ timeoutMs: 10_000, ...options });
+  }
+
+  /**
+   * Runs an experiment: events as an async iterable, the typed result as a promise.
+   * Abort `options.signal` to cancel within one training step.
+   */
+  run(spec: ExperimentSpec, options: RunOptions = {}): ExperimentRun {
+    this.assertRunning('run');
+    return runExperiment(this.client, spec, options);
+  }
+
+  /**
+   * The weights file of a pretrained source: from the cache (keyed by the hash of the backbone and
+   * the pretraining spec), or pretrained now on this worker and cached.
+   */
+  async prepareSource(backbone: BackboneSpec, source: PretrainSource,
+    options: { cacheDir?: string; signal?: AbortSignal; device?: string; onEvent?: (event: RunEvent) => void } = {}): Promise<{ path: string; cached: boolean }> {
+    this.assertRunning('prepareSource');
+    return obtainSource(this.client, { backbone, device: options.device ?? '' }, source, cacheDir(options.cacheDir), options.signal,
+      options.onEvent ?? (() => undefined));
+  }
+
+  /** Opens a session to drive stages one by one (custom schedules, branching between stages). */
+  async createSession(options: {
+    backbone: BackboneSpec;
+    data: DataSpec;
+    seed?: number;
+    /** Source weights file; omit for a session with no source (pretraining, from scratch). */
+    sourceWeights?: string;
+    device?: string;
+    signal?: AbortSignal;
+  }): Promise<Session> {
+    this.assertRunning('createSession');
+    const seed = options.seed ?? 0;
+    const response = await this.client.createSession(toCreateSessionRequest({ ...options, seed }), { signal: options.signal });
+    return new Session(this.client, response, seed);
   }
 
   private crashError(method: string, cause?: unknown): WorkerCrashedError {

@@ -1,0 +1,221 @@
+"""Stages on real data: the same stage over gRPC and in-process gives the same numbers; cancel,
+busy, promote and checkpoints; and a short real transfer with every regulariser."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+import torch
+
+from afa_worker._gen.afa.v1 import afa_pb2 as pb
+from afa_worker.session import create_session
+from afa_worker.trainer import evaluate, lr_factor, run_stage
+
+WIDTH = 8
+
+
+def _sgd(lr: float) -> pb.OptimizerSpec:
+    return pb.OptimizerSpec(kind=pb.OPTIMIZER_KIND_SGD, lr=lr, momentum=0.9)
+
+
+def _pretrain_request() -> pb.CreateSessionRequest:
+    return pb.CreateSessionRequest(
+        backbone=pb.BackboneSpec(name="small_resnet", width=WIDTH),
+        data=pb.DataSpec(fashion_mnist=pb.FashionMnistData(), val_per_class=20, test_per_class=50, seed=0), seed=0)
+
+
+@pytest.fixture(scope="module")
+def source_weights(tmp_path_factory) -> str:
+    """A small Fashion-MNIST source, pretrained as a session with no source and a plain stage."""
+    session = create_session(_pretrain_request())
+    assert session.source is None
+    stage = pb.StageSpec(name="pretrain", regularizer=pb.Regularizer(none=pb.NoRegularizer(weight_decay=1e-4)),
+                         optimizer=_sgd(0.05), lr_schedule=pb.LrSchedule(cosine=pb.CosineLr()),
+                         iterations=200, batch_size=64, seed=0)
+    summary = list(run_stage(session, stage, threading.Event()))[-1].summary
+    assert summary.status == pb.STAGE_STATUS_COMPLETED and summary.final_val_accuracy > 0.5
+    from afa_worker.checkpoint import save_checkpoint
+
+    path, _meta, _size, _digest = save_checkpoint(session.target, str(tmp_path_factory.mktemp("src") / "fmnist"), {})
+    return path
+
+
+def _transfer_request(weights: str, seed: int = 0) -> pb.CreateSessionRequest:
+    return pb.CreateSessionRequest(
+        backbone=pb.BackboneSpec(name="small_resnet", width=WIDTH), source_weights=weights,
+        data=pb.DataSpec(mnist=pb.MnistData(), labels_per_class=10, val_per_class=10, seed=seed,
+                         test_per_class=100), seed=seed)
+
+
+def _stage(regularizer: pb.Regularizer, iterations: int = 20, **kw) -> pb.StageSpec:
+    base = dict(name="s", regularizer=regularizer, optimizer=_sgd(0.01), iterations=iterations, batch_size=32,
+                head_l2=0.01, eval_every=10, log_every=5, seed=1,
+                lr_schedule=pb.LrSchedule(step=pb.StepLr(at_fractions=[2 / 3], gamma=0.1)))
+    base.update(kw)
+    return pb.StageSpec(**base)
+
+
+def _comparable(events: list[pb.StageEvent]) -> list:
+    """Every number of the stream except the wall-clock ones."""
+    out = []
+    for e in events:
+        which = e.WhichOneof("event")
+        msg = getattr(e, which)
+        copy = type(msg)()
+        copy.CopyFrom(msg)
+        for timing in ("images_per_second", "wall_seconds"):
+            if hasattr(copy, timing):
+                setattr(copy, timing, 0)
+        out.append((which, copy.SerializeToString(deterministic=True)))
+    return out
+
+
+def test_grpc_stage_equals_in_process_stage(source_weights, stub):
+    stage = _stage(pb.Regularizer(afa_channel=pb.AfaChannel(alpha=0.01)))
+    local = create_session(_transfer_request(source_weights))
+    local_events = list(run_stage(local, stage, threading.Event()))
+
+    created = stub.CreateSession(_transfer_request(source_weights))
+    assert created.has_source and [layer.name for layer in created.layers] == ["layer1.0", "layer2.0", "layer3.0"]
+    assert list(created.layers[0].shape) == [WIDTH, 28, 28]
+    remote_events = list(stub.RunStage(pb.RunStageRequest(session_id=created.session_id, stage=stage)))
+
+    assert [w for w, _ in _comparable(remote_events)] == ["started", "step", "step", "eval", "step", "step", "eval", "summary"]
+    assert _comparable(remote_events) == _comparable(local_events)
+    test = stub.Evaluate(pb.EvaluateRequest(session_id=created.session_id, split=pb.SPLIT_TEST))
+    assert test.count == 1000 and test.accuracy == pytest.approx(evaluate(local, local.data.test)[1])
+
+
+def test_cancel_stops_within_a_step_and_session_serves_again(source_weights, stub):
+    created = stub.CreateSession(_transfer_request(source_weights))
+    call = stub.RunStage(pb.RunStageRequest(session_id=created.session_id,
+                                            stage=_stage(pb.Regularizer(none=pb.NoRegularizer()), iterations=100000, log_every=1)))
+    first = next(call)
+    assert first.WhichOneof("event") == "started"
+    next(call)  # one step done
+    # While it runs, a second stage on the same session is refused, and the worker still answers.
+    with pytest.raises(grpc.RpcError) as busy:
+        list(stub.RunStage(pb.RunStageRequest(session_id=created.session_id, stage=_stage(pb.Regularizer(l2fe=pb.L2Fe())))))
+    assert busy.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "busy" in busy.value.details()
+    call.cancel()
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        try:
+            stub.Evaluate(pb.EvaluateRequest(session_id=created.session_id, split=pb.SPLIT_VAL))
+            break
+        except grpc.RpcError as err:
+            assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+            time.sleep(0.02)
+    else:
+        pytest.fail("the session stayed busy after the stream was cancelled")
+    summary = list(stub.RunStage(pb.RunStageRequest(session_id=created.session_id, stage=_stage(
+        pb.Regularizer(none=pb.NoRegularizer()), iterations=3))))[-1].summary
+    assert summary.status == pb.STAGE_STATUS_COMPLETED and summary.steps_completed == 3
+
+
+def test_cancel_event_in_process_reports_cancelled():
+    session = create_session(_pretrain_request())
+    cancel = threading.Event()
+    events = []
+    for event in run_stage(session, _stage(pb.Regularizer(none=pb.NoRegularizer()), iterations=1000, log_every=1), cancel):
+        events.append(event)
+        if event.WhichOneof("event") == "step" and event.step.step == 3:
+            cancel.set()
+    summary = events[-1].summary
+    assert summary.status == pb.STAGE_STATUS_CANCELLED and summary.steps_completed == 3
+
+
+def test_divergence_ends_the_stage_with_a_failed_status():
+    session = create_session(_pretrain_request())
+    stage = _stage(pb.Regularizer(none=pb.NoRegularizer()), iterations=200, optimizer=_sgd(1e6), log_every=0, eval_every=0)
+    summary = list(run_stage(session, stage, threading.Event()))[-1].summary
+    assert summary.status == pb.STAGE_STATUS_DIVERGED
+    assert "lower the lr" in summary.message and summary.steps_completed < 200
+
+
+def test_l2fe_trains_only_the_head(source_weights):
+    session = create_session(_transfer_request(source_weights))
+    before = {k: v.clone() for k, v in session.target.state_dict().items()}
+    list(run_stage(session, _stage(pb.Regularizer(l2fe=pb.L2Fe())), threading.Event()))
+    after = session.target.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"fc.weight", "fc.bias"}
+    assert all(p.requires_grad for p in session.target.parameters())  # unfrozen for the next stage
+
+
+def test_promote_copies_target_backbone_into_source(source_weights, stub):
+    session = create_session(_transfer_request(source_weights))
+    list(run_stage(session, _stage(pb.Regularizer(afa_spatial=pb.AfaSpatial(alpha=0.001))), threading.Event()))
+    assert not torch.equal(session.source.conv1.weight, session.target.conv1.weight)
+    copied = session.promote_target_to_source()
+    assert copied > 0
+    assert torch.equal(session.source.conv1.weight, session.target.conv1.weight)
+    assert torch.equal(session.source.layer3[0].bn2.running_mean, session.target.layer3[0].bn2.running_mean)
+    assert not session.source.conv1.weight.requires_grad
+    # and over gRPC
+    created = stub.CreateSession(_transfer_request(source_weights))
+    assert stub.PromoteTargetToSource(pb.PromoteTargetToSourceRequest(session_id=created.session_id)).tensors_copied > 0
+
+
+def test_checkpoint_is_written_atomically_with_spec_sidecar(source_weights, stub, tmp_path: Path):
+    request = _transfer_request(source_weights)
+    request.spec_json = json.dumps({"name": "ckpt-test"})
+    created = stub.CreateSession(request)
+    saved = stub.SaveCheckpoint(pb.SaveCheckpointRequest(session_id=created.session_id, path=str(tmp_path / "m.safetensors")))
+    assert Path(saved.path).is_file() and saved.bytes > 0 and len(saved.sha256) == 64
+    meta = json.loads(Path(saved.metadata_path).read_text())
+    assert meta["spec"] == {"name": "ckpt-test"} and meta["num_classes"] == 10 and meta["sha256"] == saved.sha256
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    # The checkpoint is a valid source for a new transfer session.
+    again = stub.CreateSession(_transfer_request(saved.path))
+    assert again.has_source
+
+
+def test_lr_schedules():
+    step = pb.LrSchedule(step=pb.StepLr(at_fractions=[2 / 3], gamma=0.1))
+    assert lr_factor(step, 0, 90) == 1.0 and lr_factor(step, 59, 90) == 1.0
+    assert lr_factor(step, 60, 90) == pytest.approx(0.1)
+    cosine = pb.LrSchedule(cosine=pb.CosineLr(min_fraction=0.0))
+    assert lr_factor(cosine, 0, 100) == 1.0 and lr_factor(cosine, 50, 100) == pytest.approx(0.5)
+    assert lr_factor(pb.LrSchedule(), 10, 100) == 1.0
+
+
+@pytest.mark.parametrize("bad,field", [
+    (dict(iterations=0), "stage.iterations"),
+    (dict(batch_size=0), "stage.batch_size"),
+    (dict(optimizer=pb.OptimizerSpec(lr=float("nan"))), "stage.optimizer.lr"),
+    (dict(regularizer=pb.Regularizer(afa_channel=pb.AfaChannel(alpha=-1))), "stage.regularizer.afa_channel.alpha"),
+    (dict(regularizer=pb.Regularizer()), "stage.regularizer"),
+])
+def test_bad_stage_is_invalid_argument_and_worker_keeps_serving(source_weights, stub, bad, field):
+    created = stub.CreateSession(_transfer_request(source_weights))
+    overrides = dict(bad)
+    regularizer = overrides.pop("regularizer", pb.Regularizer(none=pb.NoRegularizer()))
+    with pytest.raises(grpc.RpcError) as err:
+        list(stub.RunStage(pb.RunStageRequest(session_id=created.session_id, stage=_stage(regularizer, **overrides))))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details().startswith(field + ":")
+    assert stub.GetInfo(pb.GetInfoRequest()).active_sessions >= 1
+
+
+def test_alignment_without_a_source_is_refused(stub):
+    created = stub.CreateSession(_pretrain_request())
+    assert not created.has_source
+    with pytest.raises(grpc.RpcError) as err:
+        list(stub.RunStage(pb.RunStageRequest(session_id=created.session_id,
+                                              stage=_stage(pb.Regularizer(delta=pb.Delta(alpha=0.1))))))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "source" in err.value.details()
+
+
+def test_wrong_layer_over_grpc_lists_valid_layers(source_weights, stub):
+    request = _transfer_request(source_weights)
+    request.layers.append("layer2.7")
+    with pytest.raises(grpc.RpcError) as err:
+        stub.CreateSession(request)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details().startswith("layers: 'layer2.7' is not a module") and "layer2.0.conv1" in err.value.details()

@@ -1,0 +1,99 @@
+// The CLI as a person (or a pipeline) runs it: real worker, real data, real exit codes.
+import { expect } from 'chai';
+import { execa } from 'execa';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { AFA_CLI, tempDir } from './helpers.js';
+import { tinyFineTune } from './fixtures/specs.js';
+
+const [node, cliArgs] = AFA_CLI;
+
+function afa(args: string[], options: { env?: Record<string, string> } = {}) {
+  return execa(node, [...cliArgs, ...args], { reject: false, env: { AFA_EXAMPLES_QUICK: '1', ...options.env }, all: false });
+}
+
+describe('afa CLI', () => {
+  it('afa run spec.json --json prints the typed result; progress goes to stderr as plain lines', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'spec.json');
+    writeFileSync(file, JSON.stringify(tinyFineTune()));
+    const result = await afa(['run', file, '--json', '--threads', '1']);
+    expect(result.exitCode, result.stderr).to.equal(0);
+    const parsed = JSON.parse(result.stdout) as { name: string; stages: { status: string }[]; testAccuracy: number };
+    expect(parsed.name).to.equal('tiny-fine-tune');
+    expect(parsed.stages[0]!.status).to.equal('completed');
+    expect(parsed.testAccuracy).to.be.within(0, 1);
+    // not a terminal: one plain line per evaluation, no bar redraws
+    expect(result.stderr).to.match(/none step 3\/6 {2}val \d+\.\d%/);
+    expect(result.stderr).to.not.include('\r');
+  });
+
+  it('afa run file.ts runs a TypeScript experiment with no build step and prints a result table', async () => {
+    const result = await afa(['run', 'examples/quickstart.ts', '--threads', '1']);
+    expect(result.exitCode, result.stderr).to.equal(0);
+    expect(result.stdout).to.match(/stage\s+regularizer\s+steps\s+best val/);
+    expect(result.stdout).to.match(/afa-spatial\s+afa_spatial\s+6/);
+    expect(result.stdout).to.match(/selected model: val \d+\.\d%, test \d+\.\d%/);
+  });
+
+  it('a bad spec exits 2 with one clear line naming the field', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'bad.json');
+    const spec = JSON.parse(JSON.stringify(tinyFineTune())) as { schedule: { regularizer: unknown }[] };
+    spec.schedule[0]!.regularizer = { kind: 'dropout' };
+    writeFileSync(file, JSON.stringify(spec));
+    const result = await afa(['run', file]);
+    expect(result.exitCode).to.equal(2);
+    expect(result.stderr.trim()).to.equal(
+      'afa run: schedule[0].regularizer.kind: unknown value "dropout" (valid: none, l2fe, l2sp, featureMap, delta, afaSpatial, afaChannel)');
+  });
+
+  it('a file that is not valid JSON or TS exits 2', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'broken.json'), '{ "name": ');
+    writeFileSync(join(dir, 'broken.ts'), 'export default experiment({ name: ');
+    for (const file of ['broken.json', 'broken.ts']) {
+      const result = await afa(['run', join(dir, file)]);
+      expect(result.exitCode, result.stderr).to.equal(2);
+      expect(result.stderr).to.match(/is not valid JSON|failed to load/);
+    }
+    const missing = await afa(['run', join(dir, 'nope.ts')]);
+    expect(missing.exitCode).to.equal(2);
+    expect(missing.stderr).to.include('does not exist');
+  });
+
+  it('a spec the worker rejects (bad layer path) exits 2 with the worker\'s message', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'layer.json');
+    const spec = JSON.parse(JSON.stringify(tinyFineTune())) as { backbone: { layers?: string[] } };
+    spec.backbone.layers = ['layer7.0'];
+    writeFileSync(file, JSON.stringify(spec));
+    const result = await afa(['run', file, '--threads', '1']);
+    expect(result.exitCode).to.equal(2);
+    expect(result.stderr).to.match(/afa run: layers: 'layer7\.0' is not a module of this backbone \(valid: conv1, bn1/);
+  });
+
+  it('SIGINT cancels the running stage and exits 130', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'long.json');
+    writeFileSync(file, JSON.stringify(tinyFineTune(1_000_000)));
+    const child = execa(node, [...cliArgs, 'run', file, '--threads', '1'], { reject: false });
+    await new Promise<void>((resolve) => {
+      child.stderr!.on('data', (chunk: Buffer) => {
+        if (/tiny|none: 1000000 steps/.test(String(chunk))) resolve();
+      });
+    });
+    await new Promise((r) => setTimeout(r, 500));
+    child.kill('SIGINT');
+    const result = await child;
+    expect(result.exitCode).to.equal(130);
+    expect(result.stderr).to.include('interrupted');
+  });
+
+  it('afa info lists what the worker offers', async () => {
+    const result = await afa(['info']);
+    expect(result.exitCode, result.stderr).to.equal(0);
+    expect(result.stdout).to.match(/backbones\s+small_resnet, resnet18/);
+    expect(result.stdout).to.match(/torch\s+\d+\.\d+/);
+  });
+});

@@ -1,0 +1,111 @@
+import { expect } from 'chai';
+import {
+  afa,
+  afaChannel,
+  backbone,
+  baseline,
+  contentHash,
+  data,
+  experiment,
+  fromScratch,
+  InvalidSpecError,
+  l2sp,
+  parseExperiment,
+  pretrain,
+  promoteTargetToSource,
+  specHash,
+  stage,
+  weights,
+} from '../ts-sdk/src/index.js';
+import { tinyAfa } from './fixtures/specs.js';
+
+describe('DSL', () => {
+  it('afa() is the paper\'s two stages with the promote step between them', () => {
+    const [first, promote, second] = afa();
+    expect(first).to.include({ kind: 'stage', name: 'afa-spatial', iterations: 4500, batchSize: 64, headL2: 0.01, restoreBest: true });
+    expect(first!.kind === 'stage' && first!.regularizer).to.deep.equal({ kind: 'afaSpatial', alpha: 0.1, hidden: undefined });
+    expect(first!.kind === 'stage' && first!.optimizer).to.deep.include({ kind: 'sgd', lr: 0.01, momentum: 0.9 });
+    expect(first!.kind === 'stage' && first!.lrSchedule).to.deep.equal({ kind: 'step', atFractions: [2 / 3], gamma: 0.1 });
+    expect(promote).to.deep.equal({ kind: 'promoteTargetToSource' });
+    expect(second!.kind === 'stage' && second!.regularizer).to.deep.equal({ kind: 'afaChannel', alpha: 0.15, hidden: undefined });
+    expect(second!.kind === 'stage' && second!.optimizer).to.deep.include({ lr: 0.001 });
+  });
+
+  it('a written-out schedule equals the shorthand when given the same values', () => {
+    const written = [
+      stage({ name: 'x', regularizer: l2sp({ alpha: 0.1 }), iterations: 100 }),
+      promoteTargetToSource(),
+      stage({ name: 'y', regularizer: afaChannel({ alpha: 0.01 }), iterations: 100, lr: 0.001 }),
+    ];
+    expect(written[0]).to.deep.equal(baseline.l2sp({ alpha: 0.1, iterations: 100, name: 'x' })[0]);
+    expect(written).to.have.length(3);
+  });
+
+  it('a spec is plain data: JSON round trip, validation and a stable hash', () => {
+    const spec = tinyAfa();
+    const back = parseExperiment(JSON.parse(JSON.stringify(spec)));
+    expect(back).to.deep.equal(JSON.parse(JSON.stringify(spec)));
+    expect(specHash(back)).to.equal(specHash(spec));
+    expect(specHash(spec)).to.match(/^[0-9a-f]{16}$/);
+    // key order does not matter; values do
+    expect(contentHash({ a: 1, b: [1, 2] })).to.equal(contentHash({ b: [1, 2], a: 1 }));
+    expect(specHash(tinyAfa({ seed: 1 }))).to.not.equal(specHash(spec));
+  });
+
+  it('fills visible defaults', () => {
+    const spec = tinyAfa();
+    expect(spec).to.include({ version: 1, seed: 0, device: '', evaluateTest: true });
+    const s = stage({ iterations: 200 });
+    expect(s).to.include({ name: 'none', batchSize: 64, evalEvery: 20, logEvery: 4, headL2: 0.01 });
+    expect(s.regularizer).to.deep.equal({ kind: 'none', weightDecay: 1e-4 });
+    expect(pretrain({ data: data.fashionMnist() })).to.include({ iterations: 1500, batchSize: 128, lr: 0.05 });
+  });
+
+  const bad: Array<[string, (spec: Record<string, unknown>) => void, string, RegExp]> = [
+    ['unknown backbone', (s) => ((s.backbone as Record<string, unknown>).name = 'resnet7'), 'backbone.name', /valid: small_resnet, resnet18/],
+    ['negative width', (s) => ((s.backbone as Record<string, unknown>).width = -1), 'backbone.width', /must be >= 1/],
+    ['unknown data kind', (s) => ((s.target as Record<string, unknown>).kind = 'cifar'), 'target.kind', /valid: fashionMnist, mnist, imageFolder/],
+    ['fractional labels per class', (s) => ((s.target as Record<string, unknown>).labelsPerClass = 2.5), 'target.labelsPerClass', /whole number/],
+    ['unknown regulariser', (s) => (stageAt(s, 0).regularizer = { kind: 'dropout' }), 'schedule[0].regularizer.kind', /valid: none, l2fe, l2sp, featureMap, delta, afaSpatial, afaChannel/],
+    ['NaN alpha', (s) => (stageAt(s, 0).regularizer = { kind: 'afaSpatial', alpha: 'NaN' }), 'schedule[0].regularizer.alpha', /finite number/],
+    ['negative alpha', (s) => (stageAt(s, 0).regularizer = { kind: 'l2sp', alpha: -0.1 }), 'schedule[0].regularizer.alpha', /must be >= 0/],
+    ['zero iterations', (s) => (stageAt(s, 2).iterations = 0), 'schedule[2].iterations', /must be >= 1/],
+    ['zero batch', (s) => (stageAt(s, 0).batchSize = 0), 'schedule[0].batchSize', /must be >= 1/],
+    ['lr zero', (s) => ((stageAt(s, 0).optimizer as Record<string, unknown>).lr = 0), 'schedule[0].optimizer.lr', /must be > 0/],
+    ['momentum 1', (s) => ((stageAt(s, 0).optimizer as Record<string, unknown>).momentum = 1), 'schedule[0].optimizer.momentum', /must be < 1/],
+    ['typo field', (s) => (stageAt(s, 0).iteration = 5), 'schedule[0].iteration', /is not a field here/],
+    ['empty schedule', (s) => (s.schedule = []), 'schedule', /must not be empty/],
+    ['unknown step kind', (s) => ((s.schedule as unknown[])[1] = { kind: 'promote' }), 'schedule[1].kind', /valid: stage, promoteTargetToSource/],
+    ['wrong version', (s) => (s.version = 2), 'version', /unsupported spec version/],
+    ['alignment without a source', (s) => (s.source = { kind: 'scratch' }), 'schedule[0].regularizer', /afaSpatial aligns to a source model/],
+  ];
+
+  function stageAt(spec: Record<string, unknown>, i: number): Record<string, unknown> {
+    return (spec.schedule as Record<string, unknown>[])[i]!;
+  }
+
+  for (const [what, mutate, field, message] of bad) {
+    it(`rejects ${what} naming ${field}`, () => {
+      const spec = JSON.parse(JSON.stringify(tinyAfa())) as Record<string, unknown>;
+      mutate(spec);
+      try {
+        parseExperiment(spec);
+        expect.fail('must throw');
+      } catch (error) {
+        expect(error).to.be.instanceOf(InvalidSpecError);
+        expect((error as InvalidSpecError).field).to.equal(field);
+        expect((error as Error).message).to.match(message);
+      }
+    });
+  }
+
+  it('the builder validates too (values the type system cannot see)', () => {
+    expect(() => experiment({
+      name: 'x', backbone: backbone.smallResNet(), source: weights('/w.safetensors'), target: data.mnist(),
+      schedule: afa({ spatial: { alpha: -1 } }),
+    })).to.throw(InvalidSpecError, /schedule\[0\]\.regularizer\.alpha: must be >= 0/);
+    expect(() => experiment({
+      name: 'x', backbone: backbone.smallResNet(), source: fromScratch(), target: data.mnist(), schedule: baseline.fineTune(),
+    })).to.not.throw();
+  });
+});

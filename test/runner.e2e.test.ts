@@ -1,0 +1,132 @@
+// End-to-end: tiny experiments on real data (Fashion-MNIST -> MNIST) through a real worker.
+import { expect } from 'chai';
+import { existsSync } from 'node:fs';
+import {
+  CancelledError,
+  data,
+  NotFoundError,
+  SpecError,
+  stage,
+  afaSpatial,
+  type RunEvent,
+  type Worker,
+} from '../ts-sdk/src/index.js';
+import { startTestWorker, tempDir } from './helpers.js';
+import { tinyAfa, tinyBackbone, tinyFineTune, tinySource, tinyTarget } from './fixtures/specs.js';
+
+describe('experiment runner (real worker, real data)', () => {
+  let worker: Worker;
+  before(async () => {
+    worker = await startTestWorker({ threads: 2 });
+  });
+  after(async () => {
+    await worker.stop();
+  });
+
+  it('runs AFA\'s two stages, streams typed events and returns a typed result', async () => {
+    const run = worker.run(tinyAfa());
+    const events: RunEvent[] = [];
+    for await (const event of run.events) events.push(event);
+    const result = await run.result;
+
+    const kinds = events.map((e) => e.type);
+    const transferSession = events.findIndex((e) => e.type === 'session' && e.phase === 'transfer');
+    expect(kinds.indexOf('source')).to.be.within(0, transferSession - 1);
+    expect(kinds).to.include.members(['session', 'stage-start', 'step', 'eval', 'stage-end', 'promote', 'test', 'checkpoint']);
+    expect(kinds.indexOf('promote')).to.be.greaterThan(kinds.indexOf('stage-end'));
+    const evals = events.filter((e): e is Extract<RunEvent, { type: 'eval' }> => e.type === 'eval' && e.phase === 'transfer');
+    expect(evals.map((e) => `${e.stage}@${e.step}`)).to.deep.equal(['afa-spatial@3', 'afa-spatial@6', 'afa-channel@3', 'afa-channel@6']);
+
+    expect(result.name).to.equal('tiny-afa');
+    expect(result.specHash).to.match(/^[0-9a-f]{16}$/);
+    expect(result.stages.map((s) => [s.name, s.regularizer, s.status, s.stepsCompleted])).to.deep.equal([
+      ['afa-spatial', 'afa_spatial', 'completed', 6],
+      ['afa-channel', 'afa_channel', 'completed', 6],
+    ]);
+    expect(result.stages[0]!.history.steps).to.have.length(3);
+    expect(result.stages[0]!.history.evals).to.have.length(2);
+    expect(result.stages[1]!.attention.map((a) => a.layer)).to.deep.equal(['layer1.0', 'layer2.0', 'layer3.0']);
+    expect(result.bestValAccuracy).to.equal(result.stages[1]!.bestValAccuracy);
+    expect(result.testAccuracy).to.be.within(0, 1);
+    expect(existsSync(result.checkpointPath!)).to.equal(true);
+    expect(existsSync(result.sourcePath!)).to.equal(true);
+    expect(result.timings.totalSeconds).to.be.greaterThan(0);
+  });
+
+  it('the second run reuses the cached source and starts at transfer', async () => {
+    const first = await worker.run(tinyFineTune()).result;
+    const second = await worker.run(tinyFineTune(4)).result;
+    expect(second.timings.sourceCached).to.equal(true);
+    expect(second.sourcePath).to.equal(first.sourcePath);
+  });
+
+  it('the same spec and seed give the same numbers', async () => {
+    const a = await worker.run(tinyFineTune(), { checkpoint: false }).result;
+    const b = await worker.run(tinyFineTune(), { checkpoint: false }).result;
+    expect(a.stages[0]!.history.evals.map((e) => e.loss)).to.deep.equal(b.stages[0]!.history.evals.map((e) => e.loss));
+    expect(a.testAccuracy).to.equal(b.testAccuracy);
+  });
+
+  it('an AbortSignal cancels mid-stage; the worker is idle and still serving afterwards', async () => {
+    const controller = new AbortController();
+    const long = tinyFineTune(100_000);
+    const run = worker.run(long, { signal: controller.signal, checkpoint: false });
+    let abortedAt = 0;
+    let steps = 0;
+    try {
+      for await (const event of run.events) {
+        if (event.type === 'step' && event.phase === 'transfer' && ++steps === 2) {
+          abortedAt = performance.now();
+          controller.abort(new Error('test abort'));
+        }
+      }
+      expect.fail('the events must end with the cancellation');
+    } catch (error) {
+      expect(error).to.be.instanceOf(CancelledError);
+    }
+    try {
+      await run.result;
+      expect.fail('result must reject');
+    } catch (error) {
+      expect(error).to.be.instanceOf(CancelledError);
+    }
+    expect(performance.now() - abortedAt).to.be.below(5000);
+    const info = await worker.info();
+    expect(info.activeSessions).to.equal(0);
+    const after = await worker.run(tinyFineTune(2), { checkpoint: false }).result;
+    expect(after.stages[0]!.status).to.equal('completed');
+  });
+
+  it('drives a session stage by stage and branches between stages', async () => {
+    const { path } = await worker.prepareSource(tinyBackbone, tinySource);
+    await using session = await worker.createSession({ backbone: tinyBackbone, data: tinyTarget, sourceWeights: path, seed: 0 });
+    expect(session.info.hasSource).to.equal(true);
+    expect(session.info.layers.map((l) => l.name)).to.deep.equal(['layer1.0', 'layer2.0', 'layer3.0']);
+    const first = await session.runStage(stage({ name: 'ast', regularizer: afaSpatial({ alpha: 1e-3 }), iterations: 4 })).result;
+    const before = await session.evaluate('val');
+    expect(before.accuracy).to.equal(first.finalValAccuracy);
+    if (first.bestValAccuracy >= 0) expect(await session.promoteTargetToSource()).to.be.greaterThan(0);
+    const saved = await session.saveCheckpoint(`${tempDir()}/model.safetensors`);
+    expect(saved.sha256).to.have.length(64);
+  });
+
+  it('worker errors arrive typed: a wrong layer path lists the valid ones; a closed session is not found', async () => {
+    try {
+      await worker.createSession({ backbone: { ...tinyBackbone, layers: ['layer9'] }, data: data.mnist({ labelsPerClass: 2 }) });
+      expect.fail('must throw');
+    } catch (error) {
+      expect(error).to.be.instanceOf(SpecError);
+      expect((error as SpecError).field).to.equal('layers');
+      expect((error as SpecError).valid).to.include('layer2.0.conv1');
+    }
+    const session = await worker.createSession({ backbone: tinyBackbone, data: data.mnist({ labelsPerClass: 2 }) });
+    await session.close();
+    try {
+      await session.evaluate('val');
+      expect.fail('must throw');
+    } catch (error) {
+      expect(error).to.be.instanceOf(NotFoundError);
+    }
+    expect((await worker.info()).activeSessions).to.equal(0);
+  });
+});

@@ -1,0 +1,84 @@
+/**
+ * Regularisers: the alignment term Omega of the objective
+ * `CE + alpha * Omega + beta * 0.5 * ||W_fc||^2`. Each is a baseline of the paper or one of AFA's
+ * two attentive terms.
+ *
+ * Feature terms are averaged over the batch. The public reference code sums over the batch for
+ * `featureMap` and `delta`, so its alphas for those two equal ours divided by the batch size.
+ */
+
+/** Plain fine-tuning ("L2" in the paper): no alignment, ordinary weight decay on all weights. */
+export interface NoRegularizer {
+  readonly kind: 'none';
+  /** @default 1e-4 */
+  readonly weightDecay: number;
+}
+/** L2-FE: the backbone is frozen, only the new head is trained. */
+export interface L2FeRegularizer {
+  readonly kind: 'l2fe';
+}
+/** L2-SP: alpha * 0.5 * ||w - w_source||^2 over the backbone. */
+export interface L2SpRegularizer {
+  readonly kind: 'l2sp';
+  readonly alpha: number;
+}
+/** Feature-map alignment without attention. */
+export interface FeatureMapRegularizer {
+  readonly kind: 'featureMap';
+  readonly alpha: number;
+}
+/** DELTA: alignment weighted by fixed per-channel importance from ablation. */
+export interface DeltaRegularizer {
+  readonly kind: 'delta';
+  readonly alpha: number;
+  /** Head-only steps before the ablation. @default 100 (worker default) */
+  readonly headIterations?: number;
+  /** Batches each ablation is measured on. @default 2 (worker default) */
+  readonly ablationBatches?: number;
+  /** Softmax temperature of the z-scored loss rises. @default 5 */
+  readonly temperature?: number;
+}
+/** AFA spatial attentive transfer (AST). */
+export interface AfaSpatialRegularizer {
+  readonly kind: 'afaSpatial';
+  readonly alpha: number;
+  /** Hidden units of the attention MLP. @default the feature map height */
+  readonly hidden?: number;
+}
+/** AFA channel attentive transfer (ACT). */
+export interface AfaChannelRegularizer {
+  readonly kind: 'afaChannel';
+  readonly alpha: number;
+  /** Hidden units of the attention MLP. @default the feature map height */
+  readonly hidden?: number;
+}
+
+export type RegularizerSpec =
+  | NoRegularizer
+  | L2FeRegularizer
+  | L2SpRegularizer
+  | FeatureMapRegularizer
+  | DeltaRegularizer
+  | AfaSpatialRegularizer
+  | AfaChannelRegularizer;
+
+export type RegularizerKind = RegularizerSpec['kind'];
+export const REGULARIZER_KINDS = ['none', 'l2fe', 'l2sp', 'featureMap', 'delta', 'afaSpatial', 'afaChannel'] as const satisfies readonly RegularizerKind[];
+
+/** Whether the regulariser aligns to a frozen source (and so needs one). */
+export function needsSource(kind: RegularizerKind): boolean {
+  return kind !== 'none' && kind !== 'l2fe';
+}
+
+export const DEFAULT_WEIGHT_DECAY = 1e-4;
+
+export const noRegularizer = (options: { weightDecay?: number } = {}): NoRegularizer => ({
+  kind: 'none',
+  weightDecay: options.weightDecay ?? DEFAULT_WEIGHT_DECAY,
+});
+export const l2fe = (): L2FeRegularizer => ({ kind: 'l2fe' });
+export const l2sp = (options: { alpha: number }): L2SpRegularizer => ({ kind: 'l2sp', ...options });
+export const featureMap = (options: { alpha: number }): FeatureMapRegularizer => ({ kind: 'featureMap', ...options });
+export const delta = (options: Omit<DeltaRegularizer, 'kind'>): DeltaRegularizer => ({ kind: 'delta', ...options });
+export const afaSpatial = (options: Omit<AfaSpatialRegularizer, 'kind'>): AfaSpatialRegularizer => ({ kind: 'afaSpatial', ...options });
+export const afaChannel = (options: Omit<AfaChannelRegularizer, 'kind'>): AfaChannelRegularizer => ({ kind: 'afaChannel', ...options });

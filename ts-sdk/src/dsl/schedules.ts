@@ -1,0 +1,100 @@
+/** Ready-made schedules: AFA's two stages (the paper's Algorithm 1) and one-stage baselines. */
+import {
+  afaChannel,
+  afaSpatial,
+  delta,
+  featureMap,
+  l2fe,
+  l2sp,
+  noRegularizer,
+  type RegularizerSpec,
+} from './regularizers.js';
+import { lr, promoteTargetToSource, sgd, stage, type ScheduleStep, type StageOptions } from './stage.js';
+
+export interface AfaStageOptions {
+  /** @default 0.1 (the paper's AST alpha for ResNet-101; far too strong across a large domain gap: sweep it) */
+  alpha?: number;
+  /** @default 4500 (T/2 with the paper's T = 9000) */
+  iterations?: number;
+  /** @default 0.01 for stage I, 0.001 for stage II (the paper's) */
+  lr?: number;
+  hidden?: number;
+  evalEvery?: number;
+  logEvery?: number;
+}
+
+export interface AfaOptions {
+  spatial?: AfaStageOptions;
+  channel?: AfaStageOptions;
+  /** @default 64 */
+  batchSize?: number;
+  /** @default 0.01 */
+  headL2?: number;
+}
+
+/** The paper's alphas for its two backbones, as named defaults. */
+export const PAPER_ALPHAS = {
+  resnet101: { spatial: 0.1, channel: 0.15 },
+  mobilenetV2: { spatial: 0.09, channel: 0.04 },
+} as const;
+
+/**
+ * AFA: stage I aligns with spatial attention (AST) at lr 0.01; then the source is replaced by the
+ * stage-I target; stage II aligns with a fresh channel attention (ACT) at lr 0.001. Both decay the
+ * lr x0.1 at 2/3.
+ */
+export function afa(options: AfaOptions = {}): ScheduleStep[] {
+  const common = { batchSize: options.batchSize, headL2: options.headL2, lrSchedule: lr.step() };
+  const sp = options.spatial ?? {};
+  const ch = options.channel ?? {};
+  return [
+    stage({
+      ...common,
+      name: 'afa-spatial',
+      regularizer: afaSpatial({ alpha: sp.alpha ?? PAPER_ALPHAS.resnet101.spatial, hidden: sp.hidden }),
+      iterations: sp.iterations ?? 4500,
+      optimizer: sgd({ lr: sp.lr ?? 0.01 }),
+      evalEvery: sp.evalEvery,
+      logEvery: sp.logEvery,
+    }),
+    promoteTargetToSource(),
+    stage({
+      ...common,
+      name: 'afa-channel',
+      regularizer: afaChannel({ alpha: ch.alpha ?? PAPER_ALPHAS.resnet101.channel, hidden: ch.hidden }),
+      iterations: ch.iterations ?? 4500,
+      optimizer: sgd({ lr: ch.lr ?? 0.001 }),
+      evalEvery: ch.evalEvery,
+      logEvery: ch.logEvery,
+    }),
+  ];
+}
+
+export type BaselineOptions = Omit<StageOptions, 'regularizer' | 'iterations'> & {
+  /** @default 9000 (the paper's T) */
+  iterations?: number;
+};
+
+function oneStage(regularizer: RegularizerSpec, options: BaselineOptions): ScheduleStep[] {
+  return [stage({ lr: 0.01, ...options, iterations: options.iterations ?? 9000, regularizer })];
+}
+
+/** One-stage baselines at the paper's lr 0.01 for T iterations. */
+export const baseline = {
+  fineTune: (options: BaselineOptions & { weightDecay?: number } = {}) =>
+    oneStage(noRegularizer({ weightDecay: options.weightDecay }), withoutKey(options, 'weightDecay')),
+  l2fe: (options: BaselineOptions = {}) => oneStage(l2fe(), options),
+  l2sp: (options: BaselineOptions & { alpha: number }) => oneStage(l2sp({ alpha: options.alpha }), withoutKey(options, 'alpha')),
+  featureMap: (options: BaselineOptions & { alpha: number }) =>
+    oneStage(featureMap({ alpha: options.alpha }), withoutKey(options, 'alpha')),
+  delta: (options: BaselineOptions & { alpha: number }) => oneStage(delta({ alpha: options.alpha }), withoutKey(options, 'alpha')),
+  afaSpatial: (options: BaselineOptions & { alpha: number }) =>
+    oneStage(afaSpatial({ alpha: options.alpha }), withoutKey(options, 'alpha')),
+  afaChannel: (options: BaselineOptions & { alpha: number }) =>
+    oneStage(afaChannel({ alpha: options.alpha }), withoutKey(options, 'alpha')),
+} as const;
+
+function withoutKey<T extends object, K extends keyof T>(value: T, key: K): Omit<T, K> {
+  const { [key]: _dropped, ...rest } = value;
+  return rest;
+}

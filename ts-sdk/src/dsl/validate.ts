@@ -1,0 +1,258 @@
+/**
+ * Run-time validation of specs that did not pass through the compiler (JSON files, CLI input,
+ * sweeps). Every error names the field by its path and, where there is a closed set, the valid values.
+ */
+import { AfaError } from '../errors.js';
+import { BACKBONE_NAMES } from './backbone.js';
+import { DATA_KINDS, type DataSpec } from './data.js';
+import type { ExperimentSpec } from './experiment.js';
+import { needsSource, REGULARIZER_KINDS, type RegularizerSpec } from './regularizers.js';
+import type { SourceSpec } from './source.js';
+import type { ScheduleStep } from './stage.js';
+
+/** A spec failed validation before anything ran. */
+export class InvalidSpecError extends AfaError {
+  constructor(
+    readonly field: string,
+    readonly problem: string,
+    readonly valid?: readonly string[],
+  ) {
+    super(`${field}: ${problem}${valid ? ` (valid: ${valid.join(', ')})` : ''}`);
+  }
+}
+Object.defineProperty(InvalidSpecError.prototype, 'name', { value: 'InvalidSpecError' });
+
+type Obj = Record<string, unknown>;
+
+class Checker {
+  constructor(readonly path: string) {}
+
+  at(key: string | number): Checker {
+    return new Checker(typeof key === 'number' ? `${this.path}[${key}]` : this.path ? `${this.path}.${key}` : key);
+  }
+
+  fail(problem: string, valid?: readonly string[]): never {
+    throw new InvalidSpecError(this.path || '(root)', problem, valid);
+  }
+
+  object(value: unknown): Obj {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) this.fail(`must be an object, got ${describe(value)}`);
+    return value as Obj;
+  }
+
+  string(value: unknown, { nonEmpty = true } = {}): string {
+    if (typeof value !== 'string') this.fail(`must be a string, got ${describe(value)}`);
+    if (nonEmpty && value.length === 0) this.fail('must not be empty');
+    return value;
+  }
+
+  oneOf<T extends string>(value: unknown, choices: readonly T[]): T {
+    if (typeof value !== 'string' || !(choices as readonly string[]).includes(value)) {
+      this.fail(`unknown value ${describe(value)}`, choices);
+    }
+    return value as T;
+  }
+
+  number(value: unknown, opts: { min?: number; minExclusive?: number; max?: number; maxExclusive?: number; integer?: boolean } = {}): number {
+    if (typeof value !== 'number' || !Number.isFinite(value)) this.fail(`must be a finite number, got ${describe(value)}`);
+    if (opts.integer && !Number.isInteger(value)) this.fail(`must be a whole number, got ${value}`);
+    if (opts.min !== undefined && value < opts.min) this.fail(`must be >= ${opts.min}, got ${value}`);
+    if (opts.minExclusive !== undefined && value <= opts.minExclusive) this.fail(`must be > ${opts.minExclusive}, got ${value}`);
+    if (opts.max !== undefined && value > opts.max) this.fail(`must be <= ${opts.max}, got ${value}`);
+    if (opts.maxExclusive !== undefined && value >= opts.maxExclusive) this.fail(`must be < ${opts.maxExclusive}, got ${value}`);
+    return value;
+  }
+
+  count(value: unknown, { allowZero = false } = {}): number {
+    return this.number(value, { integer: true, min: allowZero ? 0 : 1 });
+  }
+
+  boolean(value: unknown): boolean {
+    if (typeof value !== 'boolean') this.fail(`must be true or false, got ${describe(value)}`);
+    return value;
+  }
+
+  array(value: unknown, { nonEmpty = false } = {}): unknown[] {
+    if (!Array.isArray(value)) this.fail(`must be an array, got ${describe(value)}`);
+    if (nonEmpty && value.length === 0) this.fail('must not be empty');
+    return value;
+  }
+
+  optional<T>(obj: Obj, key: string, check: (c: Checker, v: unknown) => T): T | undefined {
+    return obj[key] === undefined ? undefined : check(this.at(key), obj[key]);
+  }
+
+  /** Refuses keys the spec does not have, so a typo is not silently ignored. */
+  onlyKeys(obj: Obj, keys: readonly string[]): void {
+    for (const key of Object.keys(obj)) {
+      if (!keys.includes(key)) this.at(key).fail('is not a field here', keys);
+    }
+  }
+}
+
+function describe(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (Array.isArray(value)) return 'an array';
+  if (value === null) return 'null';
+  return typeof value === 'object' ? 'an object' : String(value);
+}
+
+const alpha = (c: Checker, v: unknown) => c.number(v, { min: 0 });
+
+function checkBackbone(c: Checker, value: unknown): void {
+  const b = c.object(value);
+  c.onlyKeys(b, ['name', 'inChannels', 'width', 'depth', 'layers']);
+  const name = c.at('name').string(b.name);
+  if (!/^(torchvision|timm):.+/.test(name)) c.at('name').oneOf(name, [...BACKBONE_NAMES, 'torchvision:NAME', 'timm:NAME']);
+  for (const key of ['inChannels', 'width', 'depth'] as const) c.optional(b, key, (cc, v) => cc.count(v));
+  c.optional(b, 'layers', (cc, v) => cc.array(v).forEach((l, i) => cc.at(i).string(l)));
+}
+
+const SAMPLING_KEYS = ['labelsPerClass', 'valPerClass', 'testPerClass', 'classes', 'seed', 'imageSize', 'color', 'augment'];
+
+function checkData(c: Checker, value: unknown): DataSpec {
+  const d = c.object(value);
+  const kind = c.at('kind').oneOf(d.kind, DATA_KINDS);
+  if (kind === 'imageFolder') {
+    c.onlyKeys(d, ['kind', 'root', ...SAMPLING_KEYS]);
+    c.at('root').string(d.root);
+  } else {
+    c.onlyKeys(d, ['kind', 'directory', ...SAMPLING_KEYS]);
+    c.optional(d, 'directory', (cc, v) => cc.string(v));
+  }
+  for (const key of ['labelsPerClass', 'valPerClass', 'testPerClass', 'seed'] as const) {
+    c.optional(d, key, (cc, v) => cc.count(v, { allowZero: true }));
+  }
+  c.optional(d, 'imageSize', (cc, v) => cc.count(v));
+  c.optional(d, 'color', (cc, v) => cc.oneOf(v, ['native', 'grayscale', 'rgb'] as const));
+  c.optional(d, 'augment', (cc, v) => cc.boolean(v));
+  c.optional(d, 'classes', (cc, v) => {
+    const list = cc.array(v, { nonEmpty: true }).map((x, i) => cc.at(i).count(x, { allowZero: true }));
+    if (new Set(list).size !== list.length) cc.fail('classes repeat');
+  });
+  return d as unknown as DataSpec;
+}
+
+function checkRegularizer(c: Checker, value: unknown): RegularizerSpec {
+  const r = c.object(value);
+  const kind = c.at('kind').oneOf(r.kind, REGULARIZER_KINDS);
+  switch (kind) {
+    case 'none':
+      c.onlyKeys(r, ['kind', 'weightDecay']);
+      c.at('weightDecay').number(r.weightDecay, { min: 0 });
+      break;
+    case 'l2fe':
+      c.onlyKeys(r, ['kind']);
+      break;
+    case 'l2sp':
+    case 'featureMap':
+      c.onlyKeys(r, ['kind', 'alpha']);
+      alpha(c.at('alpha'), r.alpha);
+      break;
+    case 'delta':
+      c.onlyKeys(r, ['kind', 'alpha', 'headIterations', 'ablationBatches', 'temperature']);
+      alpha(c.at('alpha'), r.alpha);
+      c.optional(r, 'headIterations', (cc, v) => cc.count(v));
+      c.optional(r, 'ablationBatches', (cc, v) => cc.count(v));
+      c.optional(r, 'temperature', (cc, v) => cc.number(v, { minExclusive: 0 }));
+      break;
+    case 'afaSpatial':
+    case 'afaChannel':
+      c.onlyKeys(r, ['kind', 'alpha', 'hidden']);
+      alpha(c.at('alpha'), r.alpha);
+      c.optional(r, 'hidden', (cc, v) => cc.count(v));
+      break;
+  }
+  return r as unknown as RegularizerSpec;
+}
+
+function checkStep(c: Checker, value: unknown): ScheduleStep {
+  const s = c.object(value);
+  const kind = c.at('kind').oneOf(s.kind, ['stage', 'promoteTargetToSource'] as const);
+  if (kind === 'promoteTargetToSource') {
+    c.onlyKeys(s, ['kind']);
+    return s as unknown as ScheduleStep;
+  }
+  c.onlyKeys(s, ['kind', 'name', 'regularizer', 'iterations', 'batchSize', 'optimizer', 'lrSchedule', 'headL2', 'evalEvery',
+    'logEvery', 'seed', 'restoreBest', 'headLrMultiplier']);
+  c.at('name').string(s.name);
+  checkRegularizer(c.at('regularizer'), s.regularizer);
+  c.at('iterations').count(s.iterations);
+  c.at('batchSize').count(s.batchSize);
+  const o = c.at('optimizer').object(s.optimizer);
+  const okind = c.at('optimizer').at('kind').oneOf(o.kind, ['sgd', 'adam'] as const);
+  c.at('optimizer').at('lr').number(o.lr, { minExclusive: 0 });
+  c.at('optimizer').at('weightDecay').number(o.weightDecay, { min: 0 });
+  if (okind === 'sgd') {
+    c.at('optimizer').onlyKeys(o, ['kind', 'lr', 'momentum', 'weightDecay', 'nesterov']);
+    c.at('optimizer').at('momentum').number(o.momentum, { min: 0, maxExclusive: 1 });
+    c.at('optimizer').at('nesterov').boolean(o.nesterov);
+  } else {
+    c.at('optimizer').onlyKeys(o, ['kind', 'lr', 'weightDecay']);
+  }
+  const l = c.at('lrSchedule').object(s.lrSchedule);
+  const lkind = c.at('lrSchedule').at('kind').oneOf(l.kind, ['constant', 'step', 'cosine'] as const);
+  if (lkind === 'step') {
+    c.at('lrSchedule').at('atFractions').array(l.atFractions).forEach((f, i) =>
+      c.at('lrSchedule').at('atFractions').at(i).number(f, { minExclusive: 0, maxExclusive: 1 }));
+    c.at('lrSchedule').at('gamma').number(l.gamma, { minExclusive: 0 });
+  } else if (lkind === 'cosine') {
+    c.at('lrSchedule').at('minFraction').number(l.minFraction, { min: 0, max: 1 });
+  }
+  c.at('headL2').number(s.headL2, { min: 0 });
+  c.at('evalEvery').count(s.evalEvery, { allowZero: true });
+  c.at('logEvery').count(s.logEvery, { allowZero: true });
+  c.optional(s, 'seed', (cc, v) => cc.count(v, { allowZero: true }));
+  c.at('restoreBest').boolean(s.restoreBest);
+  c.at('headLrMultiplier').number(s.headLrMultiplier, { minExclusive: 0 });
+  return s as unknown as ScheduleStep;
+}
+
+function checkSource(c: Checker, value: unknown): SourceSpec {
+  const s = c.object(value);
+  const kind = c.at('kind').oneOf(s.kind, ['weights', 'pretrain', 'scratch'] as const);
+  if (kind === 'weights') {
+    c.onlyKeys(s, ['kind', 'path']);
+    c.at('path').string(s.path);
+  } else if (kind === 'pretrain') {
+    c.onlyKeys(s, ['kind', 'data', 'iterations', 'batchSize', 'lr', 'momentum', 'weightDecay', 'lrSchedule', 'seed']);
+    checkData(c.at('data'), s.data);
+    c.at('iterations').count(s.iterations);
+    c.at('batchSize').count(s.batchSize);
+    c.at('lr').number(s.lr, { minExclusive: 0 });
+    c.at('momentum').number(s.momentum, { min: 0, maxExclusive: 1 });
+    c.at('weightDecay').number(s.weightDecay, { min: 0 });
+    c.at('lrSchedule').object(s.lrSchedule);
+    c.at('seed').count(s.seed, { allowZero: true });
+  } else {
+    c.onlyKeys(s, ['kind']);
+  }
+  return s as unknown as SourceSpec;
+}
+
+/** Validates a parsed JSON value as an experiment spec (the `experiment()` builder's output shape). */
+export function parseExperiment(value: unknown): ExperimentSpec {
+  const c = new Checker('');
+  const e = c.object(value);
+  c.onlyKeys(e, ['version', 'name', 'seed', 'backbone', 'source', 'target', 'schedule', 'device', 'evaluateTest']);
+  if (e.version !== 1) c.at('version').fail(`unsupported spec version ${describe(e.version)}`, ['1']);
+  c.at('name').string(e.name);
+  c.at('seed').count(e.seed, { allowZero: true });
+  checkBackbone(c.at('backbone'), e.backbone);
+  const source = checkSource(c.at('source'), e.source);
+  checkData(c.at('target'), e.target);
+  const schedule = c.at('schedule').array(e.schedule, { nonEmpty: true }).map((s, i) => checkStep(c.at('schedule').at(i), s));
+  if (!schedule.some((s) => s.kind === 'stage')) c.at('schedule').fail('has no stage');
+  if (source.kind === 'scratch') {
+    schedule.forEach((s, i) => {
+      if (s.kind === 'stage' && needsSource(s.regularizer.kind)) {
+        c.at('schedule').at(i).at('regularizer').fail(`${s.regularizer.kind} aligns to a source model, and source is scratch`,
+          ['none', 'l2fe']);
+      }
+    });
+  }
+  c.at('device').string(e.device, { nonEmpty: false });
+  c.at('evaluateTest').boolean(e.evaluateTest);
+  return e as unknown as ExperimentSpec;
+}

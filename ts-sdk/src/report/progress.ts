@@ -1,0 +1,113 @@
+/**
+ * Progress for a person: on a terminal one redrawn bar per stage with loss, accuracy and images/s;
+ * without one (CI, pipes) one plain line per evaluation.
+ */
+import type { RunEvent } from '../run/events.js';
+import { pct, secs } from './table.js';
+
+export interface ProgressOptions {
+  stream?: NodeJS.WriteStream;
+  /** @default stream.isTTY */
+  interactive?: boolean;
+  /** Printed before each line, e.g. the experiment's name in a multi-run job. */
+  prefix?: string;
+}
+
+const BAR = 24;
+
+export class Progress {
+  private readonly stream: NodeJS.WriteStream;
+  private readonly interactive: boolean;
+  private readonly prefix: string;
+  private lastStep = { loss: NaN, acc: NaN, ips: NaN, step: 0 };
+  private lastVal = NaN;
+  private stageStarted = 0;
+  private drawn = false;
+
+  constructor(options: ProgressOptions = {}) {
+    this.stream = options.stream ?? process.stderr;
+    this.interactive = options.interactive ?? Boolean(this.stream.isTTY);
+    this.prefix = options.prefix ? `${options.prefix} ` : '';
+  }
+
+  private print(line: string): void {
+    if (this.drawn) this.stream.write('\r\x1b[2K');
+    this.drawn = false;
+    this.stream.write(`${this.prefix}${line}\n`);
+  }
+
+  private draw(stage: string, step: number, total: number): void {
+    const filled = Math.round((BAR * step) / Math.max(1, total));
+    const bar = '█'.repeat(filled) + '░'.repeat(BAR - filled);
+    const s = this.lastStep;
+    const parts = [
+      `${this.prefix}${stage.padEnd(12)} ${bar} ${String(step).padStart(String(total).length)}/${total}`,
+      Number.isFinite(s.loss) ? `loss ${s.loss.toFixed(3)}` : '',
+      Number.isFinite(s.acc) ? `train ${pct(s.acc)}` : '',
+      Number.isFinite(this.lastVal) ? `val ${pct(this.lastVal)}` : '',
+      Number.isFinite(s.ips) ? `${Math.round(s.ips)} img/s` : '',
+    ];
+    this.stream.write(`\r\x1b[2K${parts.filter(Boolean).join('  ')}`);
+    this.drawn = true;
+  }
+
+  handle(event: RunEvent): void {
+    switch (event.type) {
+      case 'source':
+        if (event.cached) this.print(`source: cached pretrained model ${event.path}`);
+        else this.print(`source: pretrained and cached at ${event.path}`);
+        break;
+      case 'session':
+        if (event.phase === 'transfer') {
+          this.print(`target: ${event.trainSize} labelled / ${event.valSize} val / ${event.testSize} test images; ` +
+            `aligned layers ${event.layers.map((l) => `${l.name} [${l.shape.join('x')}]`).join(', ') || '-'}`);
+        } else {
+          this.print(`pretraining the source on ${event.trainSize} images`);
+        }
+        break;
+      case 'stage-start':
+        this.lastStep = { loss: NaN, acc: NaN, ips: NaN, step: 0 };
+        this.lastVal = NaN;
+        this.stageStarted = performance.now();
+        if (this.interactive) this.draw(event.stage, 0, event.iterations);
+        else this.print(`${event.stage}: ${event.iterations} steps, regulariser ${event.regularizer}`);
+        break;
+      case 'step':
+        this.lastStep = { loss: event.totalLoss, acc: event.trainAccuracy, ips: event.imagesPerSecond, step: event.step };
+        if (this.interactive) this.draw(event.stage, event.step, event.iterations);
+        break;
+      case 'eval':
+        this.lastVal = event.accuracy;
+        if (this.interactive) {
+          this.draw(event.stage, event.step, event.iterations);
+        } else {
+          const s = this.lastStep;
+          this.print(`${event.stage} step ${event.step}/${event.iterations}  val ${pct(event.accuracy)} (loss ${event.loss.toFixed(3)})` +
+            `${Number.isFinite(s.loss) ? `  train loss ${s.loss.toFixed(3)}` : ''}` +
+            `${Number.isFinite(s.ips) ? `  ${Math.round(s.ips)} img/s` : ''}${event.isBest ? '  *best' : ''}`);
+        }
+        break;
+      case 'stage-end': {
+        const r = event.result;
+        const elapsed = (performance.now() - this.stageStarted) / 1000;
+        this.print(`${r.name}: ${r.status}, ${r.stepsCompleted} steps in ${secs(elapsed)}` +
+          (r.bestValAccuracy || r.history.evals.length ? `, best val ${pct(r.bestValAccuracy)} at step ${r.bestStep}` : ''));
+        break;
+      }
+      case 'promote':
+        this.print(`promoted the target to source (${event.tensorsCopied} tensors)`);
+        break;
+      case 'test':
+        this.print(`test: ${pct(event.accuracy)} on ${event.count} images`);
+        break;
+      case 'checkpoint':
+        break;
+    }
+  }
+
+  /** Ends a half-drawn bar line (on interrupt). */
+  close(): void {
+    if (this.drawn) this.stream.write('\n');
+    this.drawn = false;
+  }
+}

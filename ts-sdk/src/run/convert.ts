@@ -1,0 +1,123 @@
+/** The DSL's plain data -> the contract's messages. The only place that knows both shapes. */
+import {
+  ColorMode,
+  OptimizerKind,
+  type BackboneSpec as BackboneMessage,
+  type CreateSessionRequest,
+  type DataSpec as DataMessage,
+  type LrSchedule,
+  type OptimizerSpec as OptimizerMessage,
+  type Regularizer,
+  type StageSpec as StageMessage,
+} from '../gen/afa/v1/afa.js';
+import type { BackboneSpec } from '../dsl/backbone.js';
+import type { DataSpec } from '../dsl/data.js';
+import type { RegularizerSpec } from '../dsl/regularizers.js';
+import type { LrScheduleSpec, OptimizerSpec, StageSpec } from '../dsl/stage.js';
+
+const COLORS = { native: ColorMode.COLOR_MODE_NATIVE, grayscale: ColorMode.COLOR_MODE_GRAYSCALE, rgb: ColorMode.COLOR_MODE_RGB } as const;
+
+export function toBackboneMessage(b: BackboneSpec): BackboneMessage {
+  return { name: b.name, inChannels: b.inChannels ?? 0, width: b.width ?? 0, depth: b.depth ?? 0 };
+}
+
+export function toDataMessage(d: DataSpec, defaultSeed: number): DataMessage {
+  const dataset: DataMessage['dataset'] =
+    d.kind === 'fashionMnist'
+      ? { $case: 'fashionMnist', value: { directory: d.directory ?? '' } }
+      : d.kind === 'mnist'
+        ? { $case: 'mnist', value: { directory: d.directory ?? '' } }
+        : { $case: 'imageFolder', value: { root: d.root } };
+  return {
+    dataset,
+    labelsPerClass: d.labelsPerClass ?? 0,
+    valPerClass: d.valPerClass ?? 0,
+    testPerClass: d.testPerClass ?? 0,
+    classes: [...(d.classes ?? [])],
+    seed: d.seed ?? defaultSeed,
+    imageSize: d.imageSize ?? 0,
+    color: COLORS[d.color ?? 'native'],
+    augment: d.augment ?? false,
+  };
+}
+
+export function toRegularizerMessage(r: RegularizerSpec): Regularizer {
+  switch (r.kind) {
+    case 'none':
+      return { kind: { $case: 'none', value: { weightDecay: r.weightDecay } } };
+    case 'l2fe':
+      return { kind: { $case: 'l2fe', value: {} } };
+    case 'l2sp':
+      return { kind: { $case: 'l2sp', value: { alpha: r.alpha } } };
+    case 'featureMap':
+      return { kind: { $case: 'featureMap', value: { alpha: r.alpha } } };
+    case 'delta':
+      return {
+        kind: {
+          $case: 'delta',
+          value: { alpha: r.alpha, headIterations: r.headIterations ?? 0, ablationBatches: r.ablationBatches ?? 0, temperature: r.temperature ?? 0 },
+        },
+      };
+    case 'afaSpatial':
+      return { kind: { $case: 'afaSpatial', value: { alpha: r.alpha, hidden: r.hidden ?? 0 } } };
+    case 'afaChannel':
+      return { kind: { $case: 'afaChannel', value: { alpha: r.alpha, hidden: r.hidden ?? 0 } } };
+  }
+}
+
+export function toOptimizerMessage(o: OptimizerSpec): OptimizerMessage {
+  return o.kind === 'sgd'
+    ? { kind: OptimizerKind.OPTIMIZER_KIND_SGD, lr: o.lr, momentum: o.momentum, weightDecay: o.weightDecay, nesterov: o.nesterov }
+    : { kind: OptimizerKind.OPTIMIZER_KIND_ADAM, lr: o.lr, momentum: 0, weightDecay: o.weightDecay, nesterov: false };
+}
+
+export function toLrScheduleMessage(l: LrScheduleSpec): LrSchedule {
+  switch (l.kind) {
+    case 'constant':
+      return { kind: { $case: 'constant', value: {} } };
+    case 'step':
+      return { kind: { $case: 'step', value: { atFractions: [...l.atFractions], gamma: l.gamma } } };
+    case 'cosine':
+      return { kind: { $case: 'cosine', value: { minFraction: l.minFraction } } };
+  }
+}
+
+export function toStageMessage(s: StageSpec, defaultSeed: number): StageMessage {
+  return {
+    name: s.name,
+    regularizer: toRegularizerMessage(s.regularizer),
+    optimizer: toOptimizerMessage(s.optimizer),
+    lrSchedule: toLrScheduleMessage(s.lrSchedule),
+    iterations: s.iterations,
+    batchSize: s.batchSize,
+    headL2: s.headL2,
+    evalEvery: s.evalEvery,
+    logEvery: s.logEvery,
+    seed: s.seed ?? defaultSeed,
+    restoreBest: s.restoreBest,
+    headLrMultiplier: s.headLrMultiplier,
+  };
+}
+
+export interface SessionOptions {
+  backbone: BackboneSpec;
+  data: DataSpec;
+  seed: number;
+  sourceWeights?: string;
+  device?: string;
+  specJson?: string;
+}
+
+export function toCreateSessionRequest(o: SessionOptions): CreateSessionRequest {
+  return {
+    backbone: toBackboneMessage(o.backbone),
+    sourceWeights: o.sourceWeights ?? '',
+    data: toDataMessage(o.data, o.seed),
+    layers: [...(o.backbone.layers ?? [])],
+    seed: o.seed,
+    device: o.device ?? '',
+    numThreads: 0,
+    specJson: o.specJson ?? '',
+    noSource: !o.sourceWeights,
+  };
+}

@@ -1,0 +1,145 @@
+/** Typed events and results of stages and experiments. */
+import { StageStatus, type StageEvent, type StageSummary } from '../gen/afa/v1/afa.js';
+
+export type Phase = 'pretrain' | 'transfer';
+
+export interface StepPoint {
+  step: number;
+  ceLoss: number;
+  regLoss: number;
+  totalLoss: number;
+  lr: number;
+  trainAccuracy: number;
+  imagesPerSecond: number;
+}
+
+export interface EvalPoint {
+  step: number;
+  split: string;
+  loss: number;
+  accuracy: number;
+  isBest: boolean;
+}
+
+export type StageStatusName = 'completed' | 'cancelled' | 'diverged' | 'unknown';
+
+export interface AttentionStat {
+  layer: string;
+  /** Mean entropy (nats) of the per-image attention over the last batch. */
+  entropy: number;
+  /** The uniform distribution's entropy over the same support. */
+  maxEntropy: number;
+}
+
+export interface StageResult {
+  name: string;
+  regularizer: string;
+  status: StageStatusName;
+  iterations: number;
+  stepsCompleted: number;
+  bestValAccuracy: number;
+  bestStep: number;
+  finalValAccuracy: number;
+  finalValLoss: number;
+  finalTrainLoss: number;
+  wallSeconds: number;
+  imagesPerSecond: number;
+  message: string;
+  attention: AttentionStat[];
+  history: { steps: StepPoint[]; evals: EvalPoint[] };
+}
+
+interface EventBase {
+  phase: Phase;
+  stage: string;
+}
+
+export type RunEvent =
+  | { type: 'source'; phase: 'pretrain'; cached: boolean; path: string }
+  | { type: 'session'; phase: Phase; sessionId: string; trainSize: number; valSize: number; testSize: number; layers: { name: string; shape: number[] }[] }
+  | (EventBase & { type: 'stage-start'; index: number; iterations: number; regularizer: string })
+  | (EventBase & { type: 'step'; iterations: number } & StepPoint)
+  | (EventBase & { type: 'eval'; iterations: number } & EvalPoint)
+  | (EventBase & { type: 'stage-end'; result: StageResult })
+  | { type: 'promote'; phase: 'transfer'; tensorsCopied: number }
+  | { type: 'test'; phase: 'transfer'; loss: number; accuracy: number; count: number }
+  | { type: 'checkpoint'; phase: Phase; path: string; bytes: number };
+
+export interface ExperimentResult {
+  name: string;
+  specHash: string;
+  seed: number;
+  stages: StageResult[];
+  /** Best validation accuracy of the last stage (the selected model's). */
+  bestValAccuracy: number;
+  /** Test accuracy of the selected model, evaluated once (undefined when `evaluateTest` is false). */
+  testAccuracy: number | undefined;
+  testLoss: number | undefined;
+  checkpointPath: string | undefined;
+  sourcePath: string | undefined;
+  timings: { totalSeconds: number; pretrainSeconds: number; transferSeconds: number; sourceCached: boolean };
+}
+
+const STATUS: Record<number, StageStatusName> = {
+  [StageStatus.STAGE_STATUS_COMPLETED]: 'completed',
+  [StageStatus.STAGE_STATUS_CANCELLED]: 'cancelled',
+  [StageStatus.STAGE_STATUS_DIVERGED]: 'diverged',
+};
+
+/** Folds one stage's event stream into events for the caller and the stage's result. */
+export class StageAccumulator {
+  readonly steps: StepPoint[] = [];
+  readonly evals: EvalPoint[] = [];
+  regularizer = '';
+  iterations = 0;
+
+  constructor(
+    readonly phase: Phase,
+    readonly stage: string,
+    readonly index: number,
+  ) {}
+
+  toRunEvent(event: StageEvent): RunEvent | undefined {
+    const e = event.event;
+    if (!e) return undefined;
+    const base = { phase: this.phase, stage: this.stage };
+    switch (e.$case) {
+      case 'started':
+        this.regularizer = e.value.regularizer;
+        this.iterations = e.value.iterations;
+        return { ...base, type: 'stage-start', index: this.index, iterations: e.value.iterations, regularizer: e.value.regularizer };
+      case 'step': {
+        const point: StepPoint = { ...e.value };
+        this.steps.push(point);
+        return { ...base, type: 'step', iterations: this.iterations, ...point };
+      }
+      case 'eval': {
+        const point: EvalPoint = { ...e.value };
+        this.evals.push(point);
+        return { ...base, type: 'eval', iterations: this.iterations, ...point };
+      }
+      case 'summary':
+        return { ...base, type: 'stage-end', result: this.result(e.value) };
+    }
+  }
+
+  result(s: StageSummary): StageResult {
+    return {
+      name: s.name || this.stage,
+      regularizer: this.regularizer,
+      status: STATUS[s.status] ?? 'unknown',
+      iterations: this.iterations,
+      stepsCompleted: s.stepsCompleted,
+      bestValAccuracy: s.bestValAccuracy,
+      bestStep: s.bestStep,
+      finalValAccuracy: s.finalValAccuracy,
+      finalValLoss: s.finalValLoss,
+      finalTrainLoss: s.finalTrainLoss,
+      wallSeconds: s.wallSeconds,
+      imagesPerSecond: s.imagesPerSecond,
+      message: s.message,
+      attention: s.attention.map((a) => ({ ...a })),
+      history: { steps: this.steps, evals: this.evals },
+    };
+  }
+}

@@ -1,0 +1,164 @@
+/**
+ * Runs an experiment spec on a worker: the source (weights, cached pretraining, or none), one
+ * RunStage per stage with promote steps between, the test split once at the end, a checkpoint.
+ */
+import { join } from 'node:path';
+import type { WorkerClient } from '../client/client.js';
+import { CancelledError, StageFailedError } from '../errors.js';
+import type { ExperimentSpec } from '../dsl/experiment.js';
+import { specHash } from '../dsl/experiment.js';
+import { noRegularizer } from '../dsl/regularizers.js';
+import type { PretrainSource } from '../dsl/source.js';
+import { sgd, stage } from '../dsl/stage.js';
+import { cacheDir, isCached, sourceCachePath } from './cache.js';
+import { toCreateSessionRequest } from './convert.js';
+import type { ExperimentResult, RunEvent, StageResult } from './events.js';
+import { AsyncQueue } from './queue.js';
+import { Session } from './session.js';
+import { status as GrpcStatus } from '@grpc/grpc-js';
+
+export interface RunOptions {
+  /** Cancels the run within one training step; `result` rejects with `CancelledError`. */
+  signal?: AbortSignal;
+  /** Cache of pretrained sources and run outputs. @default $AFA_CACHE or ~/.cache/afa-transfer/cache */
+  cacheDir?: string;
+  /** Where to write the final target model; `false` for none. @default <cacheDir>/runs/<specHash>/target.safetensors */
+  checkpoint?: string | false;
+}
+
+/** A running experiment: typed events as they come, and the typed result. */
+export interface ExperimentRun {
+  readonly events: AsyncIterable<RunEvent>;
+  readonly result: Promise<ExperimentResult>;
+}
+
+export function runExperiment(client: WorkerClient, spec: ExperimentSpec, options: RunOptions = {}): ExperimentRun {
+  const queue = new AsyncQueue<RunEvent>();
+  const result = execute(client, spec, options, (e) => queue.push(e)).then(
+    (r) => {
+      queue.end();
+      return r;
+    },
+    (error: unknown) => {
+      queue.fail(error);
+      throw error;
+    },
+  );
+  result.catch(() => undefined);
+  return { events: queue, result };
+}
+
+async function runStageTo(session: Session, s: Parameters<Session['runStage']>[0], opts: Parameters<Session['runStage']>[1],
+  emit: (e: RunEvent) => void): Promise<StageResult> {
+  const run = session.runStage(s, opts);
+  for await (const event of run) emit(event);
+  const result = await run.result;
+  if (result.status !== 'completed') {
+    throw new StageFailedError(`stage ${result.name} ${result.status}: ${result.message}`, result.name, result.status);
+  }
+  return result;
+}
+
+/** The pretrained source's weights file: from the cache, or pretrained now and cached. */
+export async function obtainSource(client: WorkerClient, spec: Pick<ExperimentSpec, 'backbone' | 'device'>, source: PretrainSource,
+  dir: string, signal: AbortSignal | undefined, emit: (e: RunEvent) => void): Promise<{ path: string; cached: boolean }> {
+  const path = sourceCachePath(dir, spec.backbone, source);
+  if (isCached(path)) {
+    emit({ type: 'source', phase: 'pretrain', cached: true, path });
+    return { path, cached: true };
+  }
+  const request = toCreateSessionRequest({ backbone: spec.backbone, data: source.data, seed: source.seed, device: spec.device,
+    specJson: JSON.stringify({ pretrain: source, backbone: spec.backbone }) });
+  const session = new Session(client, await client.createSession(request, { signal }), source.seed);
+  try {
+    emit({ type: 'session', phase: 'pretrain', sessionId: session.id, trainSize: session.info.trainSize,
+      valSize: session.info.valSize, testSize: session.info.testSize, layers: session.info.layers });
+    const pretrainStage = stage({
+      name: 'pretrain',
+      regularizer: noRegularizer({ weightDecay: source.weightDecay }),
+      iterations: source.iterations,
+      batchSize: source.batchSize,
+      optimizer: sgd({ lr: source.lr, momentum: source.momentum }),
+      lrSchedule: source.lrSchedule,
+      headL2: 0,
+      evalEvery: session.info.valSize ? Math.max(1, Math.round(source.iterations / 5)) : 0,
+      restoreBest: false,
+    });
+    await runStageTo(session, pretrainStage, { signal, phase: 'pretrain', index: 0, seed: source.seed }, emit);
+    await session.saveCheckpoint(path, { signal });
+  } finally {
+    await session.close().catch(() => undefined);
+  }
+  emit({ type: 'source', phase: 'pretrain', cached: false, path });
+  return { path, cached: false };
+}
+
+async function execute(client: WorkerClient, spec: ExperimentSpec, options: RunOptions,
+  emit: (e: RunEvent) => void): Promise<ExperimentResult> {
+  const { signal } = options;
+  const started = performance.now();
+  const hash = specHash(spec);
+  const dir = cacheDir(options.cacheDir);
+  try {
+    let sourcePath: string | undefined;
+    let sourceCached = false;
+    if (spec.source.kind === 'weights') sourcePath = spec.source.path;
+    if (spec.source.kind === 'pretrain') {
+      ({ path: sourcePath, cached: sourceCached } = await obtainSource(client, spec, spec.source, dir, signal, emit));
+    }
+    const pretrainDone = performance.now();
+
+    const request = toCreateSessionRequest({ backbone: spec.backbone, data: spec.target, seed: spec.seed, device: spec.device,
+      sourceWeights: sourcePath, specJson: JSON.stringify(spec) });
+    const session = new Session(client, await client.createSession(request, { signal }), spec.seed);
+    try {
+      emit({ type: 'session', phase: 'transfer', sessionId: session.id, trainSize: session.info.trainSize,
+        valSize: session.info.valSize, testSize: session.info.testSize, layers: session.info.layers });
+      const stages: StageResult[] = [];
+      for (const [index, step] of spec.schedule.entries()) {
+        if (step.kind === 'promoteTargetToSource') {
+          emit({ type: 'promote', phase: 'transfer', tensorsCopied: await session.promoteTargetToSource({ signal }) });
+        } else {
+          stages.push(await runStageTo(session, step, { signal, phase: 'transfer', index, seed: spec.seed }, emit));
+        }
+      }
+      let test: { loss: number; accuracy: number; count: number } | undefined;
+      if (spec.evaluateTest && session.info.testSize > 0) {
+        test = await session.evaluate('test', { signal });
+        emit({ type: 'test', phase: 'transfer', ...test });
+      }
+      let checkpointPath: string | undefined;
+      if (options.checkpoint !== false) {
+        const target = options.checkpoint ?? join(dir, 'runs', hash, 'target.safetensors');
+        const saved = await session.saveCheckpoint(target, { signal });
+        checkpointPath = saved.path;
+        emit({ type: 'checkpoint', phase: 'transfer', path: saved.path, bytes: saved.bytes });
+      }
+      const finished = performance.now();
+      return {
+        name: spec.name,
+        specHash: hash,
+        seed: spec.seed,
+        stages,
+        bestValAccuracy: stages.at(-1)?.bestValAccuracy ?? 0,
+        testAccuracy: test?.accuracy,
+        testLoss: test?.loss,
+        checkpointPath,
+        sourcePath,
+        timings: {
+          totalSeconds: (finished - started) / 1000,
+          pretrainSeconds: (pretrainDone - started) / 1000,
+          transferSeconds: (finished - pretrainDone) / 1000,
+          sourceCached,
+        },
+      };
+    } finally {
+      await session.close().catch(() => undefined);
+    }
+  } catch (error) {
+    if (signal?.aborted && !(error instanceof CancelledError)) {
+      throw new CancelledError('run', GrpcStatus.CANCELLED, `experiment ${spec.name} was cancelled`, { cause: error });
+    }
+    throw error;
+  }
+}

@@ -1,0 +1,115 @@
+/**
+ * A session handle: drive stages one by one, branch between them, evaluate, promote, checkpoint.
+ * `Worker.run` builds on this; user code can use it directly for custom schedules.
+ */
+import type { WorkerClient } from '../client/client.js';
+import type { CallOptions } from '../client/calls.js';
+import { AfaError, CancelledError } from '../errors.js';
+import { Split, type CreateSessionResponse } from '../gen/afa/v1/afa.js';
+import type { StageSpec } from '../dsl/stage.js';
+import { toStageMessage } from './convert.js';
+import { StageAccumulator, type Phase, type RunEvent, type StageResult } from './events.js';
+import { AsyncQueue } from './queue.js';
+import { status as GrpcStatus } from '@grpc/grpc-js';
+
+export type SplitName = 'val' | 'test' | 'train';
+const SPLITS: Record<SplitName, Split> = { val: Split.SPLIT_VAL, test: Split.SPLIT_TEST, train: Split.SPLIT_TRAIN };
+
+/** A running stage: its events as they come, and its result when it ends. */
+export interface StageRun extends AsyncIterable<RunEvent> {
+  readonly result: Promise<StageResult>;
+}
+
+export interface StageRunOptions {
+  signal?: AbortSignal;
+  /** Seed for stages that do not set one. @default the session's seed */
+  seed?: number;
+  phase?: Phase;
+  index?: number;
+}
+
+export class Session {
+  private closed = false;
+  private stageCount = 0;
+
+  constructor(
+    private readonly client: WorkerClient,
+    readonly info: CreateSessionResponse,
+    readonly seed: number,
+  ) {}
+
+  get id(): string {
+    return this.info.sessionId;
+  }
+
+  /** Starts one stage; iterate the handle for events, await `result` for the summary. */
+  runStage(stage: StageSpec, options: StageRunOptions = {}): StageRun {
+    if (this.closed) throw new AfaError(`session ${this.id} is closed`);
+    const queue = new AsyncQueue<RunEvent>();
+    const acc = new StageAccumulator(options.phase ?? 'transfer', stage.name, options.index ?? this.stageCount++);
+    const message = toStageMessage(stage, options.seed ?? this.seed);
+    const result = (async () => {
+      let summary: StageResult | undefined;
+      try {
+        for await (const event of this.client.runStage(this.id, message, { signal: options.signal })) {
+          const runEvent = acc.toRunEvent(event);
+          if (!runEvent) continue;
+          queue.push(runEvent);
+          if (runEvent.type === 'stage-end') summary = runEvent.result;
+        }
+      } catch (error) {
+        queue.fail(error);
+        throw error;
+      }
+      queue.end();
+      if (!summary) throw new AfaError(`stage ${stage.name}: the worker ended the stream without a summary`);
+      if (summary.status === 'cancelled') {
+        throw new CancelledError('RunStage', GrpcStatus.CANCELLED, `stage ${stage.name} was cancelled: ${summary.message}`);
+      }
+      return summary;
+    })();
+    // The result is also observed through the iterator; an unobserved rejection must not crash.
+    result.catch(() => undefined);
+    return { result, [Symbol.asyncIterator]: () => queue[Symbol.asyncIterator]() };
+  }
+
+  async evaluate(split: SplitName, options: CallOptions = {}): Promise<{ loss: number; accuracy: number; count: number }> {
+    const response = await this.client.evaluate(this.id, SPLITS[split], options);
+    return { loss: response.loss, accuracy: response.accuracy, count: response.count };
+  }
+
+  /** AFA stage-II rule: the frozen source becomes a copy of the current target backbone. */
+  async promoteTargetToSource(options: CallOptions = {}): Promise<number> {
+    return (await this.client.promoteTargetToSource(this.id, options)).tensorsCopied;
+  }
+
+  /** Writes the target model (safetensors + JSON sidecar with the spec), atomically. */
+  async saveCheckpoint(path: string, options: CallOptions = {}): Promise<{ path: string; metadataPath: string; bytes: number; sha256: string }> {
+    const r = await this.client.saveCheckpoint(this.id, path, options);
+    return { path: r.path, metadataPath: r.metadataPath, bytes: r.bytes, sha256: r.sha256 };
+  }
+
+  /** Frees the session; waits briefly for a just-cancelled stage to release it. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.client.closeSession(this.id, { timeoutMs: 10_000 });
+        this.closed = true;
+        return;
+      } catch (error) {
+        const code = (error as { code?: number }).code;
+        if (code === GrpcStatus.NOT_FOUND) {
+          this.closed = true;
+          return;
+        }
+        if (code !== GrpcStatus.FAILED_PRECONDITION || attempt >= 100) throw error;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
