@@ -9,7 +9,7 @@ VENV_STAMP  := $(VENV)/.afa-installed
 FASHION     := /usr/share/datasets/fashion-mnist
 MOCHA       := node_modules/.bin/mocha
 
-.PHONY: help setup data proto check-proto build typecheck test test-python test-ts demo clean
+.PHONY: help setup data browser proto check-proto build typecheck test test-python test-ts demo clean
 
 help:
 	@echo "make demo    Fashion-MNIST -> MNIST transfer: fine-tune, L2-SP, DELTA, AFA, with a result table"
@@ -32,6 +32,9 @@ $(VENV_STAMP): python-worker/pyproject.toml
 data:
 	@scripts/install-fashion-mnist.sh
 
+browser:
+	@scripts/install-chromium.sh
+
 proto: $(NODE_STAMP) $(VENV_STAMP)
 	scripts/gen-proto.sh
 
@@ -47,7 +50,7 @@ typecheck: $(NODE_STAMP)
 test-python: setup
 	cd python-worker && .venv/bin/python -m pytest -q
 
-test-ts: setup
+test-ts: setup browser
 	$(MOCHA)
 
 test: setup check-proto typecheck test-python test-ts

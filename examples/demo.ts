@@ -29,8 +29,9 @@ const base = {
   target: data.mnist({ labelsPerClass: 10, valPerClass: 10 }),
 };
 
-// Alphas for this domain gap (clothing -> digits), chosen on validation accuracy; the paper's
-// ImageNet values (AST 0.1, ACT 0.15) are far too strong here.
+// Alphas for this domain gap (clothing -> digits), chosen on validation accuracy over two seeds
+// (grid: AST 1e-4..1e-3, ACT 1e-3..1e-2, DELTA 0.01..1, L2-SP 0.01..1); the paper's ImageNet
+// values (AST 0.1, ACT 0.15) are far too strong here.
 const methods = [
   experiment({ ...base, name: 'fine-tune', schedule: baseline.fineTune({ iterations: T }) }),
   experiment({ ...base, name: 'L2-SP', schedule: baseline.l2sp({ alpha: 0.01, iterations: T }) }),
@@ -38,7 +39,7 @@ const methods = [
   experiment({
     ...base,
     name: 'AFA',
-    schedule: afa({ spatial: { alpha: 3e-4, iterations: T / 2, lr: 0.01 }, channel: { alpha: 3e-3, iterations: T / 2, lr: 0.001 } }),
+    schedule: afa({ spatial: { alpha: 1e-4, iterations: T / 2, lr: 0.01 }, channel: { alpha: 1e-2, iterations: T / 2, lr: 0.001 } }),
   }),
 ];
 

@@ -4,11 +4,15 @@ import { Command } from 'commander';
 import { registerInfo } from './info.js';
 import { registerWorker } from './worker.js';
 import { registerRun } from './run.js';
+import { registerSweep } from './sweep.js';
+import { registerResults } from './results.js';
 import { EXIT } from './exit.js';
 
 const program = new Command();
 program.name('afa').description('Transfer learning by Attentive Feature Alignment, driven from TypeScript').version('0.1.0');
 registerRun(program);
+registerSweep(program);
+registerResults(program);
 registerInfo(program);
 registerWorker(program);
 

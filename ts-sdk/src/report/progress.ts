@@ -22,6 +22,7 @@ export class Progress {
   private lastStep = { loss: NaN, acc: NaN, ips: NaN, step: 0 };
   private lastVal = NaN;
   private stageStarted = 0;
+  private lastPrintedStep = 0;
   private drawn = false;
 
   constructor(options: ProgressOptions = {}) {
@@ -69,15 +70,24 @@ export class Progress {
         this.lastStep = { loss: NaN, acc: NaN, ips: NaN, step: 0 };
         this.lastVal = NaN;
         this.stageStarted = performance.now();
+        this.lastPrintedStep = 0;
         if (this.interactive) this.draw(event.stage, 0, event.iterations);
         else this.print(`${event.stage}: ${event.iterations} steps, regulariser ${event.regularizer}`);
         break;
       case 'step':
         this.lastStep = { loss: event.totalLoss, acc: event.trainAccuracy, ips: event.imagesPerSecond, step: event.step };
-        if (this.interactive) this.draw(event.stage, event.step, event.iterations);
+        if (this.interactive) {
+          this.draw(event.stage, event.step, event.iterations);
+        } else if (event.step - this.lastPrintedStep >= event.iterations / 10) {
+          // A heartbeat for long stages with few or no evaluations (e.g. pretraining without a val split).
+          this.lastPrintedStep = event.step;
+          this.print(`${event.stage} step ${event.step}/${event.iterations}  train loss ${event.totalLoss.toFixed(3)}` +
+            `  train ${pct(event.trainAccuracy)}  ${Math.round(event.imagesPerSecond)} img/s`);
+        }
         break;
       case 'eval':
         this.lastVal = event.accuracy;
+        this.lastPrintedStep = event.step;
         if (this.interactive) {
           this.draw(event.stage, event.step, event.iterations);
         } else {

@@ -1,0 +1,228 @@
+import { expect } from 'chai';
+import { execa } from 'execa';
+import { existsSync, readFileSync, writeFileSync, appendFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  choice,
+  grid,
+  logUniform,
+  planTrials,
+  summarize,
+  sweep,
+  uniform,
+  loadSweepDirectory,
+  formatSummaryTable,
+  recordsToCsv,
+  InvalidSpecError,
+  type TrialRecord,
+} from '../ts-sdk/src/index.js';
+import { MedianStopper } from '../ts-sdk/src/sweep/early-stop.js';
+import { readRecords } from '../ts-sdk/src/sweep/store.js';
+import { AFA_CLI, processAlive, tempDir, waitUntil } from './helpers.js';
+import { countColor, readPng } from './png.js';
+import { PALETTE } from '../ts-sdk/src/report/svg.js';
+import { tinyAfa, tinyFineTune } from './fixtures/specs.js';
+
+const [node, cliArgs] = AFA_CLI;
+
+function record(configId: string, seed: number, value: number, test: number, status: TrialRecord['status'] = 'completed'): TrialRecord {
+  return {
+    trialId: `${configId}-${seed}`, configId, values: { lr: Number(configId) }, labels: { lr: configId }, seed, status,
+    metrics: { bestValAccuracy: value, finalValAccuracy: value, finalValLoss: 1 - value, testAccuracy: test },
+    curve: [{ stage: 0, step: 10, globalStep: 10, accuracy: value, loss: 1 }], specHash: '', spec: tinyFineTune(),
+    attempts: 1, worker: 'w', wallSeconds: 1, finishedAt: '',
+  };
+}
+
+describe('sweep planning and results (no worker)', () => {
+  it('grid search is the product of the dimensions times the seeds, each trial a valid spec', () => {
+    const s = sweep({
+      name: 's',
+      base: tinyAfa(),
+      space: { 'schedule[0].regularizer.alpha': grid([1e-4, 1e-3]), 'target.labelsPerClass': grid([5, 10, 20]) },
+      seeds: [0, 1],
+    });
+    const trials = planTrials(s);
+    expect(trials).to.have.length(12);
+    expect(new Set(trials.map((t) => t.trialId)).size).to.equal(12);
+    expect(new Set(trials.map((t) => t.configId)).size).to.equal(6);
+    const t = trials.find((x) => x.values['target.labelsPerClass'] === 20 && x.seed === 1)!;
+    expect(t.spec.target.labelsPerClass).to.equal(20);
+    expect(t.spec.seed).to.equal(1);
+    expect(t.labels).to.deep.equal({ 'schedule[0].regularizer.alpha': '1e-4', 'target.labelsPerClass': '20' });
+  });
+
+  it('random search draws `budget` configurations reproducibly from ranges and choices', () => {
+    const s = sweep({
+      name: 'r',
+      base: tinyAfa(),
+      space: { 'schedule[0].regularizer.alpha': logUniform(1e-5, 1e-2), 'schedule[0].optimizer.lr': uniform(0.001, 0.1),
+        'schedule[2].regularizer': choice({ weak: { kind: 'afaChannel', alpha: 1e-3 }, strong: { kind: 'afaChannel', alpha: 1e-1 } }) },
+      budget: 8,
+      searchSeed: 7,
+    });
+    expect(s.search).to.equal('random');
+    const a = planTrials(s);
+    const b = planTrials(s);
+    expect(a.map((t) => t.trialId)).to.deep.equal(b.map((t) => t.trialId));
+    expect(a).to.have.length(8);
+    for (const t of a) {
+      const alpha = t.values['schedule[0].regularizer.alpha'] as number;
+      expect(alpha).to.be.within(1e-5, 1e-2);
+      expect(['weak', 'strong']).to.include(t.labels['schedule[2].regularizer']);
+    }
+    expect(planTrials({ ...s, searchSeed: 8 }).map((t) => t.trialId)).to.not.deep.equal(a.map((t) => t.trialId));
+  });
+
+  it('a bad path or a bad value fails before anything runs, naming the field', () => {
+    expect(() => planTrials(sweep({ name: 'x', base: tinyAfa(), space: { 'schedule[0].regulariser.alpha': grid([1]) } })))
+      .to.throw(InvalidSpecError, /space\.schedule\[0\]\.regulariser\.alpha: is not a field of the base experiment/);
+    expect(() => planTrials(sweep({ name: 'x', base: tinyAfa(), space: { 'schedule[0].regularizer.alpha': grid([-1]) } })))
+      .to.throw(InvalidSpecError, /trial alpha=-1 seed 0: schedule\[0\]\.regularizer\.alpha: must be >= 0/);
+  });
+
+  it('the table folds seeds into mean ± std and sorts by the validation metric', () => {
+    const records = [record('0.01', 0, 0.5, 0.4), record('0.01', 1, 0.7, 0.6), record('0.1', 0, 0.8, 0.1), record('0.1', 1, 0.0, 0, 'failed')];
+    const [best, second] = summarize(records, 'bestValAccuracy', 'max');
+    expect(best).to.include({ configId: '0.1', n: 1, failed: 1, metricMean: 0.8, metricStd: 0 });
+    expect(second!.metricMean).to.be.closeTo(0.6, 1e-12);
+    expect(second!.metricStd).to.be.closeTo(Math.sqrt(0.02), 1e-12);
+    const table = formatSummaryTable([best!, second!], 'bestValAccuracy');
+    expect(table.split('\n')[2]).to.match(/^\s*0\.1\s+80\.0 ± 0\.0\s+10\.0 ± 0\.0\s+1\s+0\s+1$/);
+    expect(recordsToCsv(records).split('\n')[0]).to.equal(
+      'trial_id,config_id,lr,seed,status,best_val_accuracy,final_val_accuracy,final_val_loss,test_accuracy,wall_seconds,attempts,worker,finished_at,error');
+  });
+
+  it('median stopping needs earlier trials at the same point and stops below their median', () => {
+    const stopper = new MedianStopper(3);
+    [0.5, 0.6, 0.7].forEach((v, i) => stopper.record(record('c', i, v, 0)));
+    expect(stopper.shouldStop({ stage: 0, step: 10, accuracy: 0.55 })).to.deep.equal({ stop: true, median: 0.6 });
+    expect(stopper.shouldStop({ stage: 0, step: 10, accuracy: 0.65 }).stop).to.equal(false);
+    expect(stopper.shouldStop({ stage: 0, step: 20, accuracy: 0.0 }).stop).to.equal(false);
+  });
+
+  it('a torn last line in the results file is skipped, not fatal', () => {
+    const dir = tempDir();
+    const path = join(dir, 'results.jsonl');
+    writeFileSync(path, `${JSON.stringify(record('0.01', 0, 0.5, 0.4))}\n`);
+    appendFileSync(path, '{"trialId": "half');
+    const { records, tornLines } = readRecords(path);
+    expect(records).to.have.length(1);
+    expect(tornLines).to.equal(1);
+  });
+});
+
+function sweepCli(args: string[], env: Record<string, string> = {}) {
+  return execa(node, [...cliArgs, 'sweep', 'test/fixtures/tiny-sweep.ts', ...args], { reject: false, env });
+}
+
+function resultLines(dir: string): TrialRecord[] {
+  return readFileSync(join(dir, 'results.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as TrialRecord);
+}
+
+function findChromium(): string | undefined {
+  return ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p));
+}
+
+describe('afa sweep (real workers, real data)', () => {
+  let sweepDir = '';
+
+  it('runs on 2 local workers; both serve trials; the table equals the results file', async () => {
+    const out = tempDir();
+    sweepDir = out;
+    const result = await sweepCli(['--workers', '2', '--out', out]);
+    expect(result.exitCode, result.stderr).to.equal(0);
+    const records = resultLines(out);
+    expect(records).to.have.length(4);
+    expect(new Set(records.map((r) => r.worker))).to.deep.equal(new Set(['local-1', 'local-2']));
+    expect(records.every((r) => r.status === 'completed')).to.equal(true);
+
+    const loaded = loadSweepDirectory(out);
+    const expected = formatSummaryTable(summarize(loaded.records, 'bestValAccuracy', 'max'), 'bestValAccuracy');
+    expect(result.stdout).to.include(expected);
+    // the same table from the results command, and a CSV with one row per trial
+    const table = await execa(node, [...cliArgs, 'results', out]);
+    expect(table.stdout).to.include(expected);
+    const csv = await execa(node, [...cliArgs, 'results', out, '--csv']);
+    expect(csv.stdout.trim().split('\n')).to.have.length(5);
+    // the best configuration is written as a runnable spec
+    const best = JSON.parse(readFileSync(join(out, 'best.json'), 'utf8')) as { schedule: { optimizer: { lr: number } }[] };
+    const top = summarize(loaded.records, 'bestValAccuracy', 'max')[0]!;
+    expect(best.schedule[0]!.optimizer.lr).to.equal(top.values['schedule[0].optimizer.lr']);
+  });
+
+  it('afa report writes a self-contained HTML file whose charts render in headless Chromium', async function () {
+    const chromium = findChromium();
+    if (!chromium) this.skip();
+    const report = await execa(node, [...cliArgs, 'report', sweepDir]);
+    expect(report.exitCode).to.equal(0);
+    const html = readFileSync(join(sweepDir, 'report.html'), 'utf8');
+    expect(html.match(/<svg /g)?.length).to.be.at.least(3);
+    expect(html).to.not.match(/(src|href)=["']?(https?:)?\/\//); // nothing fetched when opened
+    for (const chart of ['comparison', 'param-schedule[0].optimizer.lr', 'curves']) expect(html).to.include(`data-chart="${chart}"`);
+
+    const png = join(tempDir(), 'report.png');
+    const shot = await execa(chromium!, ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync', `--user-data-dir=${tempDir()}`,
+      '--hide-scrollbars', '--window-size=1200,1900', `--screenshot=${png}`, `file://${join(sweepDir, 'report.html')}`], { reject: false, timeout: 60_000 });
+    expect(existsSync(png), shot.stderr).to.equal(true);
+    const image = readPng(png);
+    expect(image.width).to.equal(1200);
+    // The series colours are on the page: bars, points and lines were drawn, not an empty frame.
+    expect(countColor(image, PALETTE[0]!)).to.be.greaterThan(800);
+    expect(countColor(image, PALETTE[1]!)).to.be.greaterThan(300);
+    const white = countColor(image, '#ffffff', 4);
+    expect(white / (image.width * image.height)).to.be.below(0.97);
+  });
+
+  it('killed mid-way and rerun with --resume: no finished trial lost or rerun, the table complete', async () => {
+    const out = tempDir();
+    const env = { AFA_TEST_SWEEP_LRS: '0.01,0.02,0.05', AFA_TEST_SWEEP_SEEDS: '0,1', AFA_TEST_SWEEP_STEPS: '12' };
+    const child = execa(node, [...cliArgs, 'sweep', 'test/fixtures/tiny-sweep.ts', '--workers', '1', '--out', out], { reject: false, env });
+    const pids: number[] = [];
+    await waitUntil(() => existsSync(join(out, 'results.jsonl')) && resultLines(out).length >= 2, 120_000, 100);
+    pids.push(child.pid!);
+    child.kill('SIGKILL');
+    await child;
+    const before = resultLines(out);
+    expect(before.length).to.be.within(2, 5);
+    expect(await waitUntil(() => pids.every((p) => !processAlive(p)), 5000)).to.equal(true);
+
+    const again = await sweepCli(['--workers', '1', '--out', out, '--resume'], env);
+    expect(again.exitCode, again.stderr).to.equal(0);
+    expect(again.stderr).to.include(`${before.length} already done, ${6 - before.length} to run`);
+    const after = resultLines(out);
+    expect(after).to.have.length(6);
+    expect(new Set(after.map((r) => r.trialId)).size).to.equal(6);
+    // the records written before the kill are untouched
+    expect(after.slice(0, before.length)).to.deep.equal(before);
+    const summaries = summarize(loadSweepDirectory(out).records, 'bestValAccuracy', 'max');
+    expect(summaries.map((s) => s.n)).to.deep.equal([2, 2, 2]);
+  });
+
+  it('refuses to overwrite results without --resume, with exit code 2', async () => {
+    const out = tempDir();
+    writeFileSync(join(out, 'results.jsonl'), `${JSON.stringify(record('0.01', 0, 0.5, 0.4))}\n`);
+    const result = await sweepCli(['--out', out]);
+    expect(result.exitCode).to.equal(2);
+    expect(result.stderr).to.match(/already holds 1 trial results; pass --resume/);
+  });
+
+  it('median early stopping prunes a trial below the median of earlier trials at an eval point', async () => {
+    const out = tempDir();
+    // Three earlier trials (other configurations) that reached 99 % at every eval point of stage 0.
+    const earlier = [0, 1, 2].map((i) => ({
+      ...record(`earlier-${i}`, 0, 0.99, 0.9),
+      curve: [3, 6, 9, 12].map((step) => ({ stage: 0, step, globalStep: step, accuracy: 0.99, loss: 0.1 })),
+    }));
+    writeFileSync(join(out, 'results.jsonl'), earlier.map((r) => `${JSON.stringify(r)}\n`).join(''));
+    const env = { AFA_TEST_SWEEP_LRS: '0.01', AFA_TEST_SWEEP_SEEDS: '0', AFA_TEST_SWEEP_STEPS: '12' };
+    const result = await sweepCli(['--workers', '1', '--out', out, '--early-stop', 'median', '--resume'], env);
+    expect(result.exitCode, result.stderr).to.equal(0);
+    const trial = resultLines(out).at(-1)!;
+    expect(trial.status).to.equal('pruned');
+    expect(trial.curve).to.have.length(1);
+    expect(trial.error).to.match(/below the median 0\.990 at stage 0 step 3/);
+    expect(result.stderr).to.match(/pruned\s+\[lr=0\.01\] seed 0/);
+  });
+});

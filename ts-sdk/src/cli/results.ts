@@ -1,0 +1,50 @@
+import type { Command } from 'commander';
+import { writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { AfaError } from '../errors.js';
+import { writeReport } from '../report/html.js';
+import { loadSweepDirectory } from '../sweep/load.js';
+import { formatSummaryTable, recordsToCsv, summarize } from '../sweep/summary.js';
+import { exitCodeFor } from './run.js';
+
+function guard(action: () => void): void {
+  try {
+    action();
+  } catch (error) {
+    process.stderr.write(`afa: ${error instanceof AfaError ? error.message : error instanceof Error ? error.stack : String(error)}\n`);
+    process.exitCode = exitCodeFor(error);
+  }
+}
+
+export function registerResults(program: Command): void {
+  program
+    .command('results <dir>')
+    .description("a sweep's results: the table by configuration, or CSV")
+    .option('--csv [file]', 'write one row per trial as CSV (to the file, or stdout)')
+    .action((dir: string, opts: { csv?: string | boolean }) =>
+      guard(() => {
+        const loaded = loadSweepDirectory(resolve(dir));
+        if (opts.csv !== undefined) {
+          const csv = recordsToCsv(loaded.records);
+          if (typeof opts.csv === 'string') writeFileSync(opts.csv, csv);
+          else process.stdout.write(csv);
+          return;
+        }
+        const summaries = summarize(loaded.records, loaded.sweep.metric, loaded.sweep.goal);
+        process.stdout.write(`${loaded.sweep.name}: ${loaded.records.length} trials (selection on ${loaded.sweep.metric})\n\n`);
+        process.stdout.write(`${formatSummaryTable(summaries, loaded.sweep.metric)}\n`);
+        if (loaded.tornLines) process.stderr.write(`note: ${loaded.tornLines} unreadable line(s) in results.jsonl were skipped\n`);
+      }));
+
+  program
+    .command('report <dir>')
+    .description('write a self-contained HTML report with plots of a sweep')
+    .option('--out <file>', 'the HTML file (default: <dir>/report.html)')
+    .action((dir: string, opts: { out?: string }) =>
+      guard(() => {
+        const loaded = loadSweepDirectory(resolve(dir));
+        const out = resolve(opts.out ?? join(dir, 'report.html'));
+        writeReport(loaded, out);
+        process.stdout.write(`report: ${out}\n`);
+      }));
+}

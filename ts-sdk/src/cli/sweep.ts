@@ -1,0 +1,95 @@
+import type { Command } from 'commander';
+import { writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { InvalidSpecError } from '../dsl/validate.js';
+import { AfaError } from '../errors.js';
+import { SweepProgress } from '../report/sweep-progress.js';
+import { planSlots } from '../sweep/pool.js';
+import { runSweep } from '../sweep/runner.js';
+import { parseSweep } from '../sweep/validate.js';
+import { bestSpec, formatSummaryTable, summarize } from '../sweep/summary.js';
+import { EXIT } from './exit.js';
+import { loadSpecFile } from './load.js';
+import { exitCodeFor } from './run.js';
+
+interface SweepCliOptions {
+  workers: string;
+  worker?: string[];
+  out?: string;
+  resume?: boolean;
+  earlyStop: string;
+  threads?: string;
+  python?: string;
+  maxAttempts: string;
+}
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+export function registerSweep(program: Command): void {
+  program
+    .command('sweep <file>')
+    .description('run a hyperparameter sweep (a .ts/.js file exporting sweep({...}), or .json)')
+    .option('--workers <n>', 'local workers to start (CPU threads are split among them)', '1')
+    .option('--worker <host:port>', 'a running worker to use (repeatable; replaces local workers)', collect)
+    .option('--out <dir>', 'output directory (default: ./afa-sweeps/<sweep name>)')
+    .option('--resume', 'skip trials already in the results file')
+    .option('--early-stop <rule>', 'stop trials early: none | median', 'none')
+    .option('--threads <n>', 'torch threads per local worker')
+    .option('--python <path>', 'Python interpreter for local workers')
+    .option('--max-attempts <n>', 'attempts per trial when its worker crashes', '2')
+    .action(async (file: string, opts: SweepCliOptions) => {
+      process.exitCode = await sweepCommand(file, opts);
+    });
+}
+
+async function sweepCommand(file: string, opts: SweepCliOptions): Promise<number> {
+  const controller = new AbortController();
+  let interrupts = 0;
+  const onSigint = () => {
+    if (++interrupts > 1) process.exit(EXIT.INTERRUPTED);
+    process.stderr.write('\ninterrupted: cancelling running trials; finished ones are kept (rerun with --resume)\n');
+    controller.abort(new Error('SIGINT'));
+  };
+  process.on('SIGINT', onSigint);
+  const progress = new SweepProgress();
+  try {
+    const sweep = parseSweep(await loadSpecFile(file));
+    if (!['none', 'median'].includes(opts.earlyStop)) throw new InvalidSpecError('--early-stop', `unknown rule ${opts.earlyStop}`, ['none', 'median']);
+    const workers = Number(opts.workers);
+    if (!Number.isInteger(workers) || workers < 1) throw new InvalidSpecError('--workers', `must be a whole number >= 1, got ${opts.workers}`);
+    const outDir = resolve(opts.out ?? join('afa-sweeps', sweep.name.replace(/[^A-Za-z0-9_.-]+/g, '-')));
+    const slots = planSlots({ local: workers, remote: opts.worker, threads: opts.threads ? Number(opts.threads) : undefined, python: opts.python });
+    const outcome = await runSweep(sweep, {
+      outDir,
+      slots,
+      resume: opts.resume,
+      earlyStop: opts.earlyStop as 'none' | 'median',
+      maxAttempts: Number(opts.maxAttempts),
+      signal: controller.signal,
+      onEvent: (e) => progress.handle(e),
+    });
+    progress.close();
+    const summaries = summarize(outcome.records, sweep.metric, sweep.goal);
+    process.stdout.write(`\n${sweep.name}: ${outcome.records.length} trials in ${outDir}/results.jsonl ` +
+      `(selection on ${sweep.metric}, validation only)\n\n${formatSummaryTable(summaries, sweep.metric)}\n`);
+    const best = summaries.find((s) => s.n > 0);
+    if (best) {
+      const spec = bestSpec(sweep, best);
+      const path = join(outDir, 'best.json');
+      writeFileSync(path, `${JSON.stringify(spec, null, 2)}\n`);
+      process.stdout.write(`\nbest configuration (runnable: afa run ${path}):\n${JSON.stringify(best.labels)}\n`);
+    }
+    if (outcome.interrupted) {
+      process.stderr.write('afa sweep: interrupted; rerun with --resume to finish the remaining trials\n');
+      return EXIT.INTERRUPTED;
+    }
+    return EXIT.OK;
+  } catch (error) {
+    progress.close();
+    const code = controller.signal.aborted ? EXIT.INTERRUPTED : exitCodeFor(error);
+    process.stderr.write(`afa sweep: ${error instanceof AfaError ? error.message : error instanceof Error ? error.stack : String(error)}\n`);
+    return code;
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}

@@ -1,0 +1,77 @@
+/**
+ * The results file: one JSON line per finished trial, appended with a single write and fsync, so
+ * a crash never leaves half a record behind; a reader also drops a torn last line if one exists.
+ */
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import type { ExperimentSpec } from '../dsl/experiment.js';
+
+export type TrialStatus = 'completed' | 'pruned' | 'failed';
+
+export interface CurvePoint {
+  /** Index of the stage in the schedule's stages (promote steps not counted). */
+  stage: number;
+  step: number;
+  /** Step counted across stages, for one curve per trial. */
+  globalStep: number;
+  accuracy: number;
+  loss: number;
+}
+
+export interface TrialRecord {
+  trialId: string;
+  configId: string;
+  values: Record<string, unknown>;
+  labels: Record<string, string>;
+  seed: number;
+  status: TrialStatus;
+  metrics: { bestValAccuracy: number; finalValAccuracy: number; finalValLoss: number; testAccuracy: number | null };
+  curve: CurvePoint[];
+  specHash: string;
+  spec: ExperimentSpec;
+  error?: string;
+  attempts: number;
+  worker: string;
+  wallSeconds: number;
+  finishedAt: string;
+}
+
+export const RESULTS_FILE = 'results.jsonl';
+export const SWEEP_FILE = 'sweep.json';
+
+export function resultsPath(dir: string): string {
+  return join(dir, RESULTS_FILE);
+}
+
+export function appendRecord(path: string, record: TrialRecord): void {
+  mkdirSync(dirname(path), { recursive: true });
+  const fd = openSync(path, 'a');
+  try {
+    writeSync(fd, `${JSON.stringify(record)}\n`);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export function readRecords(path: string): { records: TrialRecord[]; tornLines: number } {
+  if (!existsSync(path)) return { records: [], tornLines: 0 };
+  const records: TrialRecord[] = [];
+  let tornLines = 0;
+  for (const line of readFileSync(path, 'utf8').split('\n')) {
+    if (!line.trim()) continue;
+    try {
+      records.push(JSON.parse(line) as TrialRecord);
+    } catch {
+      tornLines += 1;
+    }
+  }
+  return { records, tornLines };
+}
+
+/** The latest record per trial (a retried failure is superseded by its later result). */
+export function latestByTrial(records: readonly TrialRecord[]): TrialRecord[] {
+  const latest = new Map<string, TrialRecord>();
+  for (const r of records) latest.set(r.trialId, r);
+  return [...latest.values()];
+}
