@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import os
 import signal
+import sys
 import threading
 from concurrent import futures
 from dataclasses import dataclass
@@ -123,13 +125,17 @@ def _watch_stdin(server: WorkerServer) -> None:
 
 
 def serve(options: ServerOptions, exit_with_stdin: bool = False) -> int:
+    # The log goes to stderr: the SDK keeps its tail for errors (a crash report names the last stage).
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s afa-worker %(levelname)s %(message)s")
     server = WorkerServer(options)
     signal.signal(signal.SIGTERM, server.request_stop)
     signal.signal(signal.SIGINT, server.request_stop)
     server.start()
     print(server.handshake_line(), flush=True)
+    logging.getLogger("afa_worker").info("serving on %s:%d (pid %d)", options.host, server.port, os.getpid())
     if exit_with_stdin:
         threading.Thread(target=_watch_stdin, args=(server,), daemon=True, name="stdin-watch").start()
     server.wait()
+    logging.getLogger("afa_worker").info("shutting down: NOT_SERVING, cancelling stages, draining")
     server.shutdown()
     return 0

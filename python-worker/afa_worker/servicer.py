@@ -4,6 +4,7 @@ the client goes away or the server shuts down."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ from afa_worker.trainer import evaluate, run_stage
 __all__ = ["AfaWorkerServicer"]
 
 _SPLITS = {pb.SPLIT_VAL: "val", pb.SPLIT_TEST: "test", pb.SPLIT_TRAIN: "train"}
+_log = logging.getLogger("afa_worker")
 
 
 @contextmanager
@@ -29,6 +31,7 @@ def _status_mapping(context: grpc.ServicerContext):
     try:
         yield
     except SpecError as exc:
+        _log.info("rejected: %s", exc)
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
     except NotFoundError as exc:
         context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
@@ -86,6 +89,9 @@ class AfaWorkerServicer(pbgrpc.AfaWorkerServicer):
             with self._guard:
                 self._sessions[session.id] = session
             backbone, head = session.parameter_counts()
+            _log.info("session %s: %s on %s, %d train / %d val images, source %s", session.id[:8], request.backbone.name,
+                      session.device, len(session.data.train), len(session.data.val) if session.data.val else 0,
+                      request.source_weights or "none")
             return pb.CreateSessionResponse(
                 session_id=session.id,
                 layers=[pb.LayerInfo(name=n, shape=list(s)) for n, s in session.layer_shapes.items()],
@@ -105,8 +111,14 @@ class AfaWorkerServicer(pbgrpc.AfaWorkerServicer):
                     self._stage_cancels.add(cancel)
                 if self.shutting_down.is_set():
                     cancel.set()
+                _log.info("session %s: stage %r started (%d steps, %s)", session.id[:8], request.stage.name,
+                          request.stage.iterations, request.stage.regularizer.WhichOneof("kind"))
                 try:
-                    yield from run_stage(session, request.stage, cancel)
+                    for event in run_stage(session, request.stage, cancel):
+                        if event.WhichOneof("event") == "summary":
+                            _log.info("session %s: stage %r ended: %s after %d steps", session.id[:8], event.summary.name,
+                                      pb.StageStatus.Name(event.summary.status), event.summary.steps_completed)
+                        yield event
                 finally:
                     session.running_stage = None
                     with self._guard:
@@ -158,4 +170,5 @@ class AfaWorkerServicer(pbgrpc.AfaWorkerServicer):
             with self._exclusive(session, "CloseSession"):
                 with self._guard:
                     self._sessions.pop(session.id, None)
+            _log.info("session %s: closed", session.id[:8])
             return pb.CloseSessionResponse()

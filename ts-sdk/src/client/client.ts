@@ -20,6 +20,7 @@ import {
   HealthClient,
 } from '../gen/grpc/health/v1/health.js';
 import { defaultTranslator, serverStream, unary, type CallOptions, type ErrorTranslator } from './calls.js';
+import { UnauthenticatedError } from '../errors.js';
 
 export const AFA_SERVICE = 'afa.v1.AfaWorker';
 /** Matches the worker's limit; larger messages are refused with RESOURCE_EXHAUSTED. */
@@ -113,8 +114,9 @@ export class WorkerClient {
       try {
         const status = await this.checkHealth(AFA_SERVICE, { timeoutMs: Math.max(50, Math.min(1000, until - Date.now())), signal });
         if (status === ServingStatus.SERVING) return true;
-      } catch {
-        // not up yet
+      } catch (error) {
+        // Not up yet, unless it answered and refused us: retrying will not change a wrong token.
+        if (error instanceof UnauthenticatedError) return false;
       }
       await new Promise((r) => setTimeout(r, 50));
     }

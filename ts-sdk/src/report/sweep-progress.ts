@@ -53,6 +53,10 @@ export class SweepProgress {
         break;
       case 'trial-start':
         this.running.set(event.worker, event.trial.spec.name.replace(/^.*\[/, '[') + ` seed ${event.trial.seed}`);
+        if (!this.interactive) {
+          this.print(`started   ${event.trial.spec.name.replace(/^.*\[/, '[')} seed ${event.trial.seed} on ${event.worker}` +
+            (event.attempt > 1 ? ` (attempt ${event.attempt})` : ''));
+        }
         this.redraw();
         break;
       case 'trial-eval':

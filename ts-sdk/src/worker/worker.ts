@@ -109,10 +109,13 @@ export class Worker {
     const worker = new Worker(address, options);
     const serving = await worker.client.waitForServing(options.timeoutMs ?? 10_000);
     if (!serving) {
-      worker.client.close();
       worker.setState('FAILED');
-      // One real call to surface the reason (UNAUTHENTICATED, UNAVAILABLE, ...).
-      await worker.client.getInfo({ timeoutMs: 2000 });
+      try {
+        // One real call to surface the reason (UNAUTHENTICATED, UNAVAILABLE, ...).
+        await worker.client.getInfo({ timeoutMs: 2000 });
+      } finally {
+        worker.client.close();
+      }
       throw new WorkerStartError(`the worker at ${address} is not SERVING`, '');
     }
     worker.setState('RUNNING');

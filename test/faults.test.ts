@@ -1,0 +1,245 @@
+// Faults, load and security against real worker processes.
+import { expect } from 'chai';
+import { execa } from 'execa';
+import { readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { join } from 'node:path';
+import {
+  UnauthenticatedError,
+  Worker,
+  WorkerCrashedError,
+  type TrialRecord,
+} from '../ts-sdk/src/index.js';
+import { AFA_CLI, processAlive, startTestWorker, tempDir, waitUntil } from './helpers.js';
+import { tinyFineTune } from './fixtures/specs.js';
+
+const [node, cliArgs] = AFA_CLI;
+const PYTHON = join(process.cwd(), 'python-worker', '.venv', 'bin', 'python');
+
+function resultLines(dir: string): TrialRecord[] {
+  return readFileSync(join(dir, 'results.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as TrialRecord);
+}
+
+/** Worker processes started by `parent` (the sweep CLI's local workers). */
+async function childWorkers(parent: number): Promise<number[]> {
+  const r = await execa('pgrep', ['-P', String(parent), '-f', 'afa_worker'], { reject: false });
+  return r.stdout.split('\n').filter(Boolean).map(Number);
+}
+
+/** Starts `python -m afa_worker serve` with extra args and reads its handshake. */
+async function serve(args: string[]) {
+  const child = execa(PYTHON, ['-m', 'afa_worker', 'serve', '--port', '0', '--exit-with-stdin', '--threads', '1', ...args], {
+    cwd: 'python-worker', reject: false, buffer: false,
+  });
+  const line = await new Promise<string>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on('line', (l) => l.startsWith('AFA_WORKER_READY ') && resolve(l));
+    child.then((r) => reject(new Error(`worker exited: ${r.exitCode}`)));
+  });
+  return { child, handshake: JSON.parse(line.slice('AFA_WORKER_READY '.length)) as { port: number; host: string } };
+}
+
+describe('faults', function () {
+  this.timeout(300_000);
+
+  it('a worker SIGKILLed mid-stage surfaces as WorkerCrashedError with the tail of its stderr', async () => {
+    const worker = await startTestWorker();
+    const run = worker.run(tinyFineTune(1_000_000), { checkpoint: false });
+    try {
+      for await (const event of run.events) {
+        if (event.type === 'step' && event.phase === 'transfer') process.kill(worker.pid!, 'SIGKILL');
+      }
+      expect.fail('the run must fail');
+    } catch (error) {
+      expect(error).to.be.instanceOf(WorkerCrashedError);
+      const crash = error as WorkerCrashedError;
+      expect(crash.signal).to.equal('SIGKILL');
+      expect(crash.stderrTail).to.match(/stage 'none' started \(1000000 steps, none\)/);
+      expect(crash.message).to.match(/RunStage: the worker process died \(killed by SIGKILL\)/);
+    }
+    await run.result.catch(() => undefined);
+    expect(worker.state).to.equal('FAILED');
+    await worker.stop();
+  });
+
+  it('a worker SIGKILLed mid-sweep: the trial is retried on a fresh worker and nothing is lost', async () => {
+    const out = tempDir();
+    const env = { AFA_TEST_SWEEP_LRS: '0.01,0.05', AFA_TEST_SWEEP_SEEDS: '0', AFA_TEST_SWEEP_STEPS: '400' };
+    const cli = execa(node, [...cliArgs, 'sweep', 'test/fixtures/tiny-sweep.ts', '--workers', '1', '--out', out], { reject: false, env, buffer: true });
+    let killed = 0;
+    cli.stderr!.on('data', (chunk: Buffer) => {
+      // Kill the worker once the second trial is under way, after the first finished.
+      if (!killed && /started\s+\[lr=0\.05\] seed 0/.test(String(chunk))) {
+        setTimeout(async () => {
+          const [pid] = await childWorkers(cli.pid!);
+          if (pid) {
+            killed = pid;
+            process.kill(pid, 'SIGKILL');
+          }
+        }, 1500);
+      }
+    });
+    const result = await cli;
+    expect(killed, result.stderr).to.be.greaterThan(0);
+    expect(result.exitCode, result.stderr).to.equal(0);
+    expect(result.stderr).to.match(/retry: .*\[lr=0\.05\] seed 0 on local-1 after: RunStage: the worker process died/);
+    const records = resultLines(out);
+    expect(records.map((r) => [r.labels['schedule[0].optimizer.lr'], r.status, r.attempts])).to.deep.equal([
+      ['0.01', 'completed', 1],
+      ['0.05', 'completed', 2],
+    ]);
+  });
+
+  it('SIGINT on afa sweep cancels within a step, exits 130 and keeps finished trials for --resume', async () => {
+    const out = tempDir();
+    const env = { AFA_TEST_SWEEP_LRS: '0.01,0.05', AFA_TEST_SWEEP_SEEDS: '0', AFA_TEST_SWEEP_STEPS: '400' };
+    const cli = execa(node, [...cliArgs, 'sweep', 'test/fixtures/tiny-sweep.ts', '--workers', '1', '--out', out], { reject: false, env });
+    let interruptedAt = 0;
+    cli.stderr!.on('data', (chunk: Buffer) => {
+      if (!interruptedAt && /started\s+\[lr=0\.05\]/.test(String(chunk))) {
+        interruptedAt = performance.now();
+        setTimeout(() => cli.kill('SIGINT'), 1000);
+      }
+    });
+    const result = await cli;
+    expect(result.exitCode, result.stderr).to.equal(130);
+    expect(result.stderr).to.include('rerun with --resume');
+    expect(performance.now() - interruptedAt).to.be.below(15_000);
+    expect(resultLines(out).map((r) => r.status)).to.deep.equal(['completed']);
+    const resumed = await execa(node, [...cliArgs, 'sweep', 'test/fixtures/tiny-sweep.ts', '--out', out, '--resume'], { reject: false, env });
+    expect(resumed.exitCode, resumed.stderr).to.equal(0);
+    expect(resultLines(out)).to.have.length(2);
+  });
+});
+
+describe('load', function () {
+  this.timeout(300_000);
+
+  it('two clients stream from one worker at once on different sessions, with the numbers of running alone', async () => {
+    const owner = await startTestWorker({ threads: 2 });
+    const a = await Worker.connect(owner.address);
+    const b = await Worker.connect(owner.address);
+    try {
+      const specA = tinyFineTune(30);
+      const specB = { ...tinyFineTune(30), seed: 1 };
+      const alone = [await a.run(specA, { checkpoint: false }).result, await b.run(specB, { checkpoint: false }).result];
+      const together = await Promise.all([a.run(specA, { checkpoint: false }).result, b.run(specB, { checkpoint: false }).result]);
+      for (const [x, y] of together.map((r, i) => [r, alone[i]!] as const)) {
+        expect(x.stages[0]!.history.evals.map((e) => e.accuracy)).to.deep.equal(y.stages[0]!.history.evals.map((e) => e.accuracy));
+        expect(x.testAccuracy).to.equal(y.testAccuracy);
+      }
+    } finally {
+      await a.stop();
+      await b.stop();
+      await owner.stop();
+    }
+  });
+
+  it('50 sessions created and closed in a row keep the worker\'s RSS within 64 MiB of where it settled', async () => {
+    const worker = await startTestWorker();
+    const rss = () => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${worker.pid}/status`, 'utf8'))![1]) * 1024;
+    const cycle = async () => {
+      const s = await worker.createSession({ backbone: { name: 'small_resnet', width: 8 }, data: tinyFineTune().target });
+      await s.close();
+    };
+    try {
+      for (let i = 0; i < 5; i++) await cycle(); // warm-up: imports, allocator pools, the MNIST parse
+      const settled = rss();
+      const samples: number[] = [];
+      for (let i = 0; i < 50; i++) {
+        await cycle();
+        if (i % 10 === 9) samples.push(rss());
+      }
+      const growth = Math.max(...samples) - settled;
+      console.log(`      RSS after warm-up ${(settled / 2 ** 20).toFixed(0)} MiB; after 10..50 more sessions ${samples.map((s) => (s / 2 ** 20).toFixed(0)).join(', ')} MiB`);
+      expect(growth).to.be.below(64 * 2 ** 20);
+      expect((await worker.info()).activeSessions).to.equal(0);
+    } finally {
+      await worker.stop();
+    }
+  });
+});
+
+describe('security', function () {
+  this.timeout(120_000);
+
+  it('a worker started with a token answers UNAUTHENTICATED without it or with a wrong one', async () => {
+    const { child, handshake } = await serve(['--token', 's3cret']);
+    const address = `127.0.0.1:${handshake.port}`;
+    try {
+      for (const token of [undefined, 'wrong']) {
+        try {
+          await Worker.connect(address, { token, timeoutMs: 1000 });
+          expect.fail('connect must fail');
+        } catch (error) {
+          expect(error).to.be.instanceOf(UnauthenticatedError);
+          expect((error as Error).message).to.include('missing or wrong token');
+        }
+      }
+      const right = await Worker.connect(address, { token: 's3cret' });
+      expect((await right.info()).pid).to.equal(child.pid);
+      await right.stop();
+      process.env.AFA_TOKEN = 's3cret';
+      const fromEnv = await Worker.connect(address);
+      expect((await fromEnv.info()).pid).to.equal(child.pid);
+      await fromEnv.stop();
+    } finally {
+      delete process.env.AFA_TOKEN;
+      child.kill('SIGTERM');
+      await child;
+    }
+  });
+
+  it('serves TLS with a token when given a certificate; the SDK connects with the CA', async () => {
+    const dir = tempDir();
+    const cert = join(dir, 'cert.pem');
+    const key = join(dir, 'key.pem');
+    await execa('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost',
+      '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', key, '-out', cert]);
+    const { child, handshake } = await serve(['--token', 'tls-token', '--tls-cert', cert, '--tls-key', key]);
+    try {
+      const worker = await Worker.connect(`localhost:${handshake.port}`, { token: 'tls-token', tls: { rootCerts: readFileSync(cert) } });
+      expect((await worker.info()).pid).to.equal(child.pid);
+      await worker.stop();
+      // the same port without TLS gets nowhere
+      try {
+        await Worker.connect(`localhost:${handshake.port}`, { token: 'tls-token', timeoutMs: 1000 });
+        expect.fail('plaintext must not connect');
+      } catch (error) {
+        expect((error as Error).name).to.match(/Error$/);
+      }
+    } finally {
+      child.kill('SIGTERM');
+      await child;
+    }
+  });
+
+  it('binds loopback by default, and refuses another address without a token', async () => {
+    const { child, handshake } = await serve([]);
+    expect(handshake.host).to.equal('127.0.0.1');
+    const listening = await execa('ss', ['-ltnp'], { reject: false });
+    if (listening.exitCode === 0) {
+      const lines = listening.stdout.split('\n').filter((l) => l.includes(`:${handshake.port} `));
+      expect(lines.length, listening.stdout).to.be.greaterThan(0);
+      // 127.0.0.1, possibly as an IPv4-mapped IPv6 socket; never a wildcard address.
+      for (const line of lines) expect(line).to.match(new RegExp(`(\\b127\\.0\\.0\\.1|\\[::ffff:127\\.0\\.0\\.1\\]):${handshake.port} `));
+    }
+    child.kill('SIGTERM');
+    await child;
+    const open = await execa(PYTHON, ['-m', 'afa_worker', 'serve', '--host', '0.0.0.0', '--port', '0'], { cwd: 'python-worker', reject: false, env: { AFA_TOKEN: '' } });
+    expect(open.exitCode).to.equal(2);
+    expect(open.stderr).to.include('binding 0.0.0.0 exposes the worker beyond this machine: pass --token');
+  });
+
+  it('SIGTERM: the worker reports NOT_SERVING, cancels running stages, drains and exits 0', async () => {
+    const worker = await startTestWorker();
+    const run = worker.run(tinyFineTune(1_000_000), { checkpoint: false });
+    for await (const event of run.events) if (event.type === 'step' && event.phase === 'transfer') break;
+    const pid = worker.pid!;
+    await worker.stop();
+    expect(await waitUntil(() => !processAlive(pid), 5000)).to.equal(true);
+    const exited = await worker.exited.then(() => true);
+    expect(exited).to.equal(true);
+    expect(worker.stderrTail()).to.match(/shutting down: NOT_SERVING, cancelling stages, draining/);
+    expect(worker.stderrTail()).to.match(/stage 'none' ended: STAGE_STATUS_CANCELLED/);
+  });
+});
