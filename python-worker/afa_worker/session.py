@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -65,21 +66,41 @@ class Session:
 
 
 def _freeze(model: nn.Module) -> None:
-    """Frozen source: no gradients, and batch norm normalising with the batch's own statistics
-    (momentum 0, so the stored statistics never change) exactly as the target's does in training.
-
-    This departs from running the source in eval mode: with eval-mode BN the source normalises the
-    target data with the source data's statistics, so even at the first step, when target and
-    source weights are equal, the maps differ (Omega was ~3000 on Fashion-MNIST -> MNIST at width
-    16) and the alignment term pulls towards an artefact of the domain gap instead of the source's
-    features. With matching BN modes Omega starts at 0, as the method assumes."""
+    """Frozen source: eval mode, no gradients. Its batch-norm statistics are recalibrated on the
+    target data at the start of each aligning stage (see ``recalibrate_bn``)."""
     model.eval()
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.train()
-            module.momentum = 0.0
     for p in model.parameters():
         p.requires_grad_(False)
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, batches: Iterator[torch.Tensor]) -> int:
+    """Sets every batch-norm layer's running statistics to those of the given inputs (the target
+    training images), then returns the model to eval mode. Returns the images seen.
+
+    This departs from running the source with its own (source-data) statistics: those normalise
+    the target data wrongly, so even at the first step, when target and source weights are equal,
+    the maps differ (Omega was ~3000 on Fashion-MNIST -> MNIST at width 16) and the alignment term
+    pulls towards an artefact of the domain gap. With target statistics Omega starts near 0, as the
+    method assumes, and the source stays deterministic per image, so its maps can be cached."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return 0
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over all batches
+        m.train()
+    seen = 0
+    try:
+        for x in batches:
+            model(x)
+            seen += len(x)
+    finally:
+        for m, momentum in zip(norms, saved):
+            m.momentum = momentum
+        model.eval()
+    return seen
 
 
 def _layer_shapes(model: nn.Module, layers: list[str], sample: torch.Tensor) -> dict[str, tuple[int, int, int]]:

@@ -25,11 +25,14 @@ from afa_worker.data import TensorSplit
 from afa_worker.errors import SpecError
 from afa_worker.features import FeatureTap
 from afa_worker.regularizers import Regularizer, RegularizerContext, build_regularizer
-from afa_worker.session import Session
+from afa_worker.session import Session, recalibrate_bn
 
 __all__ = ["run_stage", "evaluate", "validate_stage", "lr_factor"]
 
 EVAL_BATCH = 500
+DEFAULT_FEATURE_CACHE_MB = 1024
+# Batches of target images the source's BN statistics are recalibrated on (all of a few-label set).
+RECALIBRATION_BATCHES = 200
 
 
 def _finite_positive(value: float, field: str, allow_zero: bool = False) -> None:
@@ -178,10 +181,41 @@ def _set_backbone_frozen(session: Session, frozen: bool) -> None:
             p.requires_grad_(not frozen)
 
 
+def _ordered_batches(session: Session, batch_size: int, limit: int | None = None) -> Iterator[torch.Tensor]:
+    train = session.data.train
+    for i, start in enumerate(range(0, len(train), batch_size)):
+        if limit is not None and i >= limit:
+            return
+        yield session.data.normalise(train.x[start:start + batch_size])
+
+
+@torch.no_grad()
+def _source_feature_cache(session: Session, batch_size: int, budget_mb: int) -> dict[str, torch.Tensor] | None:
+    """The source's maps of every training image, when they fit the budget; else None.
+
+    Valid because the frozen source is in eval mode (deterministic per image) and the inputs are
+    not augmented: a step then reads its batch's rows instead of running the source forward."""
+    n = len(session.data.train)
+    dtype_bytes = 2 if session.device.type == "cuda" else 4
+    need = n * sum(c * h * w for c, h, w in session.layer_shapes.values()) * dtype_bytes
+    if need > budget_mb * 2**20:
+        return None
+    cache: dict[str, list[torch.Tensor]] = {name: [] for name in session.layers}
+    with FeatureTap(session.source, session.layers) as tap, _autocast(session.device):
+        for x in _ordered_batches(session, batch_size):
+            session.source(x)
+            for name, value in tap.take().items():
+                cache[name].append(value)
+    return {name: torch.cat(parts) for name, parts in cache.items()}
+
+
 def run_stage(session: Session, stage: pb.StageSpec, cancel: threading.Event) -> Iterator[pb.StageEvent]:
     validate_stage(stage)
     started_at = time.perf_counter()
     gen = torch.Generator().manual_seed(stage.seed)
+    kind = stage.regularizer.WhichOneof("kind")
+    if session.source is not None and kind in ("feature_map", "delta", "afa_spatial", "afa_channel"):
+        recalibrate_bn(session.source, _ordered_batches(session, stage.batch_size, RECALIBRATION_BATCHES))
     reg = _regularizer(session, stage, gen)
     _set_backbone_frozen(session, reg.freezes_backbone)
     optimizer = _Optimizer(stage, session, reg)
@@ -195,7 +229,10 @@ def run_stage(session: Session, stage: pb.StageSpec, cancel: threading.Event) ->
         trainable_parameters=trainable, attention_parameters=sum(p.numel() for p in reg.parameters())))
 
     taps = None
+    cached_maps: dict[str, torch.Tensor] | None = None
     if reg.needs_source_features and session.layers:
+        if not data_augment(session) and not stage.no_feature_cache:
+            cached_maps = _source_feature_cache(session, stage.batch_size, stage.feature_cache_mb or DEFAULT_FEATURE_CACHE_MB)
         taps = (FeatureTap(target, session.layers), FeatureTap(source, session.layers))
     target.train()
     if reg.freezes_backbone:
@@ -240,7 +277,9 @@ def run_stage(session: Session, stage: pb.StageSpec, cancel: threading.Event) ->
                 x = _augment(x, gen)
             with _autocast(device):
                 source_maps = {}
-                if taps is not None:
+                if cached_maps is not None:
+                    source_maps = {name: maps[idx] for name, maps in cached_maps.items()}
+                elif taps is not None:
                     with torch.no_grad():
                         source(x)
                     source_maps = taps[1].take()
@@ -305,7 +344,8 @@ def run_stage(session: Session, stage: pb.StageSpec, cancel: threading.Event) ->
         best_step=best_step, final_val_accuracy=last_eval[1] if last_eval else 0.0,
         final_val_loss=last_eval[0] if last_eval else 0.0, final_train_loss=last_train_loss,
         wall_seconds=wall, message=message, attention=attention,
-        images_per_second=images_total / max(1e-9, wall)))
+        images_per_second=images_total / max(1e-9, wall),
+        feature_cache_bytes=sum(t.numel() * t.element_size() for t in cached_maps.values()) if cached_maps else 0))
 
 
 def data_augment(session: Session) -> bool:

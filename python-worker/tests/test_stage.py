@@ -219,3 +219,51 @@ def test_wrong_layer_over_grpc_lists_valid_layers(source_weights, stub):
         stub.CreateSession(request)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert err.value.details().startswith("layers: 'layer2.7' is not a module") and "layer2.0.conv1" in err.value.details()
+
+
+def _summary(session, stage) -> pb.StageSummary:
+    return list(run_stage(session, stage, threading.Event()))[-1].summary
+
+
+def test_source_feature_cache_gives_the_same_stage(source_weights):
+    stage = _stage(pb.Regularizer(afa_channel=pb.AfaChannel(alpha=0.01)), iterations=12)
+    cached = _summary(create_session(_transfer_request(source_weights)), stage)
+    stage.no_feature_cache = True
+    plain = _summary(create_session(_transfer_request(source_weights)), stage)
+    # 100 training images x (8x28x28 + 16x14x14 + 32x7x7) float32 maps
+    assert cached.feature_cache_bytes == 100 * (8 * 784 + 16 * 196 + 32 * 49) * 4
+    assert plain.feature_cache_bytes == 0
+    assert cached.final_train_loss == pytest.approx(plain.final_train_loss, rel=1e-4)
+    assert cached.final_val_loss == pytest.approx(plain.final_val_loss, rel=1e-4)
+
+
+def test_no_feature_cache_over_budget_or_with_augmentation(source_weights):
+    stage = _stage(pb.Regularizer(feature_map=pb.FeatureMap(alpha=0.001)), iterations=2, feature_cache_mb=1)
+    assert _summary(create_session(_transfer_request(source_weights)), stage).feature_cache_bytes == 0
+    request = _transfer_request(source_weights)
+    request.data.augment = True
+    stage.feature_cache_mb = 0
+    assert _summary(create_session(request), stage).feature_cache_bytes == 0
+
+
+def test_source_bn_is_recalibrated_on_target_data(source_weights):
+    from afa_worker.features import FeatureTap
+    from afa_worker.regularizers.feature_map import FeatureMapAlignment
+    from afa_worker.session import recalibrate_bn
+
+    session = create_session(_transfer_request(source_weights))
+    x = session.data.normalise(session.data.train.x[:64])
+
+    def omega_at_start() -> float:
+        session.target.train()
+        with FeatureTap(session.target, session.layers) as tt, FeatureTap(session.source, session.layers) as ts, torch.no_grad():
+            session.source(x)
+            fs = ts.take()
+            session.target(x)
+            ft = tt.take()
+        return FeatureMapAlignment().omega(ft, fs).item()
+
+    with_source_stats = omega_at_start()
+    assert recalibrate_bn(session.source, iter([session.data.normalise(session.data.train.x)])) == 100
+    assert not session.source.training
+    assert omega_at_start() < with_source_stats / 20

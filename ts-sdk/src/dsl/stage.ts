@@ -51,6 +51,11 @@ export interface StageSpec {
   readonly restoreBest: boolean;
   /** lr of the new head relative to the backbone's. */
   readonly headLrMultiplier: number;
+  /** Memory budget (MiB) for caching the frozen source's maps of the training images; used only
+   * without augmentation. @default the worker's (1024) */
+  readonly featureCacheMb?: number;
+  /** Set false to always run the source forward. @default true */
+  readonly featureCache?: boolean;
 }
 
 /** The AFA stage-II rule: the frozen source becomes the current target backbone. */
@@ -84,6 +89,8 @@ export interface StageOptions {
   restoreBest?: boolean;
   /** @default 1 */
   headLrMultiplier?: number;
+  featureCacheMb?: number;
+  featureCache?: boolean;
 }
 
 export const PAPER_BETA = 0.01;

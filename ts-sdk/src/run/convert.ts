@@ -96,6 +96,8 @@ export function toStageMessage(s: StageSpec, defaultSeed: number): StageMessage 
     seed: s.seed ?? defaultSeed,
     restoreBest: s.restoreBest,
     headLrMultiplier: s.headLrMultiplier,
+    featureCacheMb: s.featureCacheMb ?? 0,
+    noFeatureCache: s.featureCache === false,
   };
 }
 

@@ -46,6 +46,8 @@ export interface StageResult {
   imagesPerSecond: number;
   message: string;
   attention: AttentionStat[];
+  /** Bytes of source feature maps the worker cached for this stage (0 when it ran the source forward). */
+  featureCacheBytes: number;
   history: { steps: StepPoint[]; evals: EvalPoint[] };
 }
 
@@ -139,6 +141,7 @@ export class StageAccumulator {
       imagesPerSecond: s.imagesPerSecond,
       message: s.message,
       attention: s.attention.map((a) => ({ ...a })),
+      featureCacheBytes: s.featureCacheBytes,
       history: { steps: this.steps, evals: this.evals },
     };
   }

@@ -423,6 +423,14 @@ export interface StageSpec {
   restoreBest: boolean;
   /** lr multiplier for the new head relative to the backbone; 0 = 1. */
   headLrMultiplier: number;
+  /**
+   * Source feature cache: when the training inputs are deterministic (no augmentation), the frozen
+   * source's maps of every training image are computed once and reused, if they fit in this many
+   * MiB; 0 = the worker's default budget (1024).
+   */
+  featureCacheMb: number;
+  /** Turns the source feature cache off (e.g. to measure what it saves). */
+  noFeatureCache: boolean;
 }
 
 export interface RunStageRequest {
@@ -478,6 +486,8 @@ export interface StageSummary {
   message: string;
   attention: LayerAttention[];
   imagesPerSecond: number;
+  /** Bytes of source feature maps cached for this stage (0 when not cached). */
+  featureCacheBytes: number;
 }
 
 export interface StageEvent {
@@ -3579,6 +3589,8 @@ function createBaseStageSpec(): StageSpec {
     seed: 0,
     restoreBest: false,
     headLrMultiplier: 0,
+    featureCacheMb: 0,
+    noFeatureCache: false,
   };
 }
 
@@ -3619,6 +3631,12 @@ export const StageSpec: MessageFns<StageSpec> = {
     }
     if (message.headLrMultiplier !== 0) {
       writer.uint32(97).double(message.headLrMultiplier);
+    }
+    if (message.featureCacheMb !== 0) {
+      writer.uint32(104).uint32(message.featureCacheMb);
+    }
+    if (message.noFeatureCache !== false) {
+      writer.uint32(112).bool(message.noFeatureCache);
     }
     return writer;
   },
@@ -3732,6 +3750,22 @@ export const StageSpec: MessageFns<StageSpec> = {
             message.headLrMultiplier = reader.double();
             continue;
           }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.featureCacheMb = reader.uint32();
+            continue;
+          }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.noFeatureCache = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3786,6 +3820,16 @@ export const StageSpec: MessageFns<StageSpec> = {
         : isSet(object.head_lr_multiplier)
         ? globalThis.Number(object.head_lr_multiplier)
         : 0,
+      featureCacheMb: isSet(object.featureCacheMb)
+        ? globalThis.Number(object.featureCacheMb)
+        : isSet(object.feature_cache_mb)
+        ? globalThis.Number(object.feature_cache_mb)
+        : 0,
+      noFeatureCache: isSet(object.noFeatureCache)
+        ? globalThis.Boolean(object.noFeatureCache)
+        : isSet(object.no_feature_cache)
+        ? globalThis.Boolean(object.no_feature_cache)
+        : false,
     };
   },
 
@@ -3827,6 +3871,12 @@ export const StageSpec: MessageFns<StageSpec> = {
     if (message.headLrMultiplier !== 0) {
       obj.headLrMultiplier = floatToJson(message.headLrMultiplier);
     }
+    if (message.featureCacheMb !== 0) {
+      obj.featureCacheMb = Math.round(message.featureCacheMb);
+    }
+    if (message.noFeatureCache !== false) {
+      obj.noFeatureCache = message.noFeatureCache;
+    }
     return obj;
   },
 
@@ -3853,6 +3903,8 @@ export const StageSpec: MessageFns<StageSpec> = {
     message.seed = object.seed ?? 0;
     message.restoreBest = object.restoreBest ?? false;
     message.headLrMultiplier = object.headLrMultiplier ?? 0;
+    message.featureCacheMb = object.featureCacheMb ?? 0;
+    message.noFeatureCache = object.noFeatureCache ?? false;
     return message;
   },
 };
@@ -4530,6 +4582,7 @@ function createBaseStageSummary(): StageSummary {
     message: "",
     attention: [],
     imagesPerSecond: 0,
+    featureCacheBytes: 0,
   };
 }
 
@@ -4570,6 +4623,9 @@ export const StageSummary: MessageFns<StageSummary> = {
     }
     if (message.imagesPerSecond !== 0) {
       writer.uint32(97).double(message.imagesPerSecond);
+    }
+    if (message.featureCacheBytes !== 0) {
+      writer.uint32(104).uint64(message.featureCacheBytes);
     }
     return writer;
   },
@@ -4683,6 +4739,14 @@ export const StageSummary: MessageFns<StageSummary> = {
             message.imagesPerSecond = reader.double();
             continue;
           }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.featureCacheBytes = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4743,6 +4807,11 @@ export const StageSummary: MessageFns<StageSummary> = {
         : isSet(object.images_per_second)
         ? globalThis.Number(object.images_per_second)
         : 0,
+      featureCacheBytes: isSet(object.featureCacheBytes)
+        ? globalThis.Number(object.featureCacheBytes)
+        : isSet(object.feature_cache_bytes)
+        ? globalThis.Number(object.feature_cache_bytes)
+        : 0,
     };
   },
 
@@ -4784,6 +4853,9 @@ export const StageSummary: MessageFns<StageSummary> = {
     if (message.imagesPerSecond !== 0) {
       obj.imagesPerSecond = floatToJson(message.imagesPerSecond);
     }
+    if (message.featureCacheBytes !== 0) {
+      obj.featureCacheBytes = Math.round(message.featureCacheBytes);
+    }
     return obj;
   },
 
@@ -4804,6 +4876,7 @@ export const StageSummary: MessageFns<StageSummary> = {
     message.message = object.message ?? "";
     message.attention = object.attention?.map((e) => LayerAttention.fromPartial(e)) || [];
     message.imagesPerSecond = object.imagesPerSecond ?? 0;
+    message.featureCacheBytes = object.featureCacheBytes ?? 0;
     return message;
   },
 };

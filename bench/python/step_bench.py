@@ -1,0 +1,133 @@
+"""Method cost on CPU (or CUDA when present): the time of one training step of fine-tuning, AFA
+spatial, AFA channel (with and without the source feature cache) and the naive AFA yardstick, on
+the same model and batches. Prints ratios measured in one run and writes JSON.
+
+    python bench/python/step_bench.py [--width 32] [--steps 40] [--rounds 3] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "python-worker"))
+
+from afa_worker._gen.afa.v1 import afa_pb2 as pb  # noqa: E402
+from afa_worker.attention import ChannelAttention  # noqa: E402
+from afa_worker.backbones import head_module  # noqa: E402
+from afa_worker.checkpoint import save_checkpoint  # noqa: E402
+from afa_worker.runtime import configure_torch  # noqa: E402
+from afa_worker.session import create_session, recalibrate_bn  # noqa: E402
+from afa_worker.trainer import _ordered_batches, run_stage  # noqa: E402
+
+from naive_afa import NaiveAFAStep  # noqa: E402
+
+
+def _source(width: int, path: Path) -> str:
+    if not path.exists():
+        s = create_session(pb.CreateSessionRequest(backbone=pb.BackboneSpec(name="small_resnet", width=width),
+                                                   data=pb.DataSpec(fashion_mnist=pb.FashionMnistData(), test_per_class=10)))
+        stage = pb.StageSpec(name="p", regularizer=pb.Regularizer(none=pb.NoRegularizer()), iterations=20, batch_size=64,
+                             optimizer=pb.OptimizerSpec(lr=0.05, momentum=0.9))
+        list(run_stage(s, stage, threading.Event()))
+        save_checkpoint(s.target, str(path), {})
+    return str(path)
+
+
+def _session(width: int, weights: str):
+    return create_session(pb.CreateSessionRequest(
+        backbone=pb.BackboneSpec(name="small_resnet", width=width), source_weights=weights,
+        data=pb.DataSpec(mnist=pb.MnistData(), labels_per_class=10, val_per_class=10, seed=0), seed=0))
+
+
+def _stage(reg: pb.Regularizer, steps: int, batch: int, cache: bool) -> pb.StageSpec:
+    return pb.StageSpec(name="bench", regularizer=reg, iterations=steps, batch_size=batch, head_l2=0.01,
+                        optimizer=pb.OptimizerSpec(lr=0.01, momentum=0.9), seed=0, no_feature_cache=not cache)
+
+
+def time_worker_step(width: int, weights: str, reg: pb.Regularizer, steps: int, batch: int, cache: bool) -> float:
+    """Seconds per step of the worker's own loop: two stage lengths, the difference cancels setup."""
+    walls = []
+    for n in (steps // 4, steps):
+        session = _session(width, weights)
+        start = time.perf_counter()
+        list(run_stage(session, _stage(reg, n, batch, cache), threading.Event()))
+        walls.append(time.perf_counter() - start)
+    return (walls[1] - walls[0]) / (steps - steps // 4)
+
+
+def time_naive_step(width: int, weights: str, steps: int, batch: int) -> float:
+    session = _session(width, weights)
+    recalibrate_bn(session.source, _ordered_batches(session, batch))
+    shapes = session.layer_shapes
+    attention = torch.nn.ModuleList([ChannelAttention(*shapes[name]) for name in session.layers])
+    target = session.target.train()
+    naive = NaiveAFAStep(target, session.source, session.layers, attention, 0.01, head_module(target))
+    gen = torch.Generator().manual_seed(0)
+    train = session.data.train
+    batches = [torch.randint(0, len(train), (batch,), generator=gen) for _ in range(steps)]
+    for idx in batches[:5]:
+        naive.step(session.data.normalise(train.x[idx]), train.y[idx])
+    start = time.perf_counter()
+    for idx in batches[5:]:
+        naive.step(session.data.normalise(train.x[idx]), train.y[idx])
+    return (time.perf_counter() - start) / (steps - 5)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--width", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--json", type=str, default="")
+    args = parser.parse_args()
+    configure_torch(args.threads)
+    weights = _source(args.width, Path(f"/tmp/afa-bench-source-w{args.width}.safetensors"))
+
+    methods = {
+        "fine-tune": (pb.Regularizer(none=pb.NoRegularizer(weight_decay=1e-4)), False),
+        "afa-spatial": (pb.Regularizer(afa_spatial=pb.AfaSpatial(alpha=1e-4)), False),
+        "afa-channel": (pb.Regularizer(afa_channel=pb.AfaChannel(alpha=1e-2)), False),
+        "afa-spatial+cache": (pb.Regularizer(afa_spatial=pb.AfaSpatial(alpha=1e-4)), True),
+        "afa-channel+cache": (pb.Regularizer(afa_channel=pb.AfaChannel(alpha=1e-2)), True),
+    }
+    times: dict[str, list[float]] = {name: [] for name in [*methods, "naive-afa-channel"]}
+    # Rounds interleave the methods so a noisy neighbour hits all of them alike; medians are kept.
+    for _ in range(args.rounds):
+        for name, (reg, cache) in methods.items():
+            times[name].append(time_worker_step(args.width, weights, reg, args.steps, args.batch, cache))
+        times["naive-afa-channel"].append(time_naive_step(args.width, weights, args.steps, args.batch))
+    median = {name: statistics.median(v) for name, v in times.items()}
+    ft = median["fine-tune"]
+    result = {
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "threads": torch.get_num_threads(),
+        "width": args.width,
+        "batch": args.batch,
+        "seconds_per_step": median,
+        "ratios": {
+            "afa_spatial_vs_finetune": median["afa-spatial"] / ft,
+            "afa_channel_vs_finetune": median["afa-channel"] / ft,
+            "afa_spatial_cached_vs_finetune": median["afa-spatial+cache"] / ft,
+            "afa_channel_cached_vs_finetune": median["afa-channel+cache"] / ft,
+            "naive_vs_ours_afa_channel": median["naive-afa-channel"] / median["afa-channel"],
+        },
+    }
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,143 @@
+/**
+ * `make bench`: ratios measured in one run on this machine (absolute times only hold on a GPU).
+ *
+ * - orchestration overhead: one stage driven by the SDK over gRPC vs the same stage called in-process;
+ * - method cost: AFA steps vs a fine-tuning step, with and without the source feature cache, and the
+ *   naive research-code AFA step as a yardstick (bench/python/step_bench.py);
+ * - startup: worker spawn to SERVING, session creation, first training step;
+ * - sweep scaling: trials per hour with 1 vs 2 local workers on the same trials.
+ *
+ * Writes bench/out/results.json and prints a table.
+ */
+import { execa } from 'execa';
+import { mkdirSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  backbone,
+  baseline,
+  data,
+  experiment,
+  formatTable,
+  grid,
+  planSlots,
+  pretrain,
+  runSweep,
+  stage,
+  sweep,
+  Worker,
+  noRegularizer,
+} from '../ts-sdk/src/index.js';
+import { toCreateSessionRequest, toStageMessage } from '../ts-sdk/src/run/convert.js';
+import { CreateSessionRequest, StageSpec } from '../ts-sdk/src/gen/afa/v1/afa.js';
+
+const PYTHON = join(process.cwd(), 'python-worker', '.venv', 'bin', 'python');
+const QUICK = process.env.AFA_BENCH_QUICK === '1';
+const THREADS = Math.min(2, cpus().length);
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+const log = (line: string) => process.stderr.write(`${line}\n`);
+
+const net = backbone.smallResNet({ width: 16 });
+const source = pretrain({ data: data.fashionMnist({ testPerClass: 10 }), iterations: QUICK ? 20 : 200, batchSize: 64 });
+const target = data.mnist({ labelsPerClass: 10, valPerClass: 10 });
+
+async function overhead(worker: Worker, weights: string) {
+  const steps = QUICK ? 20 : 150;
+  const stageSpec = stage({ regularizer: noRegularizer(), iterations: steps, evalEvery: 50, logEvery: 10 });
+  const session = toCreateSessionRequest({ backbone: net, data: target, seed: 0, sourceWeights: weights });
+  const job = join(mkdtempSync(join(tmpdir(), 'afa-bench-')), 'job.json');
+  writeFileSync(job, JSON.stringify({ threads: THREADS, repeats: 1, session: CreateSessionRequest.toJSON(session), stage: StageSpec.toJSON(toStageMessage(stageSpec, 0)) }));
+  const sdk: number[] = [];
+  const inproc: number[] = [];
+  const rounds = QUICK ? 1 : 3;
+  for (let r = 0; r < rounds; r++) {
+    // interleaved, so drift on a noisy machine hits both sides alike
+    const out = await execa(PYTHON, ['bench/python/stage_inproc.py', job]);
+    inproc.push((JSON.parse(out.stdout.trim().split('\n').at(-1)!) as { walls: number[] }).walls[0]!);
+    const s = await worker.createSession({ backbone: net, data: target, sourceWeights: weights, seed: 0 });
+    const started = performance.now();
+    await s.runStage(stageSpec).result;
+    sdk.push((performance.now() - started) / 1000);
+    await s.close();
+    log(`  overhead round ${r + 1}: in-process ${inproc.at(-1)!.toFixed(2)}s, SDK over gRPC ${sdk.at(-1)!.toFixed(2)}s`);
+  }
+  return { steps, inProcessSeconds: median(inproc), sdkSeconds: median(sdk), overhead: median(sdk) / median(inproc) - 1 };
+}
+
+async function startup(weights: string) {
+  const samples = [];
+  for (let i = 0; i < 2; i++) {
+    const t0 = performance.now();
+    const worker = await Worker.start({ threads: THREADS });
+    const t1 = performance.now();
+    const session = await worker.createSession({ backbone: net, data: target, sourceWeights: weights, seed: 0 });
+    const t2 = performance.now();
+    let firstStep = 0;
+    for await (const e of session.runStage(stage({ iterations: 3, logEvery: 1, evalEvery: 0 }))) {
+      if (e.type === 'step') {
+        firstStep = performance.now();
+        break;
+      }
+    }
+    await worker.stop();
+    samples.push({ spawnToServing: (t1 - t0) / 1000, sessionCreate: (t2 - t1) / 1000, spawnToFirstStep: (firstStep - t0) / 1000 });
+  }
+  return { cold: samples[0]!, warm: samples[1]! };
+}
+
+async function sweepScaling() {
+  const base = experiment({ name: 'bench-scaling', backbone: backbone.smallResNet({ width: 8 }), source, target,
+    schedule: baseline.fineTune({ iterations: QUICK ? 10 : 150, evalEvery: 50 }) });
+  const s = sweep({ name: 'bench-scaling', base, space: { 'schedule[0].optimizer.lr': grid([0.01, 0.02]) }, seeds: [0, 1] });
+  const out: Record<string, number> = {};
+  for (const workers of [1, 2]) {
+    const dir = mkdtempSync(join(tmpdir(), 'afa-bench-sweep-'));
+    const started = performance.now();
+    const outcome = await runSweep(s, { outDir: dir, slots: planSlots({ local: workers, threads: Math.max(1, THREADS / workers) }) });
+    const hours = (performance.now() - started) / 3_600_000;
+    out[`trialsPerHour${workers}`] = outcome.ran / hours;
+    log(`  sweep with ${workers} worker(s): ${outcome.ran} trials in ${(hours * 3600).toFixed(1)}s`);
+  }
+  return { ...out, ratio: out.trialsPerHour2! / out.trialsPerHour1! };
+}
+
+async function main() {
+  mkdirSync('bench/out', { recursive: true });
+  log('method cost (python in-process, step_bench.py) ...');
+  const stepArgs = QUICK ? ['--width', '8', '--steps', '12', '--rounds', '1'] : ['--width', '32', '--steps', '40', '--rounds', '3'];
+  const step = JSON.parse((await execa(PYTHON, ['bench/python/step_bench.py', ...stepArgs, '--threads', String(THREADS)])).stdout) as {
+    seconds_per_step: Record<string, number>; ratios: Record<string, number>; width: number;
+  };
+  log('orchestration overhead ...');
+  const worker = await Worker.start({ threads: THREADS });
+  const { path: weights } = await worker.prepareSource(net, source);
+  const over = await overhead(worker, weights);
+  await worker.stop();
+  log('startup ...');
+  const start = await startup(weights);
+  log('sweep scaling ...');
+  const scaling = await sweepScaling();
+
+  const results = { date: new Date().toISOString(), machine: `${cpus().length} CPUs (${cpus()[0]?.model ?? '?'})`, threads: THREADS,
+    quick: QUICK, methodCost: step, overhead: over, startup: start, sweepScaling: scaling };
+  writeFileSync('bench/out/results.json', JSON.stringify(results, null, 2));
+  const r = step.ratios;
+  const x = (v: number) => `${v.toFixed(2)}x`;
+  const rows = [
+    ['SDK over gRPC vs in-process, one stage', `${(100 * over.overhead).toFixed(2)}%`, '< 1 % (design bar < 2 %)', over.overhead < 0.01 ? 'met' : 'not met'],
+    ['AFA spatial step vs fine-tune step', x(r.afa_spatial_vs_finetune!), '<= 1.35x', r.afa_spatial_vs_finetune! <= 1.35 ? 'met' : 'not met'],
+    ['AFA channel step vs fine-tune step', x(r.afa_channel_vs_finetune!), '<= 1.35x', r.afa_channel_vs_finetune! <= 1.35 ? 'met' : 'not met'],
+    ['AFA spatial, cached source maps', x(r.afa_spatial_cached_vs_finetune!), '<= 1.1x', r.afa_spatial_cached_vs_finetune! <= 1.1 ? 'met' : 'not met'],
+    ['AFA channel, cached source maps', x(r.afa_channel_cached_vs_finetune!), '<= 1.1x', r.afa_channel_cached_vs_finetune! <= 1.1 ? 'met' : 'not met'],
+    ['naive AFA step vs ours (speed-up)', x(r.naive_vs_ours_afa_channel!), '>= 1x on CPU', r.naive_vs_ours_afa_channel! >= 1 ? 'met' : 'not met'],
+    ['spawn to first step (warm)', `${start.warm.spawnToFirstStep.toFixed(2)}s`, '< 5 s', start.warm.spawnToFirstStep < 5 ? 'met' : 'not met'],
+    ['session creation (warm)', `${start.warm.sessionCreate.toFixed(2)}s`, '-', '-'],
+    ['sweep: trials/hour 2 workers vs 1', x(scaling.ratio), '> 1x', scaling.ratio > 1 ? 'met' : 'not met'],
+  ];
+  console.log(formatTable(['measure', 'value', 'target', ''], rows));
+  console.log(`\nseconds per step (width ${step.width}, batch 64, ${THREADS} threads): ` +
+    Object.entries(step.seconds_per_step).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(', '));
+  console.log('written: bench/out/results.json');
+}
+
+await main();
