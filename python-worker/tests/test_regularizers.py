@@ -172,3 +172,25 @@ def test_delta_channel_importance_prefers_the_channel_the_classifier_uses():
     # For two channels the z-scores (unbiased std) are +-1/sqrt(2) whatever the rises: a = softmax(z/5).
     z = torch.tensor([1.0, -1.0]) / math.sqrt(2)
     assert torch.allclose(a, torch.softmax(z / 5, dim=0), atol=1e-4)
+
+
+@pytest.mark.parametrize("over", ["channel", "position"])
+def test_fused_distance_matches_autograd_value_and_gradients(over):
+    from afa_worker.regularizers.distance import weighted_sq_distance
+
+    torch.manual_seed(0)
+    ft = torch.randn(3, 4, 2, 5, dtype=torch.float64, requires_grad=True)
+    fs = torch.randn(3, 4, 2, 5, dtype=torch.float64, requires_grad=True)
+    w = torch.rand(3, 4 if over == "channel" else 10, dtype=torch.float64, requires_grad=True)
+    squared = (ft - fs.detach()).pow(2)
+    reference = (w * (squared.flatten(2).sum(2) if over == "channel" else squared.sum(1).flatten(1))).sum()
+    fused = weighted_sq_distance(ft, fs, w, over=over)
+    assert fused.item() == pytest.approx(reference.item())
+    g_ref = torch.autograd.grad(reference, (ft, w))
+    g_fused = torch.autograd.grad(fused, (ft, w))
+    for a, b in zip(g_fused, g_ref):
+        assert torch.allclose(a, b)
+    fused2 = weighted_sq_distance(ft, fs, w, over=over)
+    fused2.backward()
+    assert fs.grad is None
+    assert torch.autograd.gradcheck(lambda t, ww: weighted_sq_distance(t, fs, ww, over=over), (ft, w))

@@ -9,6 +9,7 @@ from torch import nn
 
 from afa_worker.attention import ChannelAttention, SpatialAttention
 from afa_worker.regularizers.base import FeatureDict, Regularizer
+from afa_worker.regularizers.distance import weighted_sq_distance
 
 __all__ = ["AttentiveSpatialTransfer", "AttentiveChannelTransfer"]
 
@@ -34,8 +35,8 @@ class AttentiveSpatialTransfer(Regularizer):
             fs = source[name].detach().float()
             weights = self.attention[self._keys[name]](fs)  # (B, HW)
             self.last_attention[name] = weights.detach()
-            squared = (ft.float() - fs).pow(2).sum(dim=1).flatten(1)  # (B, HW): channel sum per position
-            term = ((weights * squared.shape[1]).pow(2) * squared).sum() / ft.shape[0]
+            hw = weights.shape[1]
+            term = weighted_sq_distance(ft, fs, (hw * weights).pow(2), over="position") / ft.shape[0]
             total = term if total is None else total + term
         return 0.5 * total
 
@@ -60,7 +61,6 @@ class AttentiveChannelTransfer(Regularizer):
             fs = source[name].detach().float()
             weights = self.attention[self._keys[name]](fs)  # (B, C)
             self.last_attention[name] = weights.detach()
-            squared = (ft.float() - fs).pow(2).flatten(2).sum(dim=2)  # (B, C)
-            term = (weights * squared).sum() * weights.shape[1] / ft.shape[0]
+            term = weighted_sq_distance(ft, fs, weights, over="channel") * weights.shape[1] / ft.shape[0]
             total = term if total is None else total + term
         return 0.5 * total

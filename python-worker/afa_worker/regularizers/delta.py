@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from afa_worker.regularizers.base import FeatureDict, Regularizer
+from afa_worker.regularizers.distance import weighted_sq_distance
 
 __all__ = ["DELTA", "channel_importance"]
 
@@ -36,11 +37,9 @@ class DELTA(Regularizer):
     def omega(self, target: FeatureDict, source: FeatureDict) -> torch.Tensor:
         total = None
         for name, ft in target.items():
-            fs = source[name].detach().float()
             weights = self.channel_weights(name)  # (C,)
             b, c, h, w = ft.shape
-            squared = (ft.float() - fs).pow(2).sum(dim=(0, 2, 3))  # (C,): batch and positions summed
-            term = (c * weights * squared).sum() / (h * w) / b
+            term = weighted_sq_distance(ft, source[name], c * weights / (h * w), over="channel") / b
             total = term if total is None else total + term
         return 0.5 * total
 

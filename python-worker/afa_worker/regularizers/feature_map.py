@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from afa_worker.regularizers.base import FeatureDict, Regularizer
+from afa_worker.regularizers.distance import weighted_sq_distance
 
 __all__ = ["FeatureMapAlignment"]
 
@@ -22,7 +23,7 @@ class FeatureMapAlignment(Regularizer):
     def omega(self, target: FeatureDict, source: FeatureDict) -> torch.Tensor:
         total = None
         for name, ft in target.items():
-            fs = source[name].detach()
-            term = (ft.float() - fs.float()).pow(2).sum() / ft.shape[0]
+            ones = ft.new_ones(ft.shape[1], dtype=torch.float32)
+            term = weighted_sq_distance(ft, source[name], ones, over="channel") / ft.shape[0]
             total = term if total is None else total + term
         return 0.5 * total
