@@ -17,7 +17,9 @@ class _WeightedSqDistance(torch.autograd.Function):
     @staticmethod
     def forward(ctx, target: torch.Tensor, source: torch.Tensor, weights: torch.Tensor, over_channels: bool):
         b, c = target.shape[:2]
-        diff = target.float() - source.float()
+        # At least float32 (bf16 maps under autocast are summed in float32), float64 kept as is.
+        dtype = torch.promote_types(target.dtype, torch.float32)
+        diff = target.to(dtype) - source.to(dtype)
         flat = diff.reshape(b, c, -1)
         if over_channels:  # per (image, channel): sum over positions
             squared = torch.linalg.vecdot(flat, flat, dim=2)  # (B, C)
@@ -26,7 +28,7 @@ class _WeightedSqDistance(torch.autograd.Function):
         ctx.save_for_backward(diff, weights, squared)
         ctx.over_channels = over_channels
         ctx.target_dtype = target.dtype
-        return (weights.float() * squared).sum()
+        return (weights.to(dtype) * squared).sum()
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
@@ -34,7 +36,7 @@ class _WeightedSqDistance(torch.autograd.Function):
         b, c = diff.shape[:2]
         grad_target = grad_weights = None
         if ctx.needs_input_grad[0]:
-            scale = (2 * grad) * weights.float()
+            scale = (2 * grad) * weights.to(diff.dtype)
             shape = (b, c, *([1] * (diff.dim() - 2))) if ctx.over_channels else (b, 1, *diff.shape[2:])
             grad_target = (diff * scale.reshape(shape)).to(ctx.target_dtype)
         if ctx.needs_input_grad[2]:
