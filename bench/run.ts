@@ -50,6 +50,9 @@ async function overhead(worker: Worker, weights: string) {
   const sdk: number[] = [];
   const inproc: number[] = [];
   const rounds = QUICK ? 1 : 3;
+  const warm = await worker.createSession({ backbone: net, data: target, sourceWeights: weights, seed: 0 });
+  await warm.runStage(stage({ regularizer: noRegularizer(), iterations: 3 })).result;
+  await warm.close();
   for (let r = 0; r < rounds; r++) {
     // interleaved, so drift on a noisy machine hits both sides alike
     const out = await execa(PYTHON, ['bench/python/stage_inproc.py', job]);

@@ -23,8 +23,8 @@ class _WeightedSqDistance(torch.autograd.Function):
         flat = diff.reshape(b, c, -1)
         if over_channels:  # per (image, channel): sum over positions
             squared = torch.linalg.vecdot(flat, flat, dim=2)  # (B, C)
-        else:  # per (image, position): sum over channels
-            squared = torch.linalg.vecdot(flat, flat, dim=1)  # (B, HW)
+        else:  # per (image, position): sum over channels (vecdot over a strided dim is ~5x slower)
+            squared = (flat * flat).sum(dim=1)  # (B, HW)
         ctx.save_for_backward(diff, weights, squared)
         ctx.over_channels = over_channels
         ctx.target_dtype = target.dtype
