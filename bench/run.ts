@@ -64,7 +64,9 @@ async function overhead(worker: Worker, weights: string) {
     await s.close();
     log(`  overhead round ${r + 1}: in-process ${inproc.at(-1)!.toFixed(2)}s, SDK over gRPC ${sdk.at(-1)!.toFixed(2)}s`);
   }
-  return { steps, inProcessSeconds: median(inproc), sdkSeconds: median(sdk), overhead: median(sdk) / median(inproc) - 1 };
+  // Run-to-run spread of the in-process side: an overhead smaller than this cannot be resolved here.
+  const noise = (Math.max(...inproc) - Math.min(...inproc)) / median(inproc);
+  return { steps, inProcessSeconds: median(inproc), sdkSeconds: median(sdk), overhead: median(sdk) / median(inproc) - 1, noise, inproc, sdk };
 }
 
 async function startup(weights: string) {
@@ -127,7 +129,8 @@ async function main() {
   const r = step.ratios;
   const x = (v: number) => `${v.toFixed(2)}x`;
   const rows = [
-    ['SDK over gRPC vs in-process, one stage', `${(100 * over.overhead).toFixed(2)}%`, '< 1 % (design bar < 2 %)', over.overhead < 0.01 ? 'met' : 'not met'],
+    ['SDK over gRPC vs in-process, one stage', `${(100 * over.overhead).toFixed(2)}% (noise ±${(50 * over.noise).toFixed(0)}%)`, '< 1 % (design bar < 2 %)',
+      over.noise / 2 > 0.01 ? 'unresolved: noise' : over.overhead < 0.01 ? 'met' : 'not met'],
     ['AFA spatial step vs fine-tune step', x(r.afa_spatial_vs_finetune!), '<= 1.35x', r.afa_spatial_vs_finetune! <= 1.35 ? 'met' : 'not met'],
     ['AFA channel step vs fine-tune step', x(r.afa_channel_vs_finetune!), '<= 1.35x', r.afa_channel_vs_finetune! <= 1.35 ? 'met' : 'not met'],
     ['AFA spatial, cached source maps', x(r.afa_spatial_cached_vs_finetune!), '<= 1.1x', r.afa_spatial_cached_vs_finetune! <= 1.1 ? 'met' : 'not met'],

@@ -22,7 +22,8 @@ export class Progress {
   private lastStep = { loss: NaN, acc: NaN, ips: NaN, step: 0 };
   private lastVal = NaN;
   private stageStarted = 0;
-  private lastPrintedStep = 0;
+  /** A heartbeat line held back one event, dropped if an evaluation of the same step follows. */
+  private pending: { step: number; line: string } | undefined;
   private drawn = false;
 
   constructor(options: ProgressOptions = {}) {
@@ -70,7 +71,7 @@ export class Progress {
         this.lastStep = { loss: NaN, acc: NaN, ips: NaN, step: 0 };
         this.lastVal = NaN;
         this.stageStarted = performance.now();
-        this.lastPrintedStep = 0;
+        this.pending = undefined;
         if (this.interactive) this.draw(event.stage, 0, event.iterations);
         else this.print(`${event.stage}: ${event.iterations} steps, regulariser ${event.regularizer}`);
         break;
@@ -78,16 +79,19 @@ export class Progress {
         this.lastStep = { loss: event.totalLoss, acc: event.trainAccuracy, ips: event.imagesPerSecond, step: event.step };
         if (this.interactive) {
           this.draw(event.stage, event.step, event.iterations);
-        } else if (event.step - this.lastPrintedStep >= event.iterations / 10) {
-          // A heartbeat for long stages with few or no evaluations (e.g. pretraining without a val split).
-          this.lastPrintedStep = event.step;
-          this.print(`${event.stage} step ${event.step}/${event.iterations}  train loss ${event.totalLoss.toFixed(3)}` +
-            `  train ${pct(event.trainAccuracy)}  ${Math.round(event.imagesPerSecond)} img/s`);
+        } else {
+          this.flushPending();
+          // A heartbeat every 10 % for stages without evaluations there (e.g. pretraining without a val split).
+          const tenth = Math.max(1, Math.round(event.iterations / 10));
+          if (event.step % tenth === 0) {
+            this.pending = { step: event.step, line: `${event.stage} step ${event.step}/${event.iterations}  train loss ${event.totalLoss.toFixed(3)}` +
+              `  train ${pct(event.trainAccuracy)}  ${Math.round(event.imagesPerSecond)} img/s` };
+          }
         }
         break;
       case 'eval':
         this.lastVal = event.accuracy;
-        this.lastPrintedStep = event.step;
+        if (this.pending?.step === event.step) this.pending = undefined;
         if (this.interactive) {
           this.draw(event.stage, event.step, event.iterations);
         } else {
@@ -98,6 +102,7 @@ export class Progress {
         }
         break;
       case 'stage-end': {
+        this.flushPending();
         const r = event.result;
         const elapsed = (performance.now() - this.stageStarted) / 1000;
         this.print(`${r.name}: ${r.status}, ${r.stepsCompleted} steps in ${secs(elapsed)}` +
@@ -113,6 +118,11 @@ export class Progress {
       case 'checkpoint':
         break;
     }
+  }
+
+  private flushPending(): void {
+    if (this.pending) this.print(this.pending.line);
+    this.pending = undefined;
   }
 
   /** Ends a half-drawn bar line (on interrupt). */
