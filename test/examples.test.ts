@@ -52,3 +52,14 @@ describe('demo', () => {
     expect(result.stdout).to.match(/method\s+val acc\s+test acc\s+time/);
   });
 });
+
+describe('sweep example', () => {
+  it('examples/sweep-alpha.ts runs on 2 workers and ends with the table and a best configuration', async () => {
+    const out = (await import('./helpers.js')).tempDir();
+    const result = await execa(node, [...cliArgs, 'sweep', 'examples/sweep-alpha.ts', '--workers', '2', '--out', out], { reject: false, env });
+    expect(result.exitCode, result.stderr).to.equal(0);
+    expect(result.stdout).to.match(/schedule\s+s0\.regularizer\.alpha\s+bestValAccuracy %\s+test %\s+n/);
+    for (const method of ['feature-map', 'DELTA', 'AFA']) expect(result.stdout).to.match(new RegExp(`^${method}\\s+0\\.001\\s+\\d+\\.\\d ± \\d+\\.\\d`, 'm'));
+    expect(result.stdout).to.include('best configuration (runnable: afa run');
+  });
+});
