@@ -14,53 +14,54 @@ from afa_worker.regularizers.distance import weighted_sq_distance
 __all__ = ["AttentiveSpatialTransfer", "AttentiveChannelTransfer"]
 
 
-class AttentiveSpatialTransfer(Regularizer):
+class _AttentiveTransfer(Regularizer):
+    """One attention module per aligned layer; Omega sums each layer's attention-weighted term."""
+
+    has_term = True
+    needs_source_features = True
+
+    def __init__(self, alpha: float, modules: dict[str, nn.Module]):
+        super().__init__(alpha)
+        # ModuleDict keys cannot hold dots.
+        self._keys = {name: name.replace(".", "__") for name in modules}
+        self.attention = nn.ModuleDict({self._keys[name]: module for name, module in modules.items()})
+
+    def _term(self, ft: torch.Tensor, fs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def omega(self, target: FeatureDict, source: FeatureDict) -> torch.Tensor:
+        total = None
+        for name, ft in target.items():
+            fs = source[name].detach().float()
+            weights = self.attention[self._keys[name]](fs)
+            self.last_attention[name] = weights.detach()
+            term = self._term(ft, fs, weights) / ft.shape[0]
+            total = term if total is None else total + term
+        return 0.5 * total
+
+
+class AttentiveSpatialTransfer(_AttentiveTransfer):
     """Omega = 0.5/B * sum_l sum_b sum_p (HW * A_p)^2 * ||F_t[:,p] - F_s[:,p]||^2,
     A = softmax(MLP_s(mean_c F_s)) over positions p."""
 
     name = "afa_spatial"
-    has_term = True
-    needs_source_features = True
 
     def __init__(self, alpha: float, layer_shapes: dict[str, tuple[int, int, int]], hidden: int = 0):
-        super().__init__(alpha)
-        # ModuleDict keys cannot hold dots.
-        self._keys = {name: name.replace(".", "__") for name in layer_shapes}
-        self.attention = nn.ModuleDict(
-            {self._keys[n]: SpatialAttention(h, w, hidden) for n, (_c, h, w) in layer_shapes.items()})
+        super().__init__(alpha, {n: SpatialAttention(h, w, hidden) for n, (_c, h, w) in layer_shapes.items()})
 
-    def omega(self, target: FeatureDict, source: FeatureDict) -> torch.Tensor:
-        total = None
-        for name, ft in target.items():
-            fs = source[name].detach().float()
-            weights = self.attention[self._keys[name]](fs)  # (B, HW)
-            self.last_attention[name] = weights.detach()
-            hw = weights.shape[1]
-            term = weighted_sq_distance(ft, fs, (hw * weights).pow(2), over="position") / ft.shape[0]
-            total = term if total is None else total + term
-        return 0.5 * total
+    def _term(self, ft: torch.Tensor, fs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        hw = weights.shape[1]  # weights: (B, HW)
+        return weighted_sq_distance(ft, fs, (hw * weights).pow(2), over="position")
 
 
-class AttentiveChannelTransfer(Regularizer):
+class AttentiveChannelTransfer(_AttentiveTransfer):
     """Omega = 0.5/B * sum_l sum_b sum_j C * a_j * ||F_t,j - F_s,j||^2,
     a = softmax_j(MLP_c(F_s,j) + bias_j) over channels j."""
 
     name = "afa_channel"
-    has_term = True
-    needs_source_features = True
 
     def __init__(self, alpha: float, layer_shapes: dict[str, tuple[int, int, int]], hidden: int = 0):
-        super().__init__(alpha)
-        self._keys = {name: name.replace(".", "__") for name in layer_shapes}
-        self.attention = nn.ModuleDict(
-            {self._keys[n]: ChannelAttention(c, h, w, hidden) for n, (c, h, w) in layer_shapes.items()})
+        super().__init__(alpha, {n: ChannelAttention(c, h, w, hidden) for n, (c, h, w) in layer_shapes.items()})
 
-    def omega(self, target: FeatureDict, source: FeatureDict) -> torch.Tensor:
-        total = None
-        for name, ft in target.items():
-            fs = source[name].detach().float()
-            weights = self.attention[self._keys[name]](fs)  # (B, C)
-            self.last_attention[name] = weights.detach()
-            term = weighted_sq_distance(ft, fs, weights, over="channel") * weights.shape[1] / ft.shape[0]
-            total = term if total is None else total + term
-        return 0.5 * total
+    def _term(self, ft: torch.Tensor, fs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        return weighted_sq_distance(ft, fs, weights, over="channel") * weights.shape[1]  # weights: (B, C)

@@ -1,25 +1,12 @@
 /** Typed events and results of stages and experiments. */
-import { StageStatus, type StageEvent, type StageSummary } from '../gen/afa/v1/afa.js';
+import { StageStatus, type EvalMetrics, type StageEvent, type StageSummary, type StepMetrics } from '../gen/afa/v1/afa.js';
 
 export type Phase = 'pretrain' | 'transfer';
 
-export interface StepPoint {
-  step: number;
-  ceLoss: number;
-  regLoss: number;
-  totalLoss: number;
-  lr: number;
-  trainAccuracy: number;
-  imagesPerSecond: number;
-}
-
-export interface EvalPoint {
-  step: number;
-  split: string;
-  loss: number;
-  accuracy: number;
-  isBest: boolean;
-}
+/** One StepMetrics message of the contract: step, ceLoss, regLoss, totalLoss, lr, trainAccuracy, imagesPerSecond. */
+export type StepPoint = StepMetrics;
+/** One EvalMetrics message of the contract: step, split, loss, accuracy, isBest. */
+export type EvalPoint = EvalMetrics;
 
 export type StageStatusName = 'completed' | 'cancelled' | 'diverged' | 'unknown';
 
