@@ -3,6 +3,7 @@ import { AfaError, CancelledError, SpecError } from '../errors.js';
 import { parseExperiment, InvalidSpecError } from '../dsl/validate.js';
 import { Worker } from '../worker/worker.js';
 import { EXIT } from './exit.js';
+import { abortOnSigint } from './interrupt.js';
 import { loadSpecFile } from './load.js';
 import { Progress } from '../report/progress.js';
 import { formatResult } from '../report/result.js';
@@ -39,23 +40,15 @@ export function registerRun(program: Command): void {
 }
 
 async function runCommand(file: string, opts: RunCliOptions): Promise<number> {
-  const controller = new AbortController();
-  let interrupts = 0;
-  const onSigint = () => {
-    interrupts += 1;
-    if (interrupts > 1) process.exit(EXIT.INTERRUPTED);
-    process.stderr.write('\ninterrupted: cancelling the running stage (Ctrl-C again to quit at once)\n');
-    controller.abort(new Error('SIGINT'));
-  };
-  process.on('SIGINT', onSigint);
+  const interrupt = abortOnSigint('cancelling the running stage');
   const progress = new Progress();
   let worker: Worker | undefined;
   try {
     const spec = parseExperiment(await loadSpecFile(file));
     worker = opts.worker
       ? await Worker.connect(opts.worker)
-      : await Worker.start({ python: opts.python, threads: opts.threads ? Number(opts.threads) : undefined, signal: controller.signal });
-    const run = worker.run(spec, { signal: controller.signal, checkpoint: opts.checkpoint, cacheDir: opts.cacheDir });
+      : await Worker.start({ python: opts.python, threads: opts.threads ? Number(opts.threads) : undefined, signal: interrupt.signal });
+    const run = worker.run(spec, { signal: interrupt.signal, checkpoint: opts.checkpoint, cacheDir: opts.cacheDir });
     for await (const event of run.events) progress.handle(event);
     const result = await run.result;
     if (opts.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
@@ -63,12 +56,12 @@ async function runCommand(file: string, opts: RunCliOptions): Promise<number> {
     return EXIT.OK;
   } catch (error) {
     progress.close();
-    const code = controller.signal.aborted ? EXIT.INTERRUPTED : exitCodeFor(error);
+    const code = interrupt.signal.aborted ? EXIT.INTERRUPTED : exitCodeFor(error);
     const message = error instanceof AfaError ? error.message : error instanceof Error ? error.stack ?? error.message : String(error);
     process.stderr.write(`afa run: ${code === EXIT.INTERRUPTED ? 'interrupted' : message}\n`);
     return code;
   } finally {
-    process.off('SIGINT', onSigint);
+    interrupt.dispose();
     await worker?.stop();
   }
 }

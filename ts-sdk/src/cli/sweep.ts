@@ -9,6 +9,7 @@ import { runSweep } from '../sweep/runner.js';
 import { parseSweep } from '../sweep/validate.js';
 import { bestSpec, formatSummaryTable, summarize } from '../sweep/summary.js';
 import { EXIT } from './exit.js';
+import { abortOnSigint } from './interrupt.js';
 import { loadSpecFile } from './load.js';
 import { exitCodeFor } from './run.js';
 
@@ -43,14 +44,7 @@ export function registerSweep(program: Command): void {
 }
 
 async function sweepCommand(file: string, opts: SweepCliOptions): Promise<number> {
-  const controller = new AbortController();
-  let interrupts = 0;
-  const onSigint = () => {
-    if (++interrupts > 1) process.exit(EXIT.INTERRUPTED);
-    process.stderr.write('\ninterrupted: cancelling running trials; finished ones are kept (rerun with --resume)\n');
-    controller.abort(new Error('SIGINT'));
-  };
-  process.on('SIGINT', onSigint);
+  const interrupt = abortOnSigint('cancelling running trials; finished ones are kept (rerun with --resume)');
   const progress = new SweepProgress();
   try {
     const sweep = parseSweep(await loadSpecFile(file));
@@ -65,7 +59,7 @@ async function sweepCommand(file: string, opts: SweepCliOptions): Promise<number
       resume: opts.resume,
       earlyStop: opts.earlyStop as 'none' | 'median',
       maxAttempts: Number(opts.maxAttempts),
-      signal: controller.signal,
+      signal: interrupt.signal,
       onEvent: (e) => progress.handle(e),
     });
     progress.close();
@@ -86,10 +80,10 @@ async function sweepCommand(file: string, opts: SweepCliOptions): Promise<number
     return EXIT.OK;
   } catch (error) {
     progress.close();
-    const code = controller.signal.aborted ? EXIT.INTERRUPTED : exitCodeFor(error);
+    const code = interrupt.signal.aborted ? EXIT.INTERRUPTED : exitCodeFor(error);
     process.stderr.write(`afa sweep: ${error instanceof AfaError ? error.message : error instanceof Error ? error.stack : String(error)}\n`);
     return code;
   } finally {
-    process.off('SIGINT', onSigint);
+    interrupt.dispose();
   }
 }

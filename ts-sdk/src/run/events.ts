@@ -1,5 +1,5 @@
 /** Typed events and results of stages and experiments. */
-import { StageStatus, type EvalMetrics, type StageEvent, type StageSummary, type StepMetrics } from '../gen/afa/v1/afa.js';
+import { StageStatus, type EvalMetrics, type LayerAttention, type StageEvent, type StageSummary, type StepMetrics } from '../gen/afa/v1/afa.js';
 
 export type Phase = 'pretrain' | 'transfer';
 
@@ -10,13 +10,8 @@ export type EvalPoint = EvalMetrics;
 
 export type StageStatusName = 'completed' | 'cancelled' | 'diverged' | 'unknown';
 
-export interface AttentionStat {
-  layer: string;
-  /** Mean entropy (nats) of the per-image attention over the last batch. */
-  entropy: number;
-  /** The uniform distribution's entropy over the same support. */
-  maxEntropy: number;
-}
+/** Attention entropy of one aligned layer over the last batch (nats), and the uniform maximum. */
+export type AttentionStat = LayerAttention;
 
 export interface StageResult {
   name: string;
