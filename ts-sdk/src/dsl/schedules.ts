@@ -45,28 +45,15 @@ export const PAPER_ALPHAS = {
  */
 export function afa(options: AfaOptions = {}): ScheduleStep[] {
   const common = { batchSize: options.batchSize, headL2: options.headL2, lrSchedule: lr.step() };
+  const afaStage = (name: string, regularizer: RegularizerSpec, o: AfaStageOptions, defaultLr: number) =>
+    stage({ ...common, name, regularizer, iterations: o.iterations ?? 4500, optimizer: sgd({ lr: o.lr ?? defaultLr }),
+      evalEvery: o.evalEvery, logEvery: o.logEvery });
   const sp = options.spatial ?? {};
   const ch = options.channel ?? {};
   return [
-    stage({
-      ...common,
-      name: 'afa-spatial',
-      regularizer: afaSpatial({ alpha: sp.alpha ?? PAPER_ALPHAS.resnet101.spatial, hidden: sp.hidden }),
-      iterations: sp.iterations ?? 4500,
-      optimizer: sgd({ lr: sp.lr ?? 0.01 }),
-      evalEvery: sp.evalEvery,
-      logEvery: sp.logEvery,
-    }),
+    afaStage('afa-spatial', afaSpatial({ alpha: sp.alpha ?? PAPER_ALPHAS.resnet101.spatial, hidden: sp.hidden }), sp, 0.01),
     promoteTargetToSource(),
-    stage({
-      ...common,
-      name: 'afa-channel',
-      regularizer: afaChannel({ alpha: ch.alpha ?? PAPER_ALPHAS.resnet101.channel, hidden: ch.hidden }),
-      iterations: ch.iterations ?? 4500,
-      optimizer: sgd({ lr: ch.lr ?? 0.001 }),
-      evalEvery: ch.evalEvery,
-      logEvery: ch.logEvery,
-    }),
+    afaStage('afa-channel', afaChannel({ alpha: ch.alpha ?? PAPER_ALPHAS.resnet101.channel, hidden: ch.hidden }), ch, 0.001),
   ];
 }
 
