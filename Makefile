@@ -9,7 +9,7 @@ VENV_STAMP  := $(VENV)/.afa-installed
 FASHION     := /usr/share/datasets/fashion-mnist
 MOCHA       := node_modules/.bin/mocha
 
-.PHONY: help setup data browser proto check-proto build typecheck test test-python test-ts demo bench clean
+.PHONY: help setup data browser proto check-proto build typecheck test test-python test-ts demo bench reproduce reproduce-quick clean
 
 help:
 	@echo "make demo    Fashion-MNIST -> MNIST transfer: fine-tune, L2-SP, DELTA, AFA, with a result table"
@@ -18,6 +18,8 @@ help:
 	@echo "make proto   regenerate the TypeScript and Python stubs from proto/"
 	@echo "make build   compile the SDK and CLI to dist/"
 	@echo "make bench   benchmark ratios measured in one run (bench/out/results.json)"
+	@echo "make reproduce        the reproduction study: 3 tasks x 9 methods x 3 seeds (~1 h), into docs/reproduction/"
+	@echo "make reproduce-quick  the same study on one seed at default alphas (under 15 min), into afa-sweeps/"
 
 setup: $(NODE_STAMP) $(VENV_STAMP) data
 
@@ -61,6 +63,13 @@ demo: setup
 
 bench: setup
 	node_modules/.bin/tsx bench/run.ts
+
+# Resumable: rerunning skips finished trials. ARGS passes options through, e.g. ARGS='--workers 1'.
+reproduce: setup
+	node_modules/.bin/tsx examples/reproduce.ts $(ARGS)
+
+reproduce-quick: setup
+	node_modules/.bin/tsx examples/reproduce.ts --quick $(ARGS)
 
 clean:
 	rm -rf dist $(NODE_STAMP) $(VENV_STAMP)

@@ -29,17 +29,19 @@ const base = {
   target: data.mnist({ labelsPerClass: 10, valPerClass: 10 }),
 };
 
-// Alphas for this domain gap (clothing -> digits), chosen on validation accuracy over two seeds
-// (grid: AST 1e-4..1e-3, ACT 1e-3..1e-2, DELTA 0.01..1, L2-SP 0.01..1); the paper's ImageNet
-// values (AST 0.1, ACT 0.15) are far too strong here.
+// The reproduction study's settings for this task (docs/reproduction.md): every method at lr 0.05
+// (the paper's 0.01 leaves 300 steps short of converged), each alpha the one chosen there on
+// validation accuracy over 3 seeds. The paper's ImageNet alphas (AST 0.1, ACT 0.15) are far too
+// strong across this domain gap.
+const lr = 0.05;
 const methods = [
-  experiment({ ...base, name: 'fine-tune', schedule: baseline.fineTune({ iterations: T }) }),
-  experiment({ ...base, name: 'L2-SP', schedule: baseline.l2sp({ alpha: 0.01, iterations: T }) }),
-  experiment({ ...base, name: 'DELTA', schedule: baseline.delta({ alpha: 0.01, iterations: T }) }),
+  experiment({ ...base, name: 'fine-tune', schedule: baseline.fineTune({ iterations: T, lr }) }),
+  experiment({ ...base, name: 'L2-SP', schedule: baseline.l2sp({ alpha: 1e-3, iterations: T, lr }) }),
+  experiment({ ...base, name: 'DELTA', schedule: baseline.delta({ alpha: 1e-3, iterations: T, lr }) }),
   experiment({
     ...base,
     name: 'AFA',
-    schedule: afa({ spatial: { alpha: 1e-4, iterations: T / 2, lr: 0.01 }, channel: { alpha: 1e-2, iterations: T / 2, lr: 0.001 } }),
+    schedule: afa({ spatial: { alpha: 1e-6, iterations: T / 2, lr }, channel: { alpha: 1e-3, iterations: T / 2, lr: lr / 10 } }),
   }),
 ];
 

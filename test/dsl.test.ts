@@ -73,6 +73,7 @@ describe('DSL', () => {
     ['zero batch', (s) => (stageAt(s, 0).batchSize = 0), 'schedule[0].batchSize', /must be >= 1/],
     ['lr zero', (s) => ((stageAt(s, 0).optimizer as Record<string, unknown>).lr = 0), 'schedule[0].optimizer.lr', /must be > 0/],
     ['momentum 1', (s) => ((stageAt(s, 0).optimizer as Record<string, unknown>).momentum = 1), 'schedule[0].optimizer.momentum', /must be < 1/],
+    ['attention lr multiplier 0', (s) => (stageAt(s, 2).attentionLrMultiplier = 0), 'schedule[2].attentionLrMultiplier', /must be > 0/],
     ['typo field', (s) => (stageAt(s, 0).iteration = 5), 'schedule[0].iteration', /is not a field here/],
     ['empty schedule', (s) => (s.schedule = []), 'schedule', /must not be empty/],
     ['unknown step kind', (s) => ((s.schedule as unknown[])[1] = { kind: 'promote' }), 'schedule[1].kind', /valid: stage, promoteTargetToSource/],

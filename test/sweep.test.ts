@@ -3,8 +3,13 @@ import { execa } from 'execa';
 import { existsSync, readFileSync, writeFileSync, appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
+  bestPerGroup,
+  bestSpec,
   choice,
+  fromScratch,
+  baseline,
   grid,
+  variants,
   logUniform,
   planTrials,
   summarize,
@@ -79,6 +84,43 @@ describe('sweep planning and results (no worker)', () => {
       .to.throw(InvalidSpecError, /space\.schedule\[0\]\.regulariser\.alpha: is not a field of the base experiment/);
     expect(() => planTrials(sweep({ name: 'x', base: tinyAfa(), space: { 'schedule[0].regularizer.alpha': grid([-1]) } })))
       .to.throw(InvalidSpecError, /trial alpha=-1 seed 0: schedule\[0\]\.regularizer\.alpha: must be >= 0/);
+  });
+
+  it('variants set several fields together, each variant its own configuration, paths checked', () => {
+    const s = sweep({
+      name: 'v',
+      base: tinyFineTune(),
+      space: {
+        method: variants({
+          scratch: { source: fromScratch(), 'schedule[0].optimizer.lr': 0.1 },
+          'L2-SP 0.01': { schedule: baseline.l2sp({ alpha: 0.01, iterations: 6 }) },
+        }),
+        'target.labelsPerClass': grid([5, 10]),
+      },
+      seeds: [0, 1],
+    });
+    const trials = planTrials(s);
+    expect(trials).to.have.length(8);
+    const scratch = trials.find((t) => t.labels.method === 'scratch' && t.values['target.labelsPerClass'] === 10)!;
+    expect(scratch.spec.source.kind).to.equal('scratch');
+    expect(scratch.spec.schedule[0]).to.deep.include({ kind: 'stage' });
+    expect((scratch.spec.schedule[0] as { optimizer: { lr: number } }).optimizer.lr).to.equal(0.1);
+    expect(scratch.spec.target.labelsPerClass).to.equal(10);
+    const l2sp = trials.find((t) => t.labels.method === 'L2-SP 0.01')!;
+    expect(l2sp.spec.source.kind).to.equal('pretrain');
+    expect((l2sp.spec.schedule[0] as { regularizer: { kind: string } }).regularizer.kind).to.equal('l2sp');
+    // The best configuration re-applies every field of its variant.
+    const summary = { configId: scratch.configId, labels: scratch.labels, values: scratch.values } as Parameters<typeof bestSpec>[1];
+    expect(bestSpec(s, summary).source.kind).to.equal('scratch');
+    expect(() => planTrials(sweep({ name: 'x', base: tinyFineTune(), space: { method: variants({ bad: { 'schedule[0].regulariser': 1 } }) } })))
+      .to.throw(InvalidSpecError, /space\.method\["bad"\]\.schedule\[0\]\.regulariser: is not a field of the base experiment/);
+  });
+
+  it('bestPerGroup picks each group\'s configuration with the best validation metric, in the order asked', () => {
+    const records = [record('0.01', 0, 0.5, 0.4), record('0.1', 0, 0.8, 0.1), record('1', 0, 0.6, 0.9), record('10', 0, 0.7, 0.2)];
+    const groupOf = (s: { configId: string }) => (Number(s.configId) < 1 ? 'small' : 'large');
+    const picked = bestPerGroup(summarize(records, 'bestValAccuracy', 'max'), groupOf, ['large', 'small', 'absent']);
+    expect(picked.map((p) => [p.group, p.best.configId, p.candidates.length])).to.deep.equal([['large', '10', 2], ['small', '0.1', 2]]);
   });
 
   it('the table folds seeds into mean ± std and sorts by the validation metric', () => {

@@ -50,6 +50,7 @@ def validate_stage(stage: pb.StageSpec) -> None:
     _finite_positive(stage.optimizer.weight_decay, "stage.optimizer.weight_decay", allow_zero=True)
     _finite_positive(stage.head_l2, "stage.head_l2", allow_zero=True)
     _finite_positive(stage.head_lr_multiplier, "stage.head_lr_multiplier", allow_zero=True)
+    _finite_positive(stage.attention_lr_multiplier, "stage.attention_lr_multiplier", allow_zero=True)
     if not 0 <= stage.optimizer.momentum < 1:
         raise SpecError("stage.optimizer.momentum", f"must be in [0, 1), got {stage.optimizer.momentum}")
     if stage.optimizer.kind not in (pb.OPTIMIZER_KIND_SGD, pb.OPTIMIZER_KIND_ADAM):
@@ -140,9 +141,10 @@ class _Optimizer:
         decay = reg.weight_decay + stage.optimizer.weight_decay
         lr = stage.optimizer.lr
         head_lr = lr * (stage.head_lr_multiplier or 1.0)
+        attention_lr = lr * (stage.attention_lr_multiplier or 1.0)
         groups = [{"params": backbone, "lr": lr, "weight_decay": decay},
                   {"params": list(head.parameters()), "lr": head_lr, "weight_decay": decay},
-                  {"params": list(reg.parameters()), "lr": lr, "weight_decay": stage.optimizer.weight_decay}]
+                  {"params": list(reg.parameters()), "lr": attention_lr, "weight_decay": stage.optimizer.weight_decay}]
         groups = [g for g in groups if g["params"]]
         self.base_lrs = [g["lr"] for g in groups]
         if stage.optimizer.kind == pb.OPTIMIZER_KIND_ADAM:

@@ -138,6 +138,20 @@ def test_divergence_ends_the_stage_with_a_failed_status():
     assert "lower the lr" in summary.message and summary.steps_completed < 200
 
 
+def test_attention_lr_multiplier_scales_only_the_attention_parameters(source_weights):
+    from afa_worker.trainer import _Optimizer, _regularizer
+
+    session = create_session(_transfer_request(source_weights))
+    stage = _stage(pb.Regularizer(afa_channel=pb.AfaChannel(alpha=1e-2)), attention_lr_multiplier=0.1)
+    reg = _regularizer(session, stage, torch.Generator().manual_seed(0))
+    optimizer = _Optimizer(stage, session, reg)
+    attention_ids = {id(p) for p in reg.parameters()}
+    lrs = {("attention" if id(g["params"][0]) in attention_ids else "model"): g["lr"] for g in optimizer.opt.param_groups}
+    assert lrs == pytest.approx({"model": 0.01, "attention": 0.001})
+    optimizer.set_factor(0.1)  # the lr schedule keeps the ratio
+    assert sorted(g["lr"] for g in optimizer.opt.param_groups)[0] == pytest.approx(1e-4)
+
+
 def test_l2fe_trains_only_the_head(source_weights):
     session = create_session(_transfer_request(source_weights))
     before = {k: v.clone() for k, v in session.target.state_dict().items()}
@@ -191,6 +205,7 @@ def test_lr_schedules():
     (dict(optimizer=pb.OptimizerSpec(lr=float("nan"))), "stage.optimizer.lr"),
     (dict(regularizer=pb.Regularizer(afa_channel=pb.AfaChannel(alpha=-1))), "stage.regularizer.afa_channel.alpha"),
     (dict(regularizer=pb.Regularizer()), "stage.regularizer"),
+    (dict(attention_lr_multiplier=-0.5), "stage.attention_lr_multiplier"),
 ])
 def test_bad_stage_is_invalid_argument_and_worker_keeps_serving(source_weights, stub, bad, field):
     created = stub.CreateSession(_transfer_request(source_weights))
@@ -267,3 +282,4 @@ def test_source_bn_is_recalibrated_on_target_data(source_weights):
     assert recalibrate_bn(session.source, iter([session.data.normalise(session.data.train.x)])) == 100
     assert not session.source.training
     assert omega_at_start() < with_source_stats / 20
+

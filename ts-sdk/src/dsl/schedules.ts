@@ -19,6 +19,8 @@ export interface AfaStageOptions {
   /** @default 0.01 for stage I, 0.001 for stage II (the paper's) */
   lr?: number;
   hidden?: number;
+  /** lr of the attention module relative to the stage's. @default 1 */
+  attentionLrMultiplier?: number;
   evalEvery?: number;
   logEvery?: number;
 }
@@ -47,7 +49,7 @@ export function afa(options: AfaOptions = {}): ScheduleStep[] {
   const common = { batchSize: options.batchSize, headL2: options.headL2, lrSchedule: lr.step() };
   const afaStage = (name: string, regularizer: RegularizerSpec, o: AfaStageOptions, defaultLr: number) =>
     stage({ ...common, name, regularizer, iterations: o.iterations ?? 4500, optimizer: sgd({ lr: o.lr ?? defaultLr }),
-      evalEvery: o.evalEvery, logEvery: o.logEvery });
+      evalEvery: o.evalEvery, logEvery: o.logEvery, attentionLrMultiplier: o.attentionLrMultiplier });
   const sp = options.spatial ?? {};
   const ch = options.channel ?? {};
   return [

@@ -51,6 +51,8 @@ export interface StageSpec {
   readonly restoreBest: boolean;
   /** lr of the new head relative to the backbone's. */
   readonly headLrMultiplier: number;
+  /** lr of the attention modules relative to the backbone's. @default 1 */
+  readonly attentionLrMultiplier?: number;
   /** Memory budget (MiB) for caching the frozen source's maps of the training images; used only
    * without augmentation. @default the worker's (1024) */
   readonly featureCacheMb?: number;
@@ -89,6 +91,12 @@ export interface StageOptions {
   restoreBest?: boolean;
   /** @default 1 */
   headLrMultiplier?: number;
+  /**
+   * lr of the attention modules (AST/ACT) relative to the backbone's. Their inputs are whole
+   * feature maps, so at the backbone's lr the attention can collapse onto one channel in a few
+   * steps; a smaller multiplier keeps it spread for longer. @default 1 (the paper's single optimiser)
+   */
+  attentionLrMultiplier?: number;
   featureCacheMb?: number;
   featureCache?: boolean;
 }

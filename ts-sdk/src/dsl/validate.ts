@@ -175,7 +175,7 @@ function checkStep(c: Checker, value: unknown): ScheduleStep {
     return s as unknown as ScheduleStep;
   }
   c.onlyKeys(s, ['kind', 'name', 'regularizer', 'iterations', 'batchSize', 'optimizer', 'lrSchedule', 'headL2', 'evalEvery',
-    'logEvery', 'seed', 'restoreBest', 'headLrMultiplier', 'featureCacheMb', 'featureCache']);
+    'logEvery', 'seed', 'restoreBest', 'headLrMultiplier', 'attentionLrMultiplier', 'featureCacheMb', 'featureCache']);
   c.at('name').string(s.name);
   checkRegularizer(c.at('regularizer'), s.regularizer);
   c.at('iterations').count(s.iterations);
@@ -206,6 +206,7 @@ function checkStep(c: Checker, value: unknown): ScheduleStep {
   c.optional(s, 'seed', (cc, v) => cc.count(v, { allowZero: true }));
   c.at('restoreBest').boolean(s.restoreBest);
   c.at('headLrMultiplier').number(s.headLrMultiplier, { minExclusive: 0 });
+  c.optional(s, 'attentionLrMultiplier', (cc, v) => cc.number(v, { minExclusive: 0 }));
   c.optional(s, 'featureCacheMb', (cc, v) => cc.count(v, { allowZero: true }));
   c.optional(s, 'featureCache', (cc, v) => cc.boolean(v));
   return s as unknown as ScheduleStep;

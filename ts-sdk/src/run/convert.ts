@@ -96,6 +96,7 @@ export function toStageMessage(s: StageSpec, defaultSeed: number): StageMessage 
     seed: s.seed ?? defaultSeed,
     restoreBest: s.restoreBest,
     headLrMultiplier: s.headLrMultiplier,
+    attentionLrMultiplier: s.attentionLrMultiplier ?? 0,
     featureCacheMb: s.featureCacheMb ?? 0,
     noFeatureCache: s.featureCache === false,
   };

@@ -179,7 +179,9 @@ async function runTrial(slot: WorkerSlot, trial: TrialPlan, stopper: MedianStopp
       }
       const result = await run.result;
       const last = result.stages.at(-1)!;
-      return { ...baseRecord(trial), status: 'completed', curve,
+      const attention = result.stages.flatMap((stage, i) =>
+        stage.attention.map((a) => ({ stage: i, layer: a.layer, entropy: a.entropy, maxEntropy: a.maxEntropy })));
+      return { ...baseRecord(trial), status: 'completed', curve, attention,
         metrics: { bestValAccuracy: result.bestValAccuracy, finalValAccuracy: last.finalValAccuracy, finalValLoss: last.finalValLoss,
           testAccuracy: result.testAccuracy ?? null } };
     } catch (error) {

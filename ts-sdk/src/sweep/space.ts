@@ -10,6 +10,12 @@ export interface GridDimension {
   readonly values: readonly unknown[];
   /** Labels for the values in tables and reports. @default a short JSON form of each value */
   readonly labels?: readonly string[];
+  /**
+   * Each value is a set of `path -> value` overrides applied together (built by `variants()`), so one
+   * dimension can change fields that only make sense jointly: a method with its own alpha, a source
+   * and a schedule. The dimension's key in `space` is then a name, not a spec path.
+   */
+  readonly overrides?: true;
 }
 export interface UniformDimension {
   readonly kind: 'uniform';
@@ -72,6 +78,17 @@ export const choice = (options: Readonly<Record<string, unknown>>): GridDimensio
   kind: 'grid',
   values: Object.values(options),
   labels: Object.keys(options),
+});
+/**
+ * Named variants, each a set of spec fields set together: `variants({ scratch: { source: fromScratch() },
+ * 'L2-SP 0.01': { schedule: baseline.l2sp({ alpha: 0.01 }) } })`. Use it where a grid product would make
+ * meaningless combinations (an alpha for a method that has none).
+ */
+export const variants = (options: Readonly<Record<string, Readonly<Record<string, unknown>>>>): GridDimension => ({
+  kind: 'grid',
+  values: Object.values(options),
+  labels: Object.keys(options),
+  overrides: true,
 });
 export const uniform = (low: number, high: number): UniformDimension => ({ kind: 'uniform', low, high });
 export const logUniform = (low: number, high: number): LogUniformDimension => ({ kind: 'logUniform', low, high });

@@ -18,6 +18,16 @@ export interface CurvePoint {
   loss: number;
 }
 
+/** Learned attention of one aligned layer at the end of a stage (absent for stages without attention). */
+export interface TrialAttention {
+  stage: number;
+  layer: string;
+  /** Mean entropy of the attention distribution over the last batch, in nats. */
+  entropy: number;
+  /** Entropy of the uniform distribution over the same support. */
+  maxEntropy: number;
+}
+
 export interface TrialRecord {
   trialId: string;
   configId: string;
@@ -27,6 +37,8 @@ export interface TrialRecord {
   status: TrialStatus;
   metrics: { bestValAccuracy: number; finalValAccuracy: number; finalValLoss: number; testAccuracy: number | null };
   curve: CurvePoint[];
+  /** Attention entropy per aligned layer of each attentive stage (completed trials; older records lack it). */
+  attention?: TrialAttention[];
   specHash: string;
   spec: ExperimentSpec;
   error?: string;

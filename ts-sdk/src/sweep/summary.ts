@@ -1,9 +1,9 @@
 /** Sweep results grouped by configuration: seeds folded into mean ± std, sorted by the metric. */
 import type { ExperimentSpec } from '../dsl/experiment.js';
 import { formatTable } from '../report/table.js';
-import { setPath } from './paths.js';
 import type { SweepMetric, SweepSpec } from './space.js';
 import type { TrialRecord } from './store.js';
+import { applyValues } from './trials.js';
 
 export interface ConfigSummary {
   configId: string;
@@ -58,6 +58,24 @@ export function summarize(records: readonly TrialRecord[], metric: SweepMetric, 
   });
 }
 
+/**
+ * The best configuration of each group (for example each method, whose alpha grid is one variants
+ * dimension), chosen on the sweep's validation metric; groups keep the order they first appear in
+ * `order`, or the ranking's order without it.
+ */
+export function bestPerGroup(summaries: readonly ConfigSummary[], groupOf: (s: ConfigSummary) => string,
+  order?: readonly string[]): { group: string; best: ConfigSummary; candidates: ConfigSummary[] }[] {
+  const groups = new Map<string, ConfigSummary[]>();
+  for (const s of summaries) {
+    if (s.n === 0) continue;
+    const g = groupOf(s);
+    groups.set(g, [...(groups.get(g) ?? []), s]);
+  }
+  const names = order ? order.filter((g) => groups.has(g)) : [...groups.keys()];
+  // `summaries` is already ranked by the metric, so each group's first entry is its best.
+  return names.map((group) => ({ group, best: groups.get(group)![0]!, candidates: groups.get(group)! }));
+}
+
 const fmt = (mean: number | null, std: number | null, percent: boolean) => {
   if (mean === null || Number.isNaN(mean)) return '-';
   const scale = percent ? 100 : 1;
@@ -81,7 +99,7 @@ export function formatSummaryTable(summaries: readonly ConfigSummary[], metric: 
 
 /** The best configuration as a runnable experiment (the first seed of the sweep). */
 export function bestSpec(sweep: SweepSpec, best: ConfigSummary): ExperimentSpec {
-  const spec = Object.entries(best.values).reduce<unknown>((s, [path, value]) => setPath(s, path, value), sweep.base) as ExperimentSpec;
+  const spec = applyValues(sweep, best.values) as ExperimentSpec;
   const label = Object.entries(best.labels).map(([k, v]) => `${k.split('.').at(-1)}=${v}`).join(',');
   return { ...spec, name: `${sweep.base.name}[${label}]`, seed: sweep.seeds[0] ?? 0 };
 }

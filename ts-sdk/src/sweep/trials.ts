@@ -83,10 +83,40 @@ function randomAssignments(sweep: SweepSpec): Assignment[] {
   });
 }
 
+function checkOverrides(field: string, values: readonly unknown[], labels: readonly string[] | undefined, base: unknown): void {
+  values.forEach((value, i) => {
+    const where = `${field}[${JSON.stringify(labels?.[i] ?? i)}]`;
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      throw new InvalidSpecError(where, 'must map spec paths to values');
+    }
+    for (const path of Object.keys(value)) {
+      if (getPath(base, path) === undefined) {
+        throw new InvalidSpecError(`${where}.${path}`, 'is not a field of the base experiment (paths look like schedule[0].regularizer.alpha)');
+      }
+    }
+  });
+}
+
+/** The spec with one configuration's values set: a variants dimension sets each of its paths. */
+export function applyValues(sweep: SweepSpec, values: Record<string, unknown>): unknown {
+  let spec: unknown = sweep.base;
+  for (const [key, value] of Object.entries(values)) {
+    const dim = sweep.space[key];
+    if (dim?.kind === 'grid' && dim.overrides) {
+      for (const [path, v] of Object.entries(value as Record<string, unknown>)) spec = setPath(spec, path, v);
+    } else {
+      spec = setPath(spec, key, value);
+    }
+  }
+  return spec;
+}
+
 function checkSpace(sweep: SweepSpec): void {
   for (const [path, dim] of Object.entries(sweep.space)) {
     const field = `space.${path}`;
-    if (getPath(sweep.base, path) === undefined) {
+    if (dim.kind === 'grid' && dim.overrides) {
+      checkOverrides(field, dim.values, dim.labels, sweep.base);
+    } else if (getPath(sweep.base, path) === undefined) {
       throw new InvalidSpecError(field, 'is not a field of the base experiment (paths look like schedule[0].regularizer.alpha)');
     }
     if (dim.kind === 'grid' && dim.values.length === 0) throw new InvalidSpecError(field, 'has no values');
@@ -106,8 +136,7 @@ export function planTrials(sweep: SweepSpec): TrialPlan[] {
     const configId = contentHash({ base: baseHash, values: a.values });
     const label = Object.entries(a.labels).map(([k, v]) => `${k.split('.').at(-1)}=${v}`).join(',');
     for (const seed of sweep.seeds) {
-      let spec = Object.entries(a.values).reduce<unknown>((s, [path, value]) => setPath(s, path, value), sweep.base);
-      spec = { ...(spec as ExperimentSpec), seed, name: `${sweep.base.name}[${label}]` };
+      const spec = { ...(applyValues(sweep, a.values) as ExperimentSpec), seed, name: `${sweep.base.name}[${label}]` };
       let parsed: ExperimentSpec;
       try {
         parsed = parseExperiment(spec);

@@ -8,7 +8,7 @@ function fail(field: string, problem: string, valid?: readonly string[]): never 
 
 function checkDimension(path: string, value: unknown): Dimension {
   const field = `space.${path}`;
-  if (typeof value !== 'object' || value === null) fail(field, 'must be a dimension: grid([...]), choice({...}), uniform(a, b), logUniform(a, b), intUniform(a, b)');
+  if (typeof value !== 'object' || value === null) fail(field, 'must be a dimension: grid([...]), choice({...}), variants({...}), uniform(a, b), logUniform(a, b), intUniform(a, b)');
   const d = value as Record<string, unknown>;
   const kinds = ['grid', 'uniform', 'logUniform', 'intUniform'] as const;
   if (!kinds.includes(d.kind as (typeof kinds)[number])) fail(`${field}.kind`, `unknown value ${JSON.stringify(d.kind)}`, kinds);
@@ -17,6 +17,7 @@ function checkDimension(path: string, value: unknown): Dimension {
     if (d.labels !== undefined && (!Array.isArray(d.labels) || d.labels.length !== d.values.length)) {
       fail(`${field}.labels`, 'must label every value');
     }
+    if (d.overrides !== undefined && d.overrides !== true) fail(`${field}.overrides`, 'must be true when present (build it with variants({...}))');
   } else {
     for (const k of ['low', 'high'] as const) {
       if (typeof d[k] !== 'number' || !Number.isFinite(d[k])) fail(`${field}.${k}`, 'must be a finite number');

@@ -431,6 +431,12 @@ export interface StageSpec {
   featureCacheMb: number;
   /** Turns the source feature cache off (e.g. to measure what it saves). */
   noFeatureCache: boolean;
+  /**
+   * lr multiplier for the attention modules' parameters relative to the backbone; 0 = 1. Their
+   * inputs are whole feature maps (H*W values per channel), so at the backbone's lr the attention
+   * logits move by large steps and the softmax can collapse onto one channel within a few steps.
+   */
+  attentionLrMultiplier: number;
 }
 
 export interface RunStageRequest {
@@ -3591,6 +3597,7 @@ function createBaseStageSpec(): StageSpec {
     headLrMultiplier: 0,
     featureCacheMb: 0,
     noFeatureCache: false,
+    attentionLrMultiplier: 0,
   };
 }
 
@@ -3637,6 +3644,9 @@ export const StageSpec: MessageFns<StageSpec> = {
     }
     if (message.noFeatureCache !== false) {
       writer.uint32(112).bool(message.noFeatureCache);
+    }
+    if (message.attentionLrMultiplier !== 0) {
+      writer.uint32(121).double(message.attentionLrMultiplier);
     }
     return writer;
   },
@@ -3766,6 +3776,14 @@ export const StageSpec: MessageFns<StageSpec> = {
             message.noFeatureCache = reader.bool();
             continue;
           }
+          case 15: {
+            if (tag !== 121) {
+              break;
+            }
+
+            message.attentionLrMultiplier = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3830,6 +3848,11 @@ export const StageSpec: MessageFns<StageSpec> = {
         : isSet(object.no_feature_cache)
         ? globalThis.Boolean(object.no_feature_cache)
         : false,
+      attentionLrMultiplier: isSet(object.attentionLrMultiplier)
+        ? globalThis.Number(object.attentionLrMultiplier)
+        : isSet(object.attention_lr_multiplier)
+        ? globalThis.Number(object.attention_lr_multiplier)
+        : 0,
     };
   },
 
@@ -3877,6 +3900,9 @@ export const StageSpec: MessageFns<StageSpec> = {
     if (message.noFeatureCache !== false) {
       obj.noFeatureCache = message.noFeatureCache;
     }
+    if (message.attentionLrMultiplier !== 0) {
+      obj.attentionLrMultiplier = floatToJson(message.attentionLrMultiplier);
+    }
     return obj;
   },
 
@@ -3905,6 +3931,7 @@ export const StageSpec: MessageFns<StageSpec> = {
     message.headLrMultiplier = object.headLrMultiplier ?? 0;
     message.featureCacheMb = object.featureCacheMb ?? 0;
     message.noFeatureCache = object.noFeatureCache ?? false;
+    message.attentionLrMultiplier = object.attentionLrMultiplier ?? 0;
     return message;
   },
 };
