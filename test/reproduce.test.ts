@@ -26,7 +26,7 @@ describe('reproduction study', () => {
     expect(first.exitCode, first.stderr).to.equal(0);
     const table = readFileSync(join(out, 'table.md'), 'utf8');
     const headline = firstTable(table);
-    for (const m of METHODS) expect(headline).to.match(new RegExp(`^\\| ${m.name} \\| (\\d+\\.\\d ± \\d+\\.\\d \\([^)]*\\) \\| ){3}$`, 'm'));
+    for (const m of METHODS) expect(headline).to.match(new RegExp(`^\\| ${m.name} \\|( \\d+\\.\\d ± \\d+\\.\\d \\([^)]*\\) \\|){3}$`, 'm'));
     for (const t of TASKS) expect(table).to.include(`#### ${t.title}`);
     expect(table).to.include('what else was tried');
     expect(table).to.match(/\| ACT only \| alpha=0\.01 \|.*\| \d\.\d\d \/ \d\.\d\d \/ \d\.\d\d \|$/m);
