@@ -19,7 +19,7 @@ help:
 	@echo "make build   compile the SDK and CLI to dist/"
 	@echo "make bench   benchmark ratios measured in one run (bench/out/results.json)"
 	@echo "make reproduce        the reproduction study: 3 tasks x 9 methods x 3 seeds (~1 h), into docs/reproduction/"
-	@echo "make reproduce-quick  the same study on one seed at default alphas (under 15 min), into afa-sweeps/"
+	@echo "make reproduce-quick  the same study on one seed at default alphas (~14 min), into afa-sweeps/"
 
 setup: $(NODE_STAMP) $(VENV_STAMP) data
 

@@ -4,8 +4,8 @@
  * chosen on validation accuracy, mean over 3 seeds; test accuracy of the chosen variant is reported
  * as mean ± std. Results are resumable sweeps, one directory per task.
  *
- *   make reproduce                    full study, ~1 h on 2 cores, writes docs/reproduction/
- *   make reproduce-quick              one seed, each method's default value, under 15 min
+ *   make reproduce                    full study, ~75 min on 2 cores, writes docs/reproduction/
+ *   make reproduce-quick              one seed, each method's default value, ~14 min (6 with sources cached)
  *   node_modules/.bin/tsx examples/reproduce.ts [--quick] [--workers 2] [--out DIR]
  *
  * Rerunning skips the trials already in each task's results.jsonl; delete the directory to start over.

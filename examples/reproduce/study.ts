@@ -43,7 +43,7 @@ export interface StudyScale {
 
 /** `make reproduce`: under 90 minutes on 2 cores. */
 export const FULL: StudyScale = { iterations: 300, width: 16, sourceIterations: 1500, seeds: [0, 1, 2], singleValue: false, investigate: true };
-/** `make reproduce-quick`: one seed at each method's default value, under 15 minutes. */
+/** `make reproduce-quick`: one seed at each method's default value (~14 min on 2 cores, 6 with cached sources). */
 export const QUICK: StudyScale = { ...FULL, seeds: [0], singleValue: true, investigate: false };
 /** The test suite's scale: seconds, to prove the pipeline, not the numbers. */
 export const TINY: StudyScale = { iterations: 4, width: 8, sourceIterations: 20, seeds: [0], singleValue: true, investigate: true };
