@@ -13,6 +13,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { EXIT } from '../ts-sdk/src/cli/exit.js';
+import { abortOnSigint } from '../ts-sdk/src/cli/interrupt.js';
 import { planSlots, runSweep, SweepProgress, type SweepSpec, type TrialRecord } from '../ts-sdk/src/index.js';
 import { QUICK as EXAMPLES_QUICK } from './_scale.js';
 import { detailMarkdown, headlineMarkdown, investigationMarkdown, investigationRows, summaryChart, taskTable, type InvestigationRow,
@@ -27,11 +29,8 @@ const outDir = resolve(args.out ?? (args.quick || EXAMPLES_QUICK ? 'afa-sweeps/r
 const workers = Number(args.workers);
 if (!Number.isInteger(workers) || workers < 1) throw new Error(`--workers must be a whole number >= 1, got ${args.workers}`);
 
-const controller = new AbortController();
-process.once('SIGINT', () => {
-  process.stderr.write('\ninterrupted: finished trials are kept; rerun the same command to finish the rest\n');
-  controller.abort();
-});
+// The CLI's Ctrl-C handling: once cancels the running trials (finished ones are kept), twice quits.
+const interrupt = abortOnSigint('finished trials are kept; rerun the same command to finish the rest');
 
 const started = performance.now();
 
@@ -42,11 +41,11 @@ async function runOne(sweep: SweepSpec, dir: string, title: string): Promise<Tri
     outDir: join(outDir, dir),
     slots: planSlots({ local: workers }),
     resume: true,
-    signal: controller.signal,
+    signal: interrupt.signal,
     onEvent: (e) => progress.handle(e),
   });
   progress.close();
-  if (outcome.interrupted) process.exit(130);
+  if (outcome.interrupted) process.exit(EXIT.INTERRUPTED);
   return outcome.records;
 }
 

@@ -81,6 +81,8 @@ export function taskTable(task: Task, records: readonly TrialRecord[]): TaskTabl
 }
 
 const pm = (mean: number | null, std: number | null) => (mean === null ? '-' : `${(100 * mean).toFixed(1)} ± ${(100 * (std ?? 0)).toFixed(1)}`);
+/** A paired difference in points, signed ("+4.4 ± 0.9"), or '-' without one. */
+const signedPm = (d: MethodRow['vsFineTune']) => (d ? `${d.mean >= 0 ? '+' : ''}${pm(d.mean, d.std)}` : '-');
 
 function chosenValue(row: MethodRow): string {
   const rest = row.chosen.slice(row.method.length).trim();
@@ -107,8 +109,7 @@ export function detailMarkdown(tables: readonly TaskTable[]): string {
     const lines = t.rows.map((r) => {
       const tried = r.tried.map((c) => `${c.label.slice(r.method.length).trim() || r.method}: ${(100 * c.valMean).toFixed(1)}`).join('; ');
       const att = attentionCell(r.attention);
-      const delta = r.vsFineTune ? `${r.vsFineTune.mean >= 0 ? '+' : ''}${pm(r.vsFineTune.mean, r.vsFineTune.std)}` : '-';
-      return `| ${r.method} | ${chosenValue(r)} | ${pm(r.valMean, r.valStd)} | ${pm(r.testMean, r.testStd)} | ${delta} | ${r.seeds.length} | ${tried} | ${att} |`;
+      return `| ${r.method} | ${chosenValue(r)} | ${pm(r.valMean, r.valStd)} | ${pm(r.testMean, r.testStd)} | ${signedPm(r.vsFineTune)} | ${r.seeds.length} | ${tried} | ${att} |`;
     });
     return [
       `#### ${t.title}`,
@@ -176,8 +177,7 @@ function attentionCell(attention: MethodRow['attention']): string {
 
 export function investigationMarkdown(title: string, rows: readonly InvestigationRow[]): string {
   const lines = rows.map((r) => {
-    const delta = r.vsReference ? `${r.vsReference.mean >= 0 ? '+' : ''}${pm(r.vsReference.mean, r.vsReference.std)}` : '-';
-    return `| ${r.variant} | ${pm(r.valMean, r.valStd)} | ${pm(r.testMean, r.testStd)} | ${delta} | ${attentionCell(r.attention)} |`;
+    return `| ${r.variant} | ${pm(r.valMean, r.valStd)} | ${pm(r.testMean, r.testStd)} | ${signedPm(r.vsReference)} | ${attentionCell(r.attention)} |`;
   });
   return [
     `#### ${title}: what else was tried (ranked by validation accuracy)`,
