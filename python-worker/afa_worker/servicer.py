@@ -14,6 +14,7 @@ import grpc
 from afa_worker._gen.afa.v1 import afa_pb2 as pb
 from afa_worker._gen.afa.v1 import afa_pb2_grpc as pbgrpc
 from afa_worker.checkpoint import save_checkpoint
+from afa_worker.compute import ComputeThread
 from afa_worker.errors import BusyError, NotFoundError, SpecError
 from afa_worker.info import worker_info
 from afa_worker.session import Session, create_session
@@ -44,18 +45,21 @@ def _status_mapping(context: grpc.ServicerContext):
 class AfaWorkerServicer(pbgrpc.AfaWorkerServicer):
     def __init__(self) -> None:
         self._sessions: dict[str, Session] = {}
+        # Each session's torch work runs on its own thread (see compute.py).
+        self._compute: dict[str, ComputeThread] = {}
         self._guard = threading.Lock()
         self._stage_cancels: set[threading.Event] = set()
         self.shutting_down = threading.Event()
 
     # -------------------------------------------------------------- helpers
 
-    def _session(self, session_id: str) -> Session:
+    def _session(self, session_id: str) -> tuple[Session, ComputeThread]:
         with self._guard:
             session = self._sessions.get(session_id)
-        if session is None:
+            compute = self._compute.get(session_id)
+        if session is None or compute is None:
             raise NotFoundError(f"session_id: no session {session_id!r} (closed, or created on another worker)")
-        return session
+        return session, compute
 
     def cancel_all(self) -> None:
         """Shutdown: every running stage stops at its next step."""
@@ -85,9 +89,15 @@ class AfaWorkerServicer(pbgrpc.AfaWorkerServicer):
         with _status_mapping(context):
             if self.shutting_down.is_set():
                 context.abort(grpc.StatusCode.UNAVAILABLE, "the worker is shutting down")
-            session = create_session(request)
+            compute = ComputeThread()
+            try:
+                session = compute.call(create_session, request)
+            except BaseException:
+                compute.close()
+                raise
             with self._guard:
                 self._sessions[session.id] = session
+                self._compute[session.id] = compute
             backbone, head = session.parameter_counts()
             _log.info("session %s: %s on %s, %d train / %d val images, source %s", session.id[:8], request.backbone.name,
                       session.device, len(session.data.train), len(session.data.val) if session.data.val else 0,
@@ -98,11 +108,11 @@ class AfaWorkerServicer(pbgrpc.AfaWorkerServicer):
                 backbone_parameters=backbone, head_parameters=head, num_classes=session.data.num_classes,
                 train_size=len(session.data.train), val_size=len(session.data.val) if session.data.val else 0,
                 test_size=len(session.data.test) if session.data.test else 0, device=str(session.device),
-                has_source=session.source is not None)
+                has_source=session.source is not None, precision=session.precision.describe())
 
     def RunStage(self, request, context) -> Iterator[pb.StageEvent]:  # noqa: N802
         with _status_mapping(context):
-            session = self._session(request.session_id)
+            session, compute = self._session(request.session_id)
             cancel = threading.Event()
             context.add_callback(cancel.set)
             with self._exclusive(session, "RunStage"):
@@ -114,7 +124,7 @@ class AfaWorkerServicer(pbgrpc.AfaWorkerServicer):
                 _log.info("session %s: stage %r started (%d steps, %s)", session.id[:8], request.stage.name,
                           request.stage.iterations, request.stage.regularizer.WhichOneof("kind"))
                 try:
-                    for event in run_stage(session, request.stage, cancel):
+                    for event in compute.stream(lambda: run_stage(session, request.stage, cancel), cancel.set):
                         if event.WhichOneof("event") == "summary":
                             _log.info("session %s: stage %r ended: %s after %d steps", session.id[:8], event.summary.name,
                                       pb.StageStatus.Name(event.summary.status), event.summary.steps_completed)
@@ -126,7 +136,7 @@ class AfaWorkerServicer(pbgrpc.AfaWorkerServicer):
 
     def Evaluate(self, request, context):  # noqa: N802
         with _status_mapping(context):
-            session = self._session(request.session_id)
+            session, compute = self._session(request.session_id)
             name = _SPLITS.get(request.split)
             if name is None:
                 raise SpecError("split", f"unknown split {request.split}", list(_SPLITS.values()))
@@ -134,19 +144,19 @@ class AfaWorkerServicer(pbgrpc.AfaWorkerServicer):
             if split is None or len(split) == 0:
                 raise SpecError("split", f"this session's data has no {name} split")
             with self._exclusive(session, "Evaluate"):
-                loss, acc = evaluate(session, split, request.batch_size or 500)
+                loss, acc = compute.call(evaluate, session, split, request.batch_size or 500)
             return pb.EvaluateResponse(split=name, loss=loss, accuracy=acc, count=len(split))
 
     def PromoteTargetToSource(self, request, context):  # noqa: N802
         with _status_mapping(context):
-            session = self._session(request.session_id)
+            session, compute = self._session(request.session_id)
             with self._exclusive(session, "PromoteTargetToSource"):
-                copied = session.promote_target_to_source()
+                copied = compute.call(session.promote_target_to_source)
             return pb.PromoteTargetToSourceResponse(tensors_copied=copied)
 
     def SaveCheckpoint(self, request, context):  # noqa: N802
         with _status_mapping(context):
-            session = self._session(request.session_id)
+            session, compute = self._session(request.session_id)
             if not request.path:
                 raise SpecError("path", "a checkpoint path is required")
             req = session.request
@@ -159,16 +169,18 @@ class AfaWorkerServicer(pbgrpc.AfaWorkerServicer):
             }
             with self._exclusive(session, "SaveCheckpoint"):
                 try:
-                    path, meta, size, digest = save_checkpoint(session.target, request.path, metadata)
+                    path, meta, size, digest = compute.call(save_checkpoint, session.target, request.path, metadata)
                 except OSError as exc:
                     raise SpecError("path", f"cannot write {request.path}: {exc}") from exc
             return pb.SaveCheckpointResponse(path=path, metadata_path=meta, bytes=size, sha256=digest)
 
     def CloseSession(self, request, context):  # noqa: N802
         with _status_mapping(context):
-            session = self._session(request.session_id)
+            session, compute = self._session(request.session_id)
             with self._exclusive(session, "CloseSession"):
                 with self._guard:
                     self._sessions.pop(session.id, None)
+                    self._compute.pop(session.id, None)
+                compute.close()
             _log.info("session %s: closed", session.id[:8])
             return pb.CloseSessionResponse()
