@@ -52,6 +52,15 @@ describe('DSL', () => {
     expect(specHash(tinyAfa({ seed: 1 }))).to.not.equal(specHash(spec));
   });
 
+  it('precision: auto is the default and is left out of the spec, so older specs keep their hash', () => {
+    expect(tinyAfa({ precision: 'auto' })).to.not.have.property('precision');
+    expect(specHash(tinyAfa({ precision: 'auto' }))).to.equal(specHash(tinyAfa()));
+    expect(tinyAfa({ precision: 'bf16' }).precision).to.equal('bf16');
+    expect(specHash(tinyAfa({ precision: 'fp32' }))).to.not.equal(specHash(tinyAfa()));
+    const json = JSON.parse(JSON.stringify(tinyAfa())) as Record<string, unknown>;
+    expect(parseExperiment({ ...json, precision: 'auto' })).to.deep.equal(json);
+  });
+
   it('fills visible defaults', () => {
     const spec = tinyAfa();
     expect(spec).to.include({ version: 1, seed: 0, device: '', evaluateTest: true });
@@ -78,6 +87,7 @@ describe('DSL', () => {
     ['empty schedule', (s) => (s.schedule = []), 'schedule', /must not be empty/],
     ['unknown step kind', (s) => ((s.schedule as unknown[])[1] = { kind: 'promote' }), 'schedule[1].kind', /valid: stage, promoteTargetToSource/],
     ['wrong version', (s) => (s.version = 2), 'version', /unsupported spec version/],
+    ['unknown precision', (s) => (s.precision = 'fp16'), 'precision', /valid: auto, fp32, bf16/],
     ['alignment without a source', (s) => (s.source = { kind: 'scratch' }), 'schedule[0].regularizer', /afaSpatial aligns to a source model/],
   ];
 

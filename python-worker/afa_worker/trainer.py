@@ -101,13 +101,7 @@ def _augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tenso
     flip = (torch.rand(b, generator=gen) < 0.5).to(x.device)
     cols = torch.where(flip[:, None, None], cols.flip(-1), cols)
     out = padded[torch.arange(b, device=x.device)[:, None, None], :, rows, cols]  # (B, H, W, C)
-    return out.permute(0, 3, 1, 2).contiguous()
-
-
-def _autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    return out.permute(0, 3, 1, 2)  # (B, C, H, W) in channels-last memory, the model's layout
 
 
 @torch.no_grad()
@@ -121,7 +115,7 @@ def evaluate(session: Session, split: TensorSplit, batch_size: int = EVAL_BATCH)
         for start in range(0, len(split), batch_size):
             x = session.data.normalise(split.x[start:start + batch_size])
             y = split.y[start:start + batch_size]
-            with _autocast(session.device):
+            with session.precision.train_autocast():
                 logits = model(x).float()
             loss_sum += F.cross_entropy(logits, y, reduction="sum")
             correct += (logits.argmax(1) == y).sum()
@@ -198,12 +192,11 @@ def _source_feature_cache(session: Session, batch_size: int, budget_mb: int) -> 
     Valid because the frozen source is in eval mode (deterministic per image) and the inputs are
     not augmented: a step then reads its batch's rows instead of running the source forward."""
     n = len(session.data.train)
-    dtype_bytes = 2 if session.device.type == "cuda" else 4
-    need = n * sum(c * h * w for c, h, w in session.layer_shapes.values()) * dtype_bytes
+    need = n * sum(c * h * w for c, h, w in session.layer_shapes.values()) * session.precision.source_bytes
     if need > budget_mb * 2**20:
         return None
     cache: dict[str, list[torch.Tensor]] = {name: [] for name in session.layers}
-    with FeatureTap(session.source, session.layers) as tap, _autocast(session.device):
+    with FeatureTap(session.source, session.layers) as tap, session.precision.source_autocast():
         for x in _ordered_batches(session, batch_size):
             session.source(x)
             for name, value in tap.take().items():
@@ -212,6 +205,19 @@ def _source_feature_cache(session: Session, batch_size: int, budget_mb: int) -> 
 
 
 def run_stage(session: Session, stage: pb.StageSpec, cancel: threading.Event) -> Iterator[pb.StageEvent]:
+    """The stage's events; the summary says how long the loop stood paused handing them over."""
+    waited = 0.0
+    # closing(): a reader that stops early must still run the stage's cleanup (hooks, frozen flags).
+    with contextlib.closing(_stage_events(session, stage, cancel)) as events:
+        for event in events:
+            if event.WhichOneof("event") == "summary":
+                event.summary.delivery_wait_seconds = waited
+            handed = time.perf_counter()
+            yield event  # served over gRPC, this returns once the message is sent
+            waited += time.perf_counter() - handed
+
+
+def _stage_events(session: Session, stage: pb.StageSpec, cancel: threading.Event) -> Iterator[pb.StageEvent]:
     validate_stage(stage)
     started_at = time.perf_counter()
     gen = torch.Generator().manual_seed(stage.seed)
@@ -277,14 +283,14 @@ def run_stage(session: Session, stage: pb.StageSpec, cancel: threading.Event) ->
             y = train.y[idx]
             if data_augment(session):
                 x = _augment(x, gen)
-            with _autocast(device):
-                source_maps = {}
-                if cached_maps is not None:
-                    source_maps = {name: maps[idx] for name, maps in cached_maps.items()}
-                elif taps is not None:
-                    with torch.no_grad():
-                        source(x)
-                    source_maps = taps[1].take()
+            source_maps = {}
+            if cached_maps is not None:
+                source_maps = {name: maps[idx] for name, maps in cached_maps.items()}
+            elif taps is not None:
+                with torch.no_grad(), session.precision.source_autocast():
+                    source(x)
+                source_maps = taps[1].take()
+            with session.precision.train_autocast():
                 logits = target(x)
                 target_maps = taps[0].take() if taps is not None else {}
                 ce = F.cross_entropy(logits.float(), y)

@@ -194,3 +194,24 @@ def test_fused_distance_matches_autograd_value_and_gradients(over):
     fused2.backward()
     assert fs.grad is None
     assert torch.autograd.gradcheck(lambda t, ww: weighted_sq_distance(t, fs, ww, over=over), (ft, w))
+
+
+@pytest.mark.parametrize("over", ["channel", "position"])
+def test_fused_distance_on_channels_last_maps_equals_channels_first_and_keeps_the_layout(over):
+    """The worker's maps are channels-last; the distance reads them in place, gives the same value
+    and gradients, and hands back a gradient in the same layout (no copy into another layout)."""
+    from afa_worker.regularizers.distance import weighted_sq_distance
+
+    torch.manual_seed(0)
+    ft = torch.randn(3, 4, 2, 5, dtype=torch.float64)
+    fs = torch.randn(3, 4, 2, 5, dtype=torch.float64)
+    w = torch.rand(3, 4 if over == "channel" else 10, dtype=torch.float64, requires_grad=True)
+    results = []
+    for layout in (torch.contiguous_format, torch.channels_last):
+        t = ft.contiguous(memory_format=layout).requires_grad_()
+        value = weighted_sq_distance(t, fs.contiguous(memory_format=layout), w, over=over)
+        grad_t, grad_w = torch.autograd.grad(value, (t, w))
+        assert grad_t.is_contiguous(memory_format=layout)
+        results.append((value, grad_t, grad_w))
+    (v1, gt1, gw1), (v2, gt2, gw2) = results
+    assert torch.allclose(v1, v2) and torch.allclose(gt1, gt2) and torch.allclose(gw1, gw2)

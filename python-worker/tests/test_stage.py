@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from afa_worker._gen.afa.v1 import afa_pb2 as pb
+from afa_worker.precision import PrecisionPlan
 from afa_worker.session import create_session
 from afa_worker.trainer import evaluate, lr_factor, run_stage
 
@@ -68,7 +69,7 @@ def _comparable(events: list[pb.StageEvent]) -> list:
         msg = getattr(e, which)
         copy = type(msg)()
         copy.CopyFrom(msg)
-        for timing in ("images_per_second", "wall_seconds"):
+        for timing in ("images_per_second", "wall_seconds", "delivery_wait_seconds"):
             if hasattr(copy, timing):
                 setattr(copy, timing, 0)
         out.append((which, copy.SerializeToString(deterministic=True)))
@@ -240,16 +241,47 @@ def _summary(session, stage) -> pb.StageSummary:
     return list(run_stage(session, stage, threading.Event()))[-1].summary
 
 
-def test_source_feature_cache_gives_the_same_stage(source_weights):
+@pytest.mark.parametrize("source_dtype", [torch.float32, torch.bfloat16])
+def test_source_feature_cache_gives_the_same_stage(source_weights, source_dtype):
+    def session():
+        s = create_session(_transfer_request(source_weights))
+        # set directly, so the bf16 source path is tested on any CPU (autocast emulates it)
+        s.precision = PrecisionPlan(s.device, torch.float32, source_dtype)
+        return s
+
     stage = _stage(pb.Regularizer(afa_channel=pb.AfaChannel(alpha=0.01)), iterations=12)
-    cached = _summary(create_session(_transfer_request(source_weights)), stage)
+    cached = _summary(session(), stage)
     stage.no_feature_cache = True
-    plain = _summary(create_session(_transfer_request(source_weights)), stage)
-    # 100 training images x (8x28x28 + 16x14x14 + 32x7x7) float32 maps
-    assert cached.feature_cache_bytes == 100 * (8 * 784 + 16 * 196 + 32 * 49) * 4
+    plain = _summary(session(), stage)
+    # 100 training images x (8x28x28 + 16x14x14 + 32x7x7) maps, 4 or 2 bytes each
+    assert cached.feature_cache_bytes == 100 * (8 * 784 + 16 * 196 + 32 * 49) * (4 if source_dtype == torch.float32 else 2)
     assert plain.feature_cache_bytes == 0
     assert cached.final_train_loss == pytest.approx(plain.final_train_loss, rel=1e-4)
     assert cached.final_val_loss == pytest.approx(plain.final_val_loss, rel=1e-4)
+
+
+def test_bf16_source_changes_the_alignment_little(source_weights):
+    """The bf16 source forward (PRECISION_AUTO on CPUs with bf16 units) against fp32: same stage,
+    a reg loss within a few per cent."""
+    summaries = []
+    for precision in (pb.PRECISION_FP32, pb.PRECISION_AUTO):
+        s = create_session(_transfer_request(source_weights))
+        s.precision = PrecisionPlan(s.device, torch.float32,
+                                    torch.float32 if precision == pb.PRECISION_FP32 else torch.bfloat16)
+        stage = _stage(pb.Regularizer(feature_map=pb.FeatureMap(alpha=0.001)), iterations=5, log_every=5, no_feature_cache=True)
+        events = list(run_stage(s, stage, threading.Event()))
+        summaries.append(next(e.step for e in events if e.WhichOneof("event") == "step"))
+    fp32, bf16 = summaries
+    assert fp32.reg_loss > 0 and bf16.reg_loss == pytest.approx(fp32.reg_loss, rel=0.05)
+    assert bf16.ce_loss == pytest.approx(fp32.ce_loss, rel=0.02)
+
+
+def test_session_models_and_inputs_are_channels_last(source_weights):
+    s = create_session(_transfer_request(source_weights))
+    for model in (s.target, s.source):
+        assert model.layer1[0].conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    x = s.data.normalise(s.data.train.x[:4])
+    assert x.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_no_feature_cache_over_budget_or_with_augmentation(source_weights):

@@ -70,6 +70,7 @@ export { pretrain, weights, fromScratch } from './dsl/source.js';
 export type { SourceSpec, PretrainSource, WeightsSource, ScratchSource, PretrainOptions } from './dsl/source.js';
 export { experiment, specHash, SPEC_VERSION } from './dsl/experiment.js';
 export type { ExperimentInput, ExperimentSpec } from './dsl/experiment.js';
+export { PRECISIONS, type Precision } from './dsl/precision.js';
 export { parseExperiment, InvalidSpecError } from './dsl/validate.js';
 export { contentHash, stableStringify } from './dsl/hash.js';
 export { Session } from './run/session.js';

@@ -56,7 +56,9 @@ class DataBundle:
         return int(self.train.x.shape[1])
 
     def normalise(self, x_uint8: torch.Tensor) -> torch.Tensor:
-        return (x_uint8.float() / 255.0 - self.mean) / self.std
+        """Float inputs for the model, in its channels-last layout (see ``create_session``)."""
+        x = (x_uint8.float() / 255.0 - self.mean) / self.std
+        return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
     def to(self, device: torch.device) -> DataBundle:
         move = lambda s: s.to(device) if s is not None else None  # noqa: E731

@@ -4,7 +4,8 @@ positions) of weight * ||F_t - F_s||^2, with a hand-written backward.
 Autograd over the plain expression keeps several full-size temporaries (the difference, its
 square, the broadcast weights, their products) and walks each again backwards; on CPU those
 elementwise passes cost more than the attention MLPs. Here the forward computes the difference
-once and reduces its square with a batched dot product; the backward is one scaled multiply."""
+once and reduces its square along the memory layout (channels-first or channels-last), never
+copying the maps into another layout; the backward is one scaled multiply."""
 
 from __future__ import annotations
 
@@ -16,15 +17,16 @@ __all__ = ["weighted_sq_distance"]
 class _WeightedSqDistance(torch.autograd.Function):
     @staticmethod
     def forward(ctx, target: torch.Tensor, source: torch.Tensor, weights: torch.Tensor, over_channels: bool):
-        b, c = target.shape[:2]
         # At least float32 (bf16 maps under autocast are summed in float32), float64 kept as is.
         dtype = torch.promote_types(target.dtype, torch.float32)
         diff = target.to(dtype) - source.to(dtype)
-        flat = diff.reshape(b, c, -1)
-        if over_channels:  # per (image, channel): sum over positions
-            squared = torch.linalg.vecdot(flat, flat, dim=2)  # (B, C)
-        else:  # per (image, position): sum over channels (vecdot over a strided dim is ~5x slower)
-            squared = (flat * flat).sum(dim=1)  # (B, HW)
+        flat, channel_dim = _per_image_view(diff)
+        # per (image, channel) sums over positions, or per (image, position) sums over channels
+        reduced = 3 - channel_dim if over_channels else channel_dim
+        if reduced == 2:  # the innermost dim in memory: a batched dot product
+            squared = torch.linalg.vecdot(flat, flat, dim=2)
+        else:  # vecdot over a strided dim is ~5x slower than this
+            squared = (flat * flat).sum(dim=1)
         ctx.save_for_backward(diff, weights, squared)
         ctx.over_channels = over_channels
         ctx.target_dtype = target.dtype
@@ -42,6 +44,15 @@ class _WeightedSqDistance(torch.autograd.Function):
         if ctx.needs_input_grad[2]:
             grad_weights = (grad * squared).to(weights.dtype)
         return grad_target, None, grad_weights, None
+
+
+def _per_image_view(diff: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """A (B, K, L) view of the maps without copying, and which of dims 1, 2 holds the channels.
+    Channels-last maps (the worker's layout for conv backbones) are (B, HW, C) in memory."""
+    b, c = diff.shape[:2]
+    if diff.dim() == 4 and not diff.is_contiguous() and diff.is_contiguous(memory_format=torch.channels_last):
+        return diff.permute(0, 2, 3, 1).reshape(b, -1, c), 2
+    return diff.reshape(b, c, -1), 1
 
 
 def weighted_sq_distance(target: torch.Tensor, source: torch.Tensor, weights: torch.Tensor, over: str) -> torch.Tensor:

@@ -4,6 +4,7 @@ import type { DataSpec } from './data.js';
 import { contentHash } from './hash.js';
 import type { SourceSpec } from './source.js';
 import type { ScheduleStep } from './stage.js';
+import type { Precision } from './precision.js';
 import { parseExperiment } from './validate.js';
 
 export const SPEC_VERSION = 1;
@@ -21,6 +22,8 @@ export interface ExperimentInput {
   device?: string;
   /** Evaluate the selected model on the test split once at the end. @default true */
   evaluateTest?: boolean;
+  /** @default "auto" (see `Precision`) */
+  precision?: Precision;
 }
 
 export interface ExperimentSpec {
@@ -33,6 +36,8 @@ export interface ExperimentSpec {
   readonly schedule: readonly ScheduleStep[];
   readonly device: string;
   readonly evaluateTest: boolean;
+  /** Absent means `auto`, so specs written before the option hash as they did. */
+  readonly precision?: Exclude<Precision, 'auto'>;
 }
 
 /** Builds and validates an experiment; throws `InvalidSpecError` naming the field. */

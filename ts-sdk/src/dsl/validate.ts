@@ -6,6 +6,7 @@ import { AfaError } from '../errors.js';
 import { BACKBONE_NAMES } from './backbone.js';
 import { DATA_KINDS, type DataSpec } from './data.js';
 import type { ExperimentSpec } from './experiment.js';
+import { PRECISIONS } from './precision.js';
 import { needsSource, REGULARIZER_KINDS, type RegularizerSpec } from './regularizers.js';
 import type { SourceSpec } from './source.js';
 import type { ScheduleStep } from './stage.js';
@@ -238,7 +239,7 @@ function checkSource(c: Checker, value: unknown): SourceSpec {
 export function parseExperiment(value: unknown): ExperimentSpec {
   const c = new Checker('');
   const e = c.object(value);
-  c.onlyKeys(e, ['version', 'name', 'seed', 'backbone', 'source', 'target', 'schedule', 'device', 'evaluateTest']);
+  c.onlyKeys(e, ['version', 'name', 'seed', 'backbone', 'source', 'target', 'schedule', 'device', 'evaluateTest', 'precision']);
   if (e.version !== 1) c.at('version').fail(`unsupported spec version ${describe(e.version)}`, ['1']);
   c.at('name').string(e.name);
   c.at('seed').count(e.seed, { allowZero: true });
@@ -257,5 +258,7 @@ export function parseExperiment(value: unknown): ExperimentSpec {
   }
   c.at('device').string(e.device, { nonEmpty: false });
   c.at('evaluateTest').boolean(e.evaluateTest);
+  c.optional(e, 'precision', (cc, v) => cc.oneOf(v, PRECISIONS));
+  if (e.precision === 'auto') delete e.precision;
   return e as unknown as ExperimentSpec;
 }

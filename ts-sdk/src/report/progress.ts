@@ -61,10 +61,10 @@ export class Progress {
         break;
       case 'session':
         if (event.phase === 'transfer') {
-          this.print(`target: ${event.trainSize} labelled / ${event.valSize} val / ${event.testSize} test images; ` +
-            `aligned layers ${event.layers.map((l) => `${l.name} [${l.shape.join('x')}]`).join(', ') || '-'}`);
+          this.print(`target: ${event.trainSize} labelled / ${event.valSize} val / ${event.testSize} test images on ` +
+            `${event.device} (${event.precision}); aligned layers ${event.layers.map((l) => `${l.name} [${l.shape.join('x')}]`).join(', ') || '-'}`);
         } else {
-          this.print(`pretraining the source on ${event.trainSize} images`);
+          this.print(`pretraining the source on ${event.trainSize} images on ${event.device} (${event.precision})`);
         }
         break;
       case 'stage-start':

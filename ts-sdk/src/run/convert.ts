@@ -2,6 +2,7 @@
 import {
   ColorMode,
   OptimizerKind,
+  Precision as PrecisionMessage,
   type BackboneSpec as BackboneMessage,
   type CreateSessionRequest,
   type DataSpec as DataMessage,
@@ -12,6 +13,7 @@ import {
 } from '../gen/afa/v1/afa.js';
 import type { BackboneSpec } from '../dsl/backbone.js';
 import type { DataSpec } from '../dsl/data.js';
+import type { Precision } from '../dsl/precision.js';
 import type { RegularizerSpec } from '../dsl/regularizers.js';
 import type { LrScheduleSpec, OptimizerSpec, StageSpec } from '../dsl/stage.js';
 
@@ -108,8 +110,15 @@ export interface SessionOptions {
   seed: number;
   sourceWeights?: string;
   device?: string;
+  precision?: Precision;
   specJson?: string;
 }
+
+const PRECISION_MESSAGES: Record<Precision, PrecisionMessage> = {
+  auto: PrecisionMessage.PRECISION_AUTO,
+  fp32: PrecisionMessage.PRECISION_FP32,
+  bf16: PrecisionMessage.PRECISION_BF16,
+};
 
 export function toCreateSessionRequest(o: SessionOptions): CreateSessionRequest {
   return {
@@ -122,5 +131,6 @@ export function toCreateSessionRequest(o: SessionOptions): CreateSessionRequest 
     numThreads: 0,
     specJson: o.specJson ?? '',
     noSource: !o.sourceWeights,
+    precision: PRECISION_MESSAGES[o.precision ?? 'auto'],
   };
 }

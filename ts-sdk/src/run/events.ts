@@ -25,6 +25,9 @@ export interface StageResult {
   finalValLoss: number;
   finalTrainLoss: number;
   wallSeconds: number;
+  /** Of `wallSeconds`, the time the worker's loop stood paused while its events were delivered (a
+   * slow reader of the event stream throttles training by this much). */
+  deliveryWaitSeconds: number;
   imagesPerSecond: number;
   message: string;
   attention: AttentionStat[];
@@ -40,7 +43,12 @@ interface EventBase {
 
 export type RunEvent =
   | { type: 'source'; phase: 'pretrain'; cached: boolean; path: string }
-  | { type: 'session'; phase: Phase; sessionId: string; trainSize: number; valSize: number; testSize: number; layers: { name: string; shape: number[] }[] }
+  | {
+    type: 'session'; phase: Phase; sessionId: string; trainSize: number; valSize: number; testSize: number;
+    layers: { name: string; shape: number[] }[];
+    /** Where and in what arithmetic the worker runs it, e.g. "cpu" and "fp32, source bf16". */
+    device: string; precision: string;
+  }
   | (EventBase & { type: 'stage-start'; index: number; iterations: number; regularizer: string })
   | (EventBase & { type: 'step'; iterations: number } & StepPoint)
   | (EventBase & { type: 'eval'; iterations: number } & EvalPoint)
@@ -120,6 +128,7 @@ export class StageAccumulator {
       finalValLoss: s.finalValLoss,
       finalTrainLoss: s.finalTrainLoss,
       wallSeconds: s.wallSeconds,
+      deliveryWaitSeconds: s.deliveryWaitSeconds,
       imagesPerSecond: s.imagesPerSecond,
       message: s.message,
       attention: s.attention.map((a) => ({ ...a })),

@@ -60,19 +60,20 @@ async function runStageTo(session: Session, s: Parameters<Session['runStage']>[0
 }
 
 /** The pretrained source's weights file: from the cache, or pretrained now and cached. */
-export async function obtainSource(client: WorkerClient, spec: Pick<ExperimentSpec, 'backbone' | 'device'>, source: PretrainSource,
-  dir: string, signal: AbortSignal | undefined, emit: (e: RunEvent) => void): Promise<{ path: string; cached: boolean }> {
-  const path = sourceCachePath(dir, spec.backbone, source);
+export async function obtainSource(client: WorkerClient, spec: Pick<ExperimentSpec, 'backbone' | 'device' | 'precision'>,
+  source: PretrainSource, dir: string, signal: AbortSignal | undefined, emit: (e: RunEvent) => void): Promise<{ path: string; cached: boolean }> {
+  const path = sourceCachePath(dir, spec.backbone, source, spec.precision);
   if (isCached(path)) {
     emit({ type: 'source', phase: 'pretrain', cached: true, path });
     return { path, cached: true };
   }
   const request = toCreateSessionRequest({ backbone: spec.backbone, data: source.data, seed: source.seed, device: spec.device,
-    specJson: JSON.stringify({ pretrain: source, backbone: spec.backbone }) });
+    precision: spec.precision, specJson: JSON.stringify({ pretrain: source, backbone: spec.backbone }) });
   const session = new Session(client, await client.createSession(request, { signal }), source.seed);
   try {
     emit({ type: 'session', phase: 'pretrain', sessionId: session.id, trainSize: session.info.trainSize,
-      valSize: session.info.valSize, testSize: session.info.testSize, layers: session.info.layers });
+      valSize: session.info.valSize, testSize: session.info.testSize, layers: session.info.layers, device: session.info.device,
+      precision: session.info.precision });
     const pretrainStage = stage({
       name: 'pretrain',
       regularizer: noRegularizer({ weightDecay: source.weightDecay }),
@@ -109,11 +110,12 @@ async function execute(client: WorkerClient, spec: ExperimentSpec, options: RunO
     const pretrainDone = performance.now();
 
     const request = toCreateSessionRequest({ backbone: spec.backbone, data: spec.target, seed: spec.seed, device: spec.device,
-      sourceWeights: sourcePath, specJson: JSON.stringify(spec) });
+      precision: spec.precision, sourceWeights: sourcePath, specJson: JSON.stringify(spec) });
     const session = new Session(client, await client.createSession(request, { signal }), spec.seed);
     try {
       emit({ type: 'session', phase: 'transfer', sessionId: session.id, trainSize: session.info.trainSize,
-        valSize: session.info.valSize, testSize: session.info.testSize, layers: session.info.layers });
+        valSize: session.info.valSize, testSize: session.info.testSize, layers: session.info.layers, device: session.info.device,
+        precision: session.info.precision });
       const stages: StageResult[] = [];
       for (const [index, step] of spec.schedule.entries()) {
         if (step.kind === 'promoteTargetToSource') {

@@ -13,6 +13,7 @@ import { status as GrpcStatus } from '@grpc/grpc-js';
 import type { ExperimentSpec } from '../dsl/experiment.js';
 import type { BackboneSpec } from '../dsl/backbone.js';
 import type { DataSpec } from '../dsl/data.js';
+import type { Precision } from '../dsl/precision.js';
 import { toCreateSessionRequest } from '../run/convert.js';
 import { obtainSource, runExperiment, type ExperimentRun, type RunOptions } from '../run/runner.js';
 import { cacheDir } from '../run/cache.js';
@@ -172,9 +173,11 @@ export class Worker {
    * the pretraining spec), or pretrained now on this worker and cached.
    */
   async prepareSource(backbone: BackboneSpec, source: PretrainSource,
-    options: { cacheDir?: string; signal?: AbortSignal; device?: string; onEvent?: (event: RunEvent) => void } = {}): Promise<{ path: string; cached: boolean }> {
+    options: { cacheDir?: string; signal?: AbortSignal; device?: string; precision?: Precision; onEvent?: (event: RunEvent) => void } = {},
+  ): Promise<{ path: string; cached: boolean }> {
     this.assertRunning('prepareSource');
-    return obtainSource(this.client, { backbone, device: options.device ?? '' }, source, cacheDir(options.cacheDir), options.signal,
+    const precision = options.precision === 'auto' ? undefined : options.precision;
+    return obtainSource(this.client, { backbone, device: options.device ?? '', precision }, source, cacheDir(options.cacheDir), options.signal,
       options.onEvent ?? (() => undefined));
   }
 
@@ -186,6 +189,8 @@ export class Worker {
     /** Source weights file; omit for a session with no source (pretraining, from scratch). */
     sourceWeights?: string;
     device?: string;
+    /** @default "auto" (see `Precision`) */
+    precision?: Precision;
     signal?: AbortSignal;
   }): Promise<Session> {
     this.assertRunning('createSession');

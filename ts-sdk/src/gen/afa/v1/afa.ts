@@ -72,6 +72,51 @@ export function colorModeToJSON(object: ColorMode): string {
   }
 }
 
+/**
+ * PRECISION_AUTO: on CUDA, bf16 autocast throughout (fp32 where the GPU lacks bf16); on CPU, fp32
+ * for the network being trained and bf16 for the frozen source's forward when the CPU computes
+ * bf16 natively (AVX512-BF16 or AMX), else fp32. PRECISION_FP32: fp32 everywhere. PRECISION_BF16:
+ * bf16 autocast for the target and the source on any device (slow on CPUs without bf16 units).
+ */
+export enum Precision {
+  PRECISION_AUTO = 0,
+  PRECISION_FP32 = 1,
+  PRECISION_BF16 = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function precisionFromJSON(object: any): Precision {
+  switch (object) {
+    case 0:
+    case "PRECISION_AUTO":
+      return Precision.PRECISION_AUTO;
+    case 1:
+    case "PRECISION_FP32":
+      return Precision.PRECISION_FP32;
+    case 2:
+    case "PRECISION_BF16":
+      return Precision.PRECISION_BF16;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return Precision.UNRECOGNIZED;
+  }
+}
+
+export function precisionToJSON(object: Precision): string {
+  switch (object) {
+    case Precision.PRECISION_AUTO:
+      return "PRECISION_AUTO";
+    case Precision.PRECISION_FP32:
+      return "PRECISION_FP32";
+    case Precision.PRECISION_BF16:
+      return "PRECISION_BF16";
+    case Precision.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export enum OptimizerKind {
   OPTIMIZER_KIND_SGD = 0,
   OPTIMIZER_KIND_ADAM = 1,
@@ -289,6 +334,8 @@ export interface CreateSessionRequest {
   specJson: string;
   /** When true (and no source weights), there is no frozen source: a from-scratch or pretraining run. */
   noSource: boolean;
+  /** The arithmetic of training and of the frozen source's forward; see Precision. */
+  precision: Precision;
 }
 
 export interface LayerInfo {
@@ -308,6 +355,8 @@ export interface CreateSessionResponse {
   testSize: number;
   device: string;
   hasSource: boolean;
+  /** The precision the worker resolved for this device, e.g. "fp32, source bf16" or "bf16". */
+  precision: string;
 }
 
 export interface CloseSessionRequest {
@@ -494,6 +543,11 @@ export interface StageSummary {
   imagesPerSecond: number;
   /** Bytes of source feature maps cached for this stage (0 when not cached). */
   featureCacheBytes: number;
+  /**
+   * Of wall_seconds, the time the stage loop stood paused while its events were delivered
+   * (serialisation, transport, a slow reader's back-pressure): no training runs meanwhile.
+   */
+  deliveryWaitSeconds: number;
 }
 
 export interface StageEvent {
@@ -1634,6 +1688,7 @@ function createBaseCreateSessionRequest(): CreateSessionRequest {
     numThreads: 0,
     specJson: "",
     noSource: false,
+    precision: 0,
   };
 }
 
@@ -1665,6 +1720,9 @@ export const CreateSessionRequest: MessageFns<CreateSessionRequest> = {
     }
     if (message.noSource !== false) {
       writer.uint32(72).bool(message.noSource);
+    }
+    if (message.precision !== 0) {
+      writer.uint32(80).int32(message.precision);
     }
     return writer;
   },
@@ -1754,6 +1812,14 @@ export const CreateSessionRequest: MessageFns<CreateSessionRequest> = {
             message.noSource = reader.bool();
             continue;
           }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.precision = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1793,6 +1859,7 @@ export const CreateSessionRequest: MessageFns<CreateSessionRequest> = {
         : isSet(object.no_source)
         ? globalThis.Boolean(object.no_source)
         : false,
+      precision: isSet(object.precision) ? precisionFromJSON(object.precision) : 0,
     };
   },
 
@@ -1825,6 +1892,9 @@ export const CreateSessionRequest: MessageFns<CreateSessionRequest> = {
     if (message.noSource !== false) {
       obj.noSource = message.noSource;
     }
+    if (message.precision !== 0) {
+      obj.precision = precisionToJSON(message.precision);
+    }
     return obj;
   },
 
@@ -1844,6 +1914,7 @@ export const CreateSessionRequest: MessageFns<CreateSessionRequest> = {
     message.numThreads = object.numThreads ?? 0;
     message.specJson = object.specJson ?? "";
     message.noSource = object.noSource ?? false;
+    message.precision = object.precision ?? 0;
     return message;
   },
 };
@@ -1959,6 +2030,7 @@ function createBaseCreateSessionResponse(): CreateSessionResponse {
     testSize: 0,
     device: "",
     hasSource: false,
+    precision: "",
   };
 }
 
@@ -1993,6 +2065,9 @@ export const CreateSessionResponse: MessageFns<CreateSessionResponse> = {
     }
     if (message.hasSource !== false) {
       writer.uint32(80).bool(message.hasSource);
+    }
+    if (message.precision !== "") {
+      writer.uint32(90).string(message.precision);
     }
     return writer;
   },
@@ -2090,6 +2165,14 @@ export const CreateSessionResponse: MessageFns<CreateSessionResponse> = {
             message.hasSource = reader.bool();
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.precision = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2146,6 +2229,7 @@ export const CreateSessionResponse: MessageFns<CreateSessionResponse> = {
         : isSet(object.has_source)
         ? globalThis.Boolean(object.has_source)
         : false,
+      precision: isSet(object.precision) ? globalThis.String(object.precision) : "",
     };
   },
 
@@ -2181,6 +2265,9 @@ export const CreateSessionResponse: MessageFns<CreateSessionResponse> = {
     if (message.hasSource !== false) {
       obj.hasSource = message.hasSource;
     }
+    if (message.precision !== "") {
+      obj.precision = message.precision;
+    }
     return obj;
   },
 
@@ -2199,6 +2286,7 @@ export const CreateSessionResponse: MessageFns<CreateSessionResponse> = {
     message.testSize = object.testSize ?? 0;
     message.device = object.device ?? "";
     message.hasSource = object.hasSource ?? false;
+    message.precision = object.precision ?? "";
     return message;
   },
 };
@@ -4610,6 +4698,7 @@ function createBaseStageSummary(): StageSummary {
     attention: [],
     imagesPerSecond: 0,
     featureCacheBytes: 0,
+    deliveryWaitSeconds: 0,
   };
 }
 
@@ -4653,6 +4742,9 @@ export const StageSummary: MessageFns<StageSummary> = {
     }
     if (message.featureCacheBytes !== 0) {
       writer.uint32(104).uint64(message.featureCacheBytes);
+    }
+    if (message.deliveryWaitSeconds !== 0) {
+      writer.uint32(113).double(message.deliveryWaitSeconds);
     }
     return writer;
   },
@@ -4774,6 +4866,14 @@ export const StageSummary: MessageFns<StageSummary> = {
             message.featureCacheBytes = longToNumber(reader.uint64());
             continue;
           }
+          case 14: {
+            if (tag !== 113) {
+              break;
+            }
+
+            message.deliveryWaitSeconds = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4839,6 +4939,11 @@ export const StageSummary: MessageFns<StageSummary> = {
         : isSet(object.feature_cache_bytes)
         ? globalThis.Number(object.feature_cache_bytes)
         : 0,
+      deliveryWaitSeconds: isSet(object.deliveryWaitSeconds)
+        ? globalThis.Number(object.deliveryWaitSeconds)
+        : isSet(object.delivery_wait_seconds)
+        ? globalThis.Number(object.delivery_wait_seconds)
+        : 0,
     };
   },
 
@@ -4883,6 +4988,9 @@ export const StageSummary: MessageFns<StageSummary> = {
     if (message.featureCacheBytes !== 0) {
       obj.featureCacheBytes = Math.round(message.featureCacheBytes);
     }
+    if (message.deliveryWaitSeconds !== 0) {
+      obj.deliveryWaitSeconds = floatToJson(message.deliveryWaitSeconds);
+    }
     return obj;
   },
 
@@ -4904,6 +5012,7 @@ export const StageSummary: MessageFns<StageSummary> = {
     message.attention = object.attention?.map((e) => LayerAttention.fromPartial(e)) || [];
     message.imagesPerSecond = object.imagesPerSecond ?? 0;
     message.featureCacheBytes = object.featureCacheBytes ?? 0;
+    message.deliveryWaitSeconds = object.deliveryWaitSeconds ?? 0;
     return message;
   },
 };
