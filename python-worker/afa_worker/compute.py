@@ -6,7 +6,8 @@ kernels go cold between calls. Measured here, a 100-step stage took 9-26 % longe
 creation and stages landed on a pool of 8 threads than on one thread (a fresh thread per session
 was as fast as one thread), which is how the worker's stages came to be ~9 % slower than the same
 stage run in-process. The RPC threads therefore only wait; a session's calls run on its own thread
-in arrival order, and different sessions still run side by side."""
+in arrival order (a closed session's thread serves the next one, warm), and different sessions
+still run side by side."""
 
 from __future__ import annotations
 

@@ -24,6 +24,7 @@ __all__ = ["AfaWorkerServicer"]
 
 _SPLITS = {pb.SPLIT_VAL: "val", pb.SPLIT_TEST: "test", pb.SPLIT_TRAIN: "train"}
 _log = logging.getLogger("afa_worker")
+_IDLE_COMPUTE_THREADS = 4
 
 
 @contextmanager
@@ -45,8 +46,10 @@ def _status_mapping(context: grpc.ServicerContext):
 class AfaWorkerServicer(pbgrpc.AfaWorkerServicer):
     def __init__(self) -> None:
         self._sessions: dict[str, Session] = {}
-        # Each session's torch work runs on its own thread (see compute.py).
+        # Each session's torch work runs on its own thread (see compute.py). Closed sessions hand
+        # theirs back for the next session, which then starts on warm buffers and thread teams.
         self._compute: dict[str, ComputeThread] = {}
+        self._idle_compute: list[ComputeThread] = []
         self._guard = threading.Lock()
         self._stage_cancels: set[threading.Event] = set()
         self.shutting_down = threading.Event()
@@ -60,6 +63,13 @@ class AfaWorkerServicer(pbgrpc.AfaWorkerServicer):
         if session is None or compute is None:
             raise NotFoundError(f"session_id: no session {session_id!r} (closed, or created on another worker)")
         return session, compute
+
+    def _release_compute(self, compute: ComputeThread) -> None:
+        with self._guard:
+            if len(self._idle_compute) < _IDLE_COMPUTE_THREADS:
+                self._idle_compute.append(compute)
+                return
+        compute.close()
 
     def cancel_all(self) -> None:
         """Shutdown: every running stage stops at its next step."""
@@ -89,11 +99,12 @@ class AfaWorkerServicer(pbgrpc.AfaWorkerServicer):
         with _status_mapping(context):
             if self.shutting_down.is_set():
                 context.abort(grpc.StatusCode.UNAVAILABLE, "the worker is shutting down")
-            compute = ComputeThread()
+            with self._guard:
+                compute = self._idle_compute.pop() if self._idle_compute else ComputeThread()
             try:
                 session = compute.call(create_session, request)
             except BaseException:
-                compute.close()
+                self._release_compute(compute)
                 raise
             with self._guard:
                 self._sessions[session.id] = session
@@ -181,6 +192,6 @@ class AfaWorkerServicer(pbgrpc.AfaWorkerServicer):
                 with self._guard:
                     self._sessions.pop(session.id, None)
                     self._compute.pop(session.id, None)
-                compute.close()
+                self._release_compute(compute)
             _log.info("session %s: closed", session.id[:8])
             return pb.CloseSessionResponse()

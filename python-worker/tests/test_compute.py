@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from afa_worker._gen.afa.v1 import afa_pb2 as pb
 from afa_worker.compute import EVENT_BUFFER, ComputeThread
 
 
@@ -75,3 +76,16 @@ def test_close_ends_the_thread():
     compute.close()
     thread.join(5)
     assert not thread.is_alive()
+
+
+def test_sessions_one_after_another_reuse_one_compute_thread(stub):
+    def compute_threads() -> int:
+        return sum(t.name == "afa-compute" for t in threading.enumerate())
+
+    request = pb.CreateSessionRequest(backbone=pb.BackboneSpec(name="small_resnet", width=4),
+                                      data=pb.DataSpec(mnist=pb.MnistData(), labels_per_class=2))
+    before = compute_threads()
+    for _ in range(5):
+        created = stub.CreateSession(request)
+        stub.CloseSession(pb.CloseSessionRequest(session_id=created.session_id))
+    assert compute_threads() <= before + 1

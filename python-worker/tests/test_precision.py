@@ -60,3 +60,4 @@ def test_worker_reports_the_resolved_precision_and_refuses_unknown_ones(stub):
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert err.value.details().startswith("precision: unknown precision 9") and "fp32" in err.value.details()
     assert stub.GetInfo(pb.GetInfoRequest()).active_sessions >= 2
+
