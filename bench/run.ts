@@ -139,7 +139,7 @@ async function main() {
   writeFileSync('bench/out/results.json', JSON.stringify(results, null, 2));
   const r = step.ratios;
   const x = (v: number) => `${v.toFixed(2)}x`;
-  // median of the per-round ratios, then the range over rounds
+  // ratio of each method's quietest round, then the range of the ratios within rounds
   const span = (key: string) => `${x(r[key]!)} (${step.ratio_ranges[key]!.map((v) => v.toFixed(2)).join('-')})`;
   const verdict = (key: string, atMost: number) => (r[key]! <= atMost ? 'met' : 'not met');
   const pct = (v: number) => `${(100 * v).toFixed(2)}%`;
@@ -163,8 +163,8 @@ async function main() {
     ['sweep: trials/hour 2 workers vs 1', x(scaling.ratio), '> 1x', scaling.ratio > 1 ? 'met' : 'not met'],
   ];
   console.log(formatTable(['measure', 'value', 'target', ''], rows));
-  console.log(`\nratios: median over ${step.rounds} rounds (range). precision "auto" here: ${step.precision}; ` +
-    `median seconds per step (width ${step.width}, batch 64, ${THREADS} threads): ` +
+  console.log(`\nstep ratios: of each method's quietest of ${step.rounds} rounds (range of the per-round ratios). ` +
+    `precision "auto" here: ${step.precision}; seconds per step, quietest round (width ${step.width}, batch 64, ${THREADS} threads): ` +
     Object.entries(step.seconds_per_step).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(', '));
   console.log('written: bench/out/results.json');
 }
