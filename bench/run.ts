@@ -57,22 +57,28 @@ async function overhead(worker: Worker, weights: string) {
   const warm = await worker.createSession({ backbone: net, data: target, sourceWeights: weights, seed: 0 });
   await warm.runStage(stage({ regularizer: noRegularizer(), iterations: 3 })).result;
   await warm.close();
-  for (let r = 0; r < rounds; r++) {
-    // interleaved, so drift on a noisy machine hits both sides alike
+  const inProcess = async () => {
     const out = await execa(PYTHON, ['bench/python/stage_inproc.py', job]);
     inproc.push((JSON.parse(out.stdout.trim().split('\n').at(-1)!) as { walls: number[] }).walls[0]!);
+  };
+  const viaSdk = async () => {
     const s = await worker.createSession({ backbone: net, data: target, sourceWeights: weights, seed: 0 });
     const started = performance.now();
     const result = await s.runStage(stageSpec).result;
     sdk.push((performance.now() - started) / 1000);
     compute.push(result.wallSeconds - result.deliveryWaitSeconds);
     await s.close();
+  };
+  for (let r = 0; r < rounds; r++) {
+    // interleaved, so drift on a noisy machine hits both sides alike, and in alternating order, so
+    // a drift within a round does not always favour the side that ran first
+    for (const side of r % 2 === 0 ? [inProcess, viaSdk] : [viaSdk, inProcess]) await side();
     log(`  overhead round ${r + 1}: in-process ${inproc.at(-1)!.toFixed(2)}s, SDK over gRPC ${sdk.at(-1)!.toFixed(2)}s ` +
-      `(worker compute ${compute.at(-1)!.toFixed(3)}s, delivery wait ${result.deliveryWaitSeconds.toFixed(4)}s)`);
+      `(worker compute ${compute.at(-1)!.toFixed(3)}s)`);
   }
   const sameRun = sdk.map((t, i) => t / compute[i]! - 1);
-  // The cross-check pairs each SDK run with the in-process run just before it; its range over the
-  // rounds is the resolution of that comparison on this machine.
+  // The cross-check pairs the two runs of each round; its range over the rounds is the resolution
+  // of that comparison on this machine.
   const ab = sdk.map((t, i) => t / inproc[i]! - 1);
   return { steps, inProcessSeconds: median(inproc), sdkSeconds: median(sdk), overhead: median(sameRun),
     overheadRange: [Math.min(...sameRun), Math.max(...sameRun)], abOverhead: median(ab), abRange: [Math.min(...ab), Math.max(...ab)],
