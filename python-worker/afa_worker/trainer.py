@@ -213,7 +213,7 @@ def run_stage(session: Session, stage: pb.StageSpec, cancel: threading.Event) ->
             if event.WhichOneof("event") == "summary":
                 event.summary.delivery_wait_seconds = waited
             handed = time.perf_counter()
-            yield event  # served over gRPC, this returns once the message is sent
+            yield event  # returns once the reader has the event: at once unless the worker's buffer is full
             waited += time.perf_counter() - handed
 
 

@@ -25,8 +25,8 @@ export interface StageResult {
   finalValLoss: number;
   finalTrainLoss: number;
   wallSeconds: number;
-  /** Of `wallSeconds`, the time the worker's loop stood paused while its events were delivered (a
-   * slow reader of the event stream throttles training by this much). */
+  /** Of `wallSeconds`, the time the worker's loop stood paused because this reader fell behind the
+   * worker's event buffer (a slow reader throttles training by this much). */
   deliveryWaitSeconds: number;
   imagesPerSecond: number;
   message: string;

@@ -544,8 +544,8 @@ export interface StageSummary {
   /** Bytes of source feature maps cached for this stage (0 when not cached). */
   featureCacheBytes: number;
   /**
-   * Of wall_seconds, the time the stage loop stood paused while its events were delivered
-   * (serialisation, transport, a slow reader's back-pressure): no training runs meanwhile.
+   * Of wall_seconds, the time the stage loop stood paused because the reader fell behind (the
+   * worker buffers up to 256 events per stage): no training runs meanwhile.
    */
   deliveryWaitSeconds: number;
 }
