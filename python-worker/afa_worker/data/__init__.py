@@ -56,9 +56,11 @@ class DataBundle:
         return int(self.train.x.shape[1])
 
     def normalise(self, x_uint8: torch.Tensor) -> torch.Tensor:
-        """Float inputs for the model, in its channels-last layout (see ``create_session``)."""
-        x = (x_uint8.float() / 255.0 - self.mean) / self.std
-        return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+        """Float inputs for the model, in its channels-last layout (see ``create_session``). The
+        bytes are reordered before the arithmetic, which keeps their layout: one copy of uint8."""
+        if x_uint8.dim() == 4:
+            x_uint8 = x_uint8.contiguous(memory_format=torch.channels_last)
+        return (x_uint8.float() / 255.0 - self.mean) / self.std
 
     def to(self, device: torch.device) -> DataBundle:
         move = lambda s: s.to(device) if s is not None else None  # noqa: E731
