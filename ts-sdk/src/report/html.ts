@@ -8,6 +8,7 @@ import { dirname } from 'node:path';
 import type { SweepDirectory } from '../sweep/load.js';
 import { formatSummaryTable, meanStd, summarize } from '../sweep/summary.js';
 import type { TrialRecord } from '../sweep/store.js';
+import { configLabel } from '../sweep/trials.js';
 import { barChart, xyChart, type Series } from './svg.js';
 
 const CSS = `body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1180px;color:#222}
@@ -21,7 +22,7 @@ function esc(text: string): string {
 }
 
 function configName(labels: Record<string, string>): string {
-  return Object.entries(labels).map(([k, v]) => `${k.split('.').at(-1)}=${v}`).join(', ') || 'base';
+  return configLabel(labels, ', ') || 'base';
 }
 
 function parameterCharts(loaded: SweepDirectory, completed: TrialRecord[]): string[] {

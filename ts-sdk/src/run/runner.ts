@@ -8,6 +8,7 @@ import { CancelledError, StageFailedError } from '../errors.js';
 import type { ExperimentSpec } from '../dsl/experiment.js';
 import { specHash } from '../dsl/experiment.js';
 import { noRegularizer } from '../dsl/regularizers.js';
+import type { Precision } from '../dsl/precision.js';
 import type { PretrainSource } from '../dsl/source.js';
 import { sgd, stage } from '../dsl/stage.js';
 import { cacheDir, isCached, sourceCachePath } from './cache.js';
@@ -60,7 +61,7 @@ async function runStageTo(session: Session, s: Parameters<Session['runStage']>[0
 }
 
 /** The pretrained source's weights file: from the cache, or pretrained now and cached. */
-export async function obtainSource(client: WorkerClient, spec: Pick<ExperimentSpec, 'backbone' | 'device' | 'precision'>,
+export async function obtainSource(client: WorkerClient, spec: Pick<ExperimentSpec, 'backbone' | 'device'> & { precision?: Precision },
   source: PretrainSource, dir: string, signal: AbortSignal | undefined, emit: (e: RunEvent) => void): Promise<{ path: string; cached: boolean }> {
   const path = sourceCachePath(dir, spec.backbone, source, spec.precision);
   if (isCached(path)) {

@@ -3,7 +3,7 @@ import type { ExperimentSpec } from '../dsl/experiment.js';
 import { formatTable } from '../report/table.js';
 import type { SweepMetric, SweepSpec } from './space.js';
 import type { TrialRecord } from './store.js';
-import { applyValues } from './trials.js';
+import { applyValues, configLabel } from './trials.js';
 
 export interface ConfigSummary {
   configId: string;
@@ -100,8 +100,7 @@ export function formatSummaryTable(summaries: readonly ConfigSummary[], metric: 
 /** The best configuration as a runnable experiment (the first seed of the sweep). */
 export function bestSpec(sweep: SweepSpec, best: ConfigSummary): ExperimentSpec {
   const spec = applyValues(sweep, best.values) as ExperimentSpec;
-  const label = Object.entries(best.labels).map(([k, v]) => `${k.split('.').at(-1)}=${v}`).join(',');
-  return { ...spec, name: `${sweep.base.name}[${label}]`, seed: sweep.seeds[0] ?? 0 };
+  return { ...spec, name: `${sweep.base.name}[${configLabel(best.labels)}]`, seed: sweep.seeds[0] ?? 0 };
 }
 
 /** Per-trial CSV (one row per trial), for spreadsheets and pandas. */

@@ -89,12 +89,19 @@ function checkOverrides(field: string, values: readonly unknown[], labels: reado
     if (typeof value !== 'object' || value === null || Array.isArray(value)) {
       throw new InvalidSpecError(where, 'must map spec paths to values');
     }
-    for (const path of Object.keys(value)) {
-      if (getPath(base, path) === undefined) {
-        throw new InvalidSpecError(`${where}.${path}`, 'is not a field of the base experiment (paths look like schedule[0].regularizer.alpha)');
-      }
-    }
+    for (const path of Object.keys(value)) checkPath(`${where}.${path}`, base, path);
   });
+}
+
+function checkPath(field: string, base: unknown, path: string): void {
+  if (getPath(base, path) === undefined) {
+    throw new InvalidSpecError(field, 'is not a field of the base experiment (paths look like schedule[0].regularizer.alpha)');
+  }
+}
+
+/** A configuration's short name: the last part of each swept path with its value's label. */
+export function configLabel(labels: Record<string, string>, separator = ','): string {
+  return Object.entries(labels).map(([k, v]) => `${k.split('.').at(-1)}=${v}`).join(separator);
 }
 
 /** The spec with one configuration's values set: a variants dimension sets each of its paths. */
@@ -116,8 +123,8 @@ function checkSpace(sweep: SweepSpec): void {
     const field = `space.${path}`;
     if (dim.kind === 'grid' && dim.overrides) {
       checkOverrides(field, dim.values, dim.labels, sweep.base);
-    } else if (getPath(sweep.base, path) === undefined) {
-      throw new InvalidSpecError(field, 'is not a field of the base experiment (paths look like schedule[0].regularizer.alpha)');
+    } else {
+      checkPath(field, sweep.base, path);
     }
     if (dim.kind === 'grid' && dim.values.length === 0) throw new InvalidSpecError(field, 'has no values');
     if (dim.kind !== 'grid' && !(dim.low <= dim.high)) throw new InvalidSpecError(field, `low ${dim.low} is above high ${dim.high}`);
@@ -134,7 +141,7 @@ export function planTrials(sweep: SweepSpec): TrialPlan[] {
   const trials: TrialPlan[] = [];
   for (const a of assignments) {
     const configId = contentHash({ base: baseHash, values: a.values });
-    const label = Object.entries(a.labels).map(([k, v]) => `${k.split('.').at(-1)}=${v}`).join(',');
+    const label = configLabel(a.labels);
     for (const seed of sweep.seeds) {
       const spec = { ...(applyValues(sweep, a.values) as ExperimentSpec), seed, name: `${sweep.base.name}[${label}]` };
       let parsed: ExperimentSpec;

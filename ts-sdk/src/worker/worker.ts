@@ -176,8 +176,7 @@ export class Worker {
     options: { cacheDir?: string; signal?: AbortSignal; device?: string; precision?: Precision; onEvent?: (event: RunEvent) => void } = {},
   ): Promise<{ path: string; cached: boolean }> {
     this.assertRunning('prepareSource');
-    const precision = options.precision === 'auto' ? undefined : options.precision;
-    return obtainSource(this.client, { backbone, device: options.device ?? '', precision }, source, cacheDir(options.cacheDir), options.signal,
+    return obtainSource(this.client, { backbone, device: options.device ?? '', precision: options.precision }, source, cacheDir(options.cacheDir), options.signal,
       options.onEvent ?? (() => undefined));
   }
 
