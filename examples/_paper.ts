@@ -1,12 +1,12 @@
 /** Shared by the paper-configuration examples: the inputs they need, checked with clear messages. */
 import { existsSync } from 'node:fs';
-import { InvalidSpecError } from '../ts-sdk/src/index.js';
+import { UsageError } from '../ts-sdk/src/index.js';
 
 export function requirePath(variable: string, what: string): string {
   const value = process.env[variable];
   if (!value) {
-    throw new InvalidSpecError(variable, `set ${variable} to ${what}; this example reproduces the paper's setting and needs it`);
+    throw new UsageError(variable, `set ${variable} to ${what}; this example reproduces the paper's setting and needs it`);
   }
-  if (!existsSync(value)) throw new InvalidSpecError(variable, `${value} does not exist (${what})`);
+  if (!existsSync(value)) throw new UsageError(variable, `${value} does not exist (${what})`);
   return value;
 }

@@ -6,6 +6,9 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$repo}
 python=${AFA_PYTHON:-$repo/python-worker/.venv/bin/python}
 protos=(afa/v1/afa.proto grpc/health/v1/health.proto)
+# The standard error model, for reading status details in TypeScript; Python imports the same
+# messages from googleapis-common-protos (generating them twice would clash in its descriptor pool).
+ts_only=(google/rpc/status.proto google/rpc/error_details.proto)
 
 ts_out=$out/ts-sdk/src/gen
 py_out=$out/python-worker/afa_worker/_gen
@@ -17,7 +20,7 @@ node_modules/.bin/protoc \
   --plugin=protoc-gen-ts_proto=node_modules/.bin/protoc-gen-ts_proto \
   --ts_proto_out="$ts_out" \
   --ts_proto_opt=outputServices=grpc-js,esModuleInterop=true,importSuffix=.js,env=node,forceLong=number,oneof=unions-value,useOptionals=none,outputTypeRegistry=false \
-  -I proto "${protos[@]}"
+  -I proto "${protos[@]}" "${ts_only[@]}"
 
 # Mapping the include root onto the package path makes the generated imports package-relative
 # (afa_worker._gen.afa.v1), so the stubs import without sys.path tricks.

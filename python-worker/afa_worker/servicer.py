@@ -3,7 +3,6 @@ the client goes away or the server shuts down."""
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Iterator
@@ -18,6 +17,8 @@ from afa_worker.compute import ComputeThread
 from afa_worker.errors import BusyError, NotFoundError, SpecError
 from afa_worker.info import worker_info
 from afa_worker.session import Session, create_session
+from afa_worker.stage_plan import parse_stage
+from afa_worker.status import abort_invalid_argument
 from afa_worker.trainer import evaluate, run_stage
 
 __all__ = ["AfaWorkerServicer"]
@@ -34,7 +35,7 @@ def _status_mapping(context: grpc.ServicerContext):
         yield
     except SpecError as exc:
         _log.info("rejected: %s", exc)
-        context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        abort_invalid_argument(context, exc)
     except NotFoundError as exc:
         context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
     except BusyError as exc:
@@ -124,6 +125,7 @@ class AfaWorkerServicer(pbgrpc.AfaWorkerServicer):
     def RunStage(self, request, context) -> Iterator[pb.StageEvent]:  # noqa: N802
         with _status_mapping(context):
             session, compute = self._session(request.session_id)
+            plan = parse_stage(request.stage)  # every field validated before anything runs
             cancel = threading.Event()
             context.add_callback(cancel.set)
             with self._exclusive(session, "RunStage"):
@@ -135,7 +137,7 @@ class AfaWorkerServicer(pbgrpc.AfaWorkerServicer):
                 _log.info("session %s: stage %r started (%d steps, %s)", session.id[:8], request.stage.name,
                           request.stage.iterations, request.stage.regularizer.WhichOneof("kind"))
                 try:
-                    for event in compute.stream(lambda: run_stage(session, request.stage, cancel), cancel.set):
+                    for event in compute.stream(lambda: run_stage(session, plan, cancel), cancel.set):
                         if event.WhichOneof("event") == "summary":
                             _log.info("session %s: stage %r ended: %s after %d steps", session.id[:8], event.summary.name,
                                       pb.StageStatus.Name(event.summary.status), event.summary.steps_completed)
@@ -170,13 +172,13 @@ class AfaWorkerServicer(pbgrpc.AfaWorkerServicer):
             session, compute = self._session(request.session_id)
             if not request.path:
                 raise SpecError("path", "a checkpoint path is required")
-            req = session.request
+            origin = session.provenance
             metadata = {
-                "backbone": {"name": req.backbone.name, "in_channels": session.data.in_channels,
-                             "width": req.backbone.width, "depth": req.backbone.depth},
+                "backbone": {"name": origin.backbone, "in_channels": session.data.in_channels,
+                             "width": origin.width, "depth": origin.depth},
                 "num_classes": session.data.num_classes, "class_names": session.data.class_names,
                 "head": session.head_name, "layers": session.layers,
-                "spec": json.loads(req.spec_json) if req.spec_json else None,
+                "spec": origin.spec,
             }
             with self._exclusive(session, "SaveCheckpoint"):
                 try:

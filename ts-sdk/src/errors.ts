@@ -2,12 +2,18 @@
  * Typed errors of the SDK. Every error is an {@link AfaError}; `instanceof` works across two copies
  * of the package (a brand symbol from the global registry, not object identity).
  */
-import { status as GrpcStatus } from '@grpc/grpc-js';
+import { status as GrpcStatus, type Metadata } from '@grpc/grpc-js';
+import { fieldViolation, type FieldViolation } from './client/status-details.js';
 
 const brands = new WeakMap<object, symbol>();
 
 function brandOf(cls: object): symbol | undefined {
   return brands.get(cls);
+}
+
+/** Marks `cls`'s instances with `also`'s brand too, so `instanceof also` holds for them. */
+function alsoBranded(cls: object & { prototype: object }, also: object): void {
+  Object.defineProperty(cls.prototype, brandOf(also)!, { value: true, enumerable: false });
 }
 
 /** Registers `cls` so `value instanceof cls` holds for any object carrying the class's brand. */
@@ -77,22 +83,63 @@ export class WorkerCallError extends AfaError {
 }
 branded('WorkerCallError', WorkerCallError);
 
-/**
- * The worker rejected a spec (INVALID_ARGUMENT). `field` names the offending field and `valid`
- * lists the valid values where there is a closed set.
- */
-export class SpecError extends WorkerCallError {
+/** The fields every field error has: where, what is wrong, and the valid values where there is a closed set. */
+export interface FieldProblem {
+  /** The field's path, e.g. `schedule[0].regularizer.alpha` (spec) or `stage.optimizer.lr` (worker). */
   readonly field: string;
+  readonly problem: string;
+  /** The valid values, where the field takes one of a closed set. */
   readonly valid: readonly string[] | undefined;
-  constructor(method: string, details: string, options?: { cause?: unknown; field?: string; valid?: string[] }) {
+}
+
+export function formatFieldProblem(field: string, problem: string, valid?: readonly string[]): string {
+  return `${field}: ${problem}${valid ? ` (valid: ${valid.join(', ')})` : ''}`;
+}
+
+/**
+ * A field failed validation. `instanceof FieldError` holds for every field error: a spec the SDK
+ * rejected ({@link InvalidSpecError}), a CLI flag or environment variable ({@link UsageError}),
+ * and a request the worker rejected ({@link SpecError}).
+ */
+export class FieldError extends AfaError implements FieldProblem {
+  readonly valid: readonly string[] | undefined;
+  constructor(
+    readonly field: string,
+    readonly problem: string,
+    valid?: readonly string[],
+  ) {
+    super(formatFieldProblem(field, problem, valid));
+    this.valid = valid;
+  }
+}
+branded('FieldError', FieldError);
+
+/** A spec failed validation in the SDK, before anything ran. */
+export class InvalidSpecError extends FieldError {}
+branded('InvalidSpecError', InvalidSpecError);
+
+/** A command-line flag, an environment variable or an output location is wrong (`field` names it). */
+export class UsageError extends FieldError {}
+branded('UsageError', UsageError);
+
+/**
+ * The worker rejected a request (INVALID_ARGUMENT). `field` names the offending field and `valid`
+ * lists the valid values where there is a closed set, both read from the status details.
+ */
+export class SpecError extends WorkerCallError implements FieldProblem {
+  readonly field: string;
+  readonly problem: string;
+  readonly valid: readonly string[] | undefined;
+  constructor(method: string, details: string, violation?: FieldViolation, options?: { cause?: unknown }) {
     super(method, GrpcStatus.INVALID_ARGUMENT, details, options);
-    const parsed = parseSpecDetails(details);
-    this.field = options?.field ?? parsed.field;
-    this.valid = options?.valid ?? parsed.valid;
+    this.field = violation?.field ?? '';
+    this.problem = violation?.problem ?? details;
+    this.valid = violation?.valid;
     this.message = details;
   }
 }
 branded('SpecError', SpecError);
+alsoBranded(SpecError, FieldError);
 
 export class NotFoundError extends WorkerCallError {}
 branded('NotFoundError', NotFoundError);
@@ -130,18 +177,11 @@ export class StageFailedError extends AfaError {
 }
 branded('StageFailedError', StageFailedError);
 
-/** "field: problem (valid: a, b, c)" -> its parts; the worker writes spec errors in this shape. */
-export function parseSpecDetails(details: string): { field: string; valid: string[] | undefined } {
-  const field = /^([A-Za-z0-9_.[\]]+):\s/.exec(details)?.[1] ?? '';
-  const validText = /\(valid: (.*)\)\s*$/s.exec(details)?.[1];
-  const valid = validText?.split(', ').map((v) => v.trim());
-  return { field, valid };
-}
-
 interface GrpcLikeError {
   code?: number;
   details?: string;
   message?: string;
+  metadata?: Metadata;
 }
 
 /** Maps a gRPC error to the typed error for its status code. */
@@ -153,7 +193,7 @@ export function fromGrpcError(method: string, error: unknown): AfaError {
   const options = { cause: error };
   switch (code) {
     case GrpcStatus.INVALID_ARGUMENT:
-      return new SpecError(method, details, options);
+      return new SpecError(method, details, fieldViolation(e.metadata), options);
     case GrpcStatus.NOT_FOUND:
       return new NotFoundError(method, code, details, options);
     case GrpcStatus.FAILED_PRECONDITION:

@@ -2,7 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import { extname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { InvalidSpecError } from '../dsl/validate.js';
+import { FieldError, InvalidSpecError, UsageError } from '../errors.js';
 
 let tsxRegistered = false;
 
@@ -22,7 +22,7 @@ export async function loadSpecFile(file: string): Promise<unknown> {
     try {
       text = await readFile(path, 'utf8');
     } catch (error) {
-      throw new InvalidSpecError(file, `cannot read: ${(error as Error).message}`);
+      throw new UsageError(file, `cannot read: ${(error as Error).message}`);
     }
     try {
       return JSON.parse(text);
@@ -31,7 +31,7 @@ export async function loadSpecFile(file: string): Promise<unknown> {
     }
   }
   if (!['.ts', '.mts', '.js', '.mjs'].includes(ext)) {
-    throw new InvalidSpecError(file, `unsupported file type ${ext || '(none)'}`, ['.ts', '.mts', '.js', '.mjs', '.json']);
+    throw new UsageError(file, `unsupported file type ${ext || '(none)'}`, ['.ts', '.mts', '.js', '.mjs', '.json']);
   }
   if (ext.endsWith('ts')) await ensureTsx();
   let module: Record<string, unknown>;
@@ -40,9 +40,9 @@ export async function loadSpecFile(file: string): Promise<unknown> {
   } catch (error) {
     const e = error as Error;
     if ((e as { code?: string }).code === 'ERR_MODULE_NOT_FOUND' && e.message.includes(path)) {
-      throw new InvalidSpecError(file, 'does not exist');
+      throw new UsageError(file, 'does not exist');
     }
-    if (e instanceof InvalidSpecError) throw e;
+    if (e instanceof FieldError) throw e;
     throw new InvalidSpecError(file, `failed to load: ${e.message.split('\n')[0]}`);
   }
   if (module.default !== undefined) return module.default;

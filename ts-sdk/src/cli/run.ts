@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { AfaError, CancelledError, SpecError } from '../errors.js';
-import { parseExperiment, InvalidSpecError } from '../dsl/validate.js';
+import { AfaError, CancelledError, FieldError } from '../errors.js';
+import { parseExperiment } from '../dsl/validate.js';
 import { Worker } from '../worker/worker.js';
 import { EXIT } from './exit.js';
 import { abortOnSigint } from './interrupt.js';
@@ -8,9 +8,9 @@ import { loadSpecFile } from './load.js';
 import { Progress } from '../report/progress.js';
 import { formatResult } from '../report/result.js';
 
-/** Exit code for an error: 2 for a bad spec, 130 for an interrupt, 1 otherwise. */
+/** Exit code for an error: 2 for a bad spec or flag (any field error), 130 for an interrupt, 1 otherwise. */
 export function exitCodeFor(error: unknown): number {
-  if (error instanceof InvalidSpecError || error instanceof SpecError) return EXIT.BAD_SPEC;
+  if (error instanceof FieldError) return EXIT.BAD_SPEC;
   if (error instanceof CancelledError) return EXIT.INTERRUPTED;
   return EXIT.FAILURE;
 }

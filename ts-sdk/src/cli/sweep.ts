@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { InvalidSpecError } from '../dsl/validate.js';
+import { UsageError } from '../errors.js';
 import { AfaError } from '../errors.js';
 import { SweepProgress } from '../report/sweep-progress.js';
 import { planSlots } from '../sweep/pool.js';
@@ -48,9 +48,9 @@ async function sweepCommand(file: string, opts: SweepCliOptions): Promise<number
   const progress = new SweepProgress();
   try {
     const sweep = parseSweep(await loadSpecFile(file));
-    if (!['none', 'median'].includes(opts.earlyStop)) throw new InvalidSpecError('--early-stop', `unknown rule ${opts.earlyStop}`, ['none', 'median']);
+    if (!['none', 'median'].includes(opts.earlyStop)) throw new UsageError('--early-stop', `unknown rule ${opts.earlyStop}`, ['none', 'median']);
     const workers = Number(opts.workers);
-    if (!Number.isInteger(workers) || workers < 1) throw new InvalidSpecError('--workers', `must be a whole number >= 1, got ${opts.workers}`);
+    if (!Number.isInteger(workers) || workers < 1) throw new UsageError('--workers', `must be a whole number >= 1, got ${opts.workers}`);
     const outDir = resolve(opts.out ?? join('afa-sweeps', sweep.name.replace(/[^A-Za-z0-9_.-]+/g, '-')));
     const slots = planSlots({ local: workers, remote: opts.worker, threads: opts.threads ? Number(opts.threads) : undefined, python: opts.python });
     const outcome = await runSweep(sweep, {

@@ -2,26 +2,14 @@
  * Run-time validation of specs that did not pass through the compiler (JSON files, CLI input,
  * sweeps). Every error names the field by its path and, where there is a closed set, the valid values.
  */
-import { AfaError } from '../errors.js';
+import { InvalidSpecError } from '../errors.js';
 import { BACKBONE_NAMES } from './backbone.js';
-import { DATA_KINDS, type DataSpec } from './data.js';
+import { DATA_KINDS, type DataKind, type DataSpec } from './data.js';
 import type { ExperimentSpec } from './experiment.js';
 import { PRECISIONS } from './precision.js';
-import { needsSource, REGULARIZER_KINDS, type RegularizerSpec } from './regularizers.js';
+import { needsSource, REGULARIZER_KINDS, type RegularizerKind, type RegularizerSpec } from './regularizers.js';
 import type { SourceSpec } from './source.js';
 import type { ScheduleStep } from './stage.js';
-
-/** A spec failed validation before anything ran. */
-export class InvalidSpecError extends AfaError {
-  constructor(
-    readonly field: string,
-    readonly problem: string,
-    readonly valid?: readonly string[],
-  ) {
-    super(`${field}: ${problem}${valid ? ` (valid: ${valid.join(', ')})` : ''}`);
-  }
-}
-Object.defineProperty(InvalidSpecError.prototype, 'name', { value: 'InvalidSpecError' });
 
 type Obj = Record<string, unknown>;
 
@@ -112,16 +100,26 @@ function checkBackbone(c: Checker, value: unknown): void {
 
 const SAMPLING_KEYS = ['labelsPerClass', 'valPerClass', 'testPerClass', 'classes', 'seed', 'imageSize', 'color', 'augment'];
 
-function checkData(c: Checker, value: unknown): DataSpec {
-  const d = c.object(value);
-  const kind = c.at('kind').oneOf(d.kind, DATA_KINDS);
-  if (kind === 'imageFolder') {
+type KindCheck = (c: Checker, value: Obj) => void;
+
+const checkDirectory: KindCheck = (c, d) => {
+  c.onlyKeys(d, ['kind', 'directory', ...SAMPLING_KEYS]);
+  c.optional(d, 'directory', (cc, v) => cc.string(v));
+};
+
+/** Each data set's own fields; every kind of the contract must be here for the SDK to compile. */
+const DATA_CHECKS = {
+  fashionMnist: checkDirectory,
+  mnist: checkDirectory,
+  imageFolder: (c, d) => {
     c.onlyKeys(d, ['kind', 'root', ...SAMPLING_KEYS]);
     c.at('root').string(d.root);
-  } else {
-    c.onlyKeys(d, ['kind', 'directory', ...SAMPLING_KEYS]);
-    c.optional(d, 'directory', (cc, v) => cc.string(v));
-  }
+  },
+} satisfies Record<DataKind, KindCheck>;
+
+function checkData(c: Checker, value: unknown): DataSpec {
+  const d = c.object(value);
+  DATA_CHECKS[c.at('kind').oneOf(d.kind, DATA_KINDS)](c, d);
   for (const key of ['labelsPerClass', 'valPerClass', 'testPerClass', 'seed'] as const) {
     c.optional(d, key, (cc, v) => cc.count(v, { allowZero: true }));
   }
@@ -135,36 +133,40 @@ function checkData(c: Checker, value: unknown): DataSpec {
   return d as unknown as DataSpec;
 }
 
+const alphaOnly: KindCheck = (c, r) => {
+  c.onlyKeys(r, ['kind', 'alpha']);
+  alpha(c.at('alpha'), r.alpha);
+};
+
+const attentive: KindCheck = (c, r) => {
+  c.onlyKeys(r, ['kind', 'alpha', 'hidden']);
+  alpha(c.at('alpha'), r.alpha);
+  c.optional(r, 'hidden', (cc, v) => cc.count(v));
+};
+
+/** Each regulariser's own fields; every kind of the contract must be here for the SDK to compile. */
+const REGULARIZER_CHECKS = {
+  none: (c, r) => {
+    c.onlyKeys(r, ['kind', 'weightDecay']);
+    c.at('weightDecay').number(r.weightDecay, { min: 0 });
+  },
+  l2fe: (c, r) => c.onlyKeys(r, ['kind']),
+  l2sp: alphaOnly,
+  featureMap: alphaOnly,
+  delta: (c, r) => {
+    c.onlyKeys(r, ['kind', 'alpha', 'headIterations', 'ablationBatches', 'temperature']);
+    alpha(c.at('alpha'), r.alpha);
+    c.optional(r, 'headIterations', (cc, v) => cc.count(v));
+    c.optional(r, 'ablationBatches', (cc, v) => cc.count(v));
+    c.optional(r, 'temperature', (cc, v) => cc.number(v, { minExclusive: 0 }));
+  },
+  afaSpatial: attentive,
+  afaChannel: attentive,
+} satisfies Record<RegularizerKind, KindCheck>;
+
 function checkRegularizer(c: Checker, value: unknown): RegularizerSpec {
   const r = c.object(value);
-  const kind = c.at('kind').oneOf(r.kind, REGULARIZER_KINDS);
-  switch (kind) {
-    case 'none':
-      c.onlyKeys(r, ['kind', 'weightDecay']);
-      c.at('weightDecay').number(r.weightDecay, { min: 0 });
-      break;
-    case 'l2fe':
-      c.onlyKeys(r, ['kind']);
-      break;
-    case 'l2sp':
-    case 'featureMap':
-      c.onlyKeys(r, ['kind', 'alpha']);
-      alpha(c.at('alpha'), r.alpha);
-      break;
-    case 'delta':
-      c.onlyKeys(r, ['kind', 'alpha', 'headIterations', 'ablationBatches', 'temperature']);
-      alpha(c.at('alpha'), r.alpha);
-      c.optional(r, 'headIterations', (cc, v) => cc.count(v));
-      c.optional(r, 'ablationBatches', (cc, v) => cc.count(v));
-      c.optional(r, 'temperature', (cc, v) => cc.number(v, { minExclusive: 0 }));
-      break;
-    case 'afaSpatial':
-    case 'afaChannel':
-      c.onlyKeys(r, ['kind', 'alpha', 'hidden']);
-      alpha(c.at('alpha'), r.alpha);
-      c.optional(r, 'hidden', (cc, v) => cc.count(v));
-      break;
-  }
+  REGULARIZER_CHECKS[c.at('kind').oneOf(r.kind, REGULARIZER_KINDS)](c, r);
   return r as unknown as RegularizerSpec;
 }
 
@@ -252,7 +254,7 @@ export function parseExperiment(value: unknown): ExperimentSpec {
     schedule.forEach((s, i) => {
       if (s.kind === 'stage' && needsSource(s.regularizer.kind)) {
         c.at('schedule').at(i).at('regularizer').fail(`${s.regularizer.kind} aligns to a source model, and source is scratch`,
-          ['none', 'l2fe']);
+          REGULARIZER_KINDS.filter((k) => !needsSource(k)));
       }
     });
   }

@@ -1,7 +1,7 @@
 /** Reading a sweep's output directory back (for `afa results` and `afa report`). */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { InvalidSpecError } from '../dsl/validate.js';
+import { UsageError } from '../errors.js';
 import type { SweepSpec } from './space.js';
 import { latestByTrial, readRecords, resultsPath, SWEEP_FILE, type TrialRecord } from './store.js';
 
@@ -14,7 +14,7 @@ export interface SweepDirectory {
 
 export function loadSweepDirectory(dir: string): SweepDirectory {
   const sweepFile = join(dir, SWEEP_FILE);
-  if (!existsSync(sweepFile)) throw new InvalidSpecError(dir, `is not a sweep output directory (no ${SWEEP_FILE})`);
+  if (!existsSync(sweepFile)) throw new UsageError(dir, `is not a sweep output directory (no ${SWEEP_FILE})`);
   const { sweep } = JSON.parse(readFileSync(sweepFile, 'utf8')) as { sweep: SweepSpec };
   const { records, tornLines } = readRecords(resultsPath(dir));
   return { dir, sweep, records: latestByTrial(records), tornLines };

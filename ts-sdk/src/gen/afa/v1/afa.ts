@@ -235,6 +235,19 @@ export function splitToJSON(object: Split): string {
   }
 }
 
+/**
+ * An INVALID_ARGUMENT status carries its fields in the standard gRPC status details
+ * (`grpc-status-details-bin`, a google.rpc.Status): a google.rpc.BadRequest whose field violation
+ * names the field (its path in the request, e.g. "stage.regularizer.afa_spatial.alpha") and the
+ * problem, and, where the field takes one of a closed set of values, this message listing them.
+ */
+export interface ValidValues {
+  field: string;
+  /** At most 200 values; `total` says how many there are when the list was cut. */
+  values: string[];
+  total: number;
+}
+
 export interface GetInfoRequest {
 }
 
@@ -593,6 +606,107 @@ export interface SaveCheckpointResponse {
   bytes: number;
   sha256: string;
 }
+
+function createBaseValidValues(): ValidValues {
+  return { field: "", values: [], total: 0 };
+}
+
+export const ValidValues: MessageFns<ValidValues> = {
+  encode(message: ValidValues, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.field !== "") {
+      writer.uint32(10).string(message.field);
+    }
+    for (const v of message.values) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.total !== 0) {
+      writer.uint32(24).uint32(message.total);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ValidValues {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseValidValues();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.field = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.values.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.total = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ValidValues {
+    return {
+      field: isSet(object.field) ? globalThis.String(object.field) : "",
+      values: globalThis.Array.isArray(object?.values) ? object.values.map((e: any) => globalThis.String(e)) : [],
+      total: isSet(object.total) ? globalThis.Number(object.total) : 0,
+    };
+  },
+
+  toJSON(message: ValidValues): unknown {
+    const obj: any = {};
+    if (message.field !== "") {
+      obj.field = message.field;
+    }
+    if (message.values?.length) {
+      obj.values = message.values;
+    }
+    if (message.total !== 0) {
+      obj.total = Math.round(message.total);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ValidValues>, I>>(base?: I): ValidValues {
+    return ValidValues.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ValidValues>, I>>(object: I): ValidValues {
+    const message = createBaseValidValues();
+    message.field = object.field ?? "";
+    message.values = object.values?.map((e) => e) || [];
+    message.total = object.total ?? 0;
+    return message;
+  },
+};
 
 function createBaseGetInfoRequest(): GetInfoRequest {
   return {};
