@@ -22,7 +22,8 @@ from afa_worker._gen.afa.v1 import afa_pb2 as pb  # noqa: E402
 from afa_worker.backbones import build_backbone, default_layers  # noqa: E402
 from afa_worker.precision import resolve_precision  # noqa: E402
 from afa_worker.data import DataBundle, TensorSplit  # noqa: E402
-from afa_worker.session import Session, _freeze, _layer_shapes  # noqa: E402
+from afa_worker.session import Provenance, Session, _freeze, _layer_shapes  # noqa: E402
+from afa_worker.stage_plan import parse_stage  # noqa: E402
 from afa_worker.trainer import run_stage  # noqa: E402
 
 # Forward FLOPs per 224x224 image (multiply-adds x 2), from the architectures' published counts.
@@ -31,6 +32,7 @@ GFLOPS_FWD = {"resnet50": 2 * 4.09, "resnet101": 2 * 7.80, "resnet18": 2 * 1.82}
 
 def synthetic_session(arch: str, n: int, bf16: bool, device: torch.device, size: int) -> Session:
     gen = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)  # the backbones' init: a run-to-run difference here made the smoke test flaky
     x = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=gen)
     y = torch.randint(0, 100, (n,), generator=gen)
     data = DataBundle(TensorSplit(x, y), TensorSplit(x[:64], y[:64]), None, 100, [str(i) for i in range(100)],
@@ -44,8 +46,8 @@ def synthetic_session(arch: str, n: int, bf16: bool, device: torch.device, size:
     model = model.to(device, memory_format=torch.channels_last)
     source = source.to(device, memory_format=torch.channels_last)
     choice = pb.PRECISION_BF16 if bf16 else pb.PRECISION_FP32
-    request = pb.CreateSessionRequest(data=pb.DataSpec(augment=False), precision=choice)
-    return Session("bench", request, device, data.to(device), model, source, layers, shapes,
+    provenance = Provenance(arch, 0, 0, "", None)
+    return Session("bench", provenance, False, device, data.to(device), model, source, layers, shapes,
                    resolve_precision(choice, device))
 
 
@@ -58,7 +60,14 @@ def worker_images_per_second(session: Session, reg: pb.Regularizer, steps: int, 
     stage = pb.StageSpec(name="gpu", regularizer=reg, iterations=(windows + 2) * log_every, batch_size=64, head_l2=0.01,
                          seed=0, log_every=log_every, optimizer=pb.OptimizerSpec(lr=0.01, momentum=0.9),
                          no_feature_cache=not cache)
-    stamps = [time.perf_counter() for e in run_stage(session, stage, threading.Event()) if e.WhichOneof("event") == "step"]
+    stamps, summary = [], None
+    for event in run_stage(session, parse_stage(stage), threading.Event()):
+        if event.WhichOneof("event") == "step":
+            stamps.append(time.perf_counter())
+        elif event.WhichOneof("event") == "summary":
+            summary = event.summary
+    if summary is None or summary.status != pb.STAGE_STATUS_COMPLETED:
+        raise RuntimeError(f"the benchmark stage did not complete: {summary}")
     return 64 * log_every * windows / (stamps[-1] - stamps[1])
 
 
@@ -108,9 +117,11 @@ def main() -> int:
     torch.backends.cudnn.benchmark = True
     methods = {
         "fine-tune": (pb.Regularizer(none=pb.NoRegularizer(weight_decay=1e-4)), False),
-        "afa-spatial": (pb.Regularizer(afa_spatial=pb.AfaSpatial(alpha=0.1)), False),
-        "afa-channel": (pb.Regularizer(afa_channel=pb.AfaChannel(alpha=0.15)), False),
-        "afa-channel+cache": (pb.Regularizer(afa_channel=pb.AfaChannel(alpha=0.15)), True),
+        # Small alphas: the paper's (0.1/0.15) diverge on random images within a few steps, and a
+        # diverged stage stops early; the step's cost does not depend on alpha.
+        "afa-spatial": (pb.Regularizer(afa_spatial=pb.AfaSpatial(alpha=1e-4)), False),
+        "afa-channel": (pb.Regularizer(afa_channel=pb.AfaChannel(alpha=1e-4)), False),
+        "afa-channel+cache": (pb.Regularizer(afa_channel=pb.AfaChannel(alpha=1e-4)), True),
     }
     rows = []
     for arch in archs:

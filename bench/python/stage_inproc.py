@@ -16,6 +16,7 @@ from google.protobuf import json_format  # noqa: E402
 from afa_worker._gen.afa.v1 import afa_pb2 as pb  # noqa: E402
 from afa_worker.runtime import configure_torch  # noqa: E402
 from afa_worker.session import create_session  # noqa: E402
+from afa_worker.stage_plan import parse_stage  # noqa: E402
 from afa_worker.trainer import run_stage  # noqa: E402
 
 job = json.loads(Path(sys.argv[1]).read_text())
@@ -27,11 +28,11 @@ stage = json_format.ParseDict(job["stage"], pb.StageSpec())
 warm = pb.StageSpec()
 warm.CopyFrom(stage)
 warm.iterations = 3
-list(run_stage(create_session(request), warm, threading.Event()))
+list(run_stage(create_session(request), parse_stage(warm), threading.Event()))
 walls = []
 for _ in range(job["repeats"]):
     session = create_session(request)
     start = time.perf_counter()
-    events = list(run_stage(session, stage, threading.Event()))
+    events = list(run_stage(session, parse_stage(stage), threading.Event()))
     walls.append(time.perf_counter() - start)
 print(json.dumps({"walls": walls, "steps": events[-1].summary.steps_completed}))

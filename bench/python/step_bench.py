@@ -27,7 +27,9 @@ from afa_worker.checkpoint import save_checkpoint  # noqa: E402
 from afa_worker.precision import resolve_precision  # noqa: E402
 from afa_worker.runtime import configure_torch  # noqa: E402
 from afa_worker.session import create_session, recalibrate_bn  # noqa: E402
-from afa_worker.trainer import _ordered_batches, run_stage  # noqa: E402
+from afa_worker.batches import ordered_batches  # noqa: E402
+from afa_worker.stage_plan import parse_stage  # noqa: E402
+from afa_worker.trainer import run_stage  # noqa: E402
 
 from naive_afa import NaiveAFAStep  # noqa: E402
 
@@ -38,7 +40,7 @@ def _source(width: int, path: Path) -> str:
                                                    data=pb.DataSpec(fashion_mnist=pb.FashionMnistData(), test_per_class=10)))
         stage = pb.StageSpec(name="p", regularizer=pb.Regularizer(none=pb.NoRegularizer()), iterations=20, batch_size=64,
                              optimizer=pb.OptimizerSpec(lr=0.05, momentum=0.9))
-        list(run_stage(s, stage, threading.Event()))
+        list(run_stage(s, parse_stage(stage), threading.Event()))
         save_checkpoint(s.target, str(path), {})
     return str(path)
 
@@ -63,13 +65,13 @@ def time_worker_step(width: int, weights: str, reg: pb.Regularizer, steps: int, 
     session = _session(width, weights, precision)
     stage = _stage(reg, steps + 5, batch, cache)
     stage.log_every = 1
-    stamps = [time.perf_counter() for e in run_stage(session, stage, threading.Event()) if e.WhichOneof("event") == "step"]
+    stamps = [time.perf_counter() for e in run_stage(session, parse_stage(stage), threading.Event()) if e.WhichOneof("event") == "step"]
     return statistics.median(b - a for a, b in zip(stamps[5:], stamps[6:]))
 
 
 def time_naive_step(width: int, weights: str, steps: int, batch: int) -> float:
     session = _session(width, weights)
-    recalibrate_bn(session.source, _ordered_batches(session, batch))
+    recalibrate_bn(session.source, ordered_batches(session.data, batch))
     shapes = session.layer_shapes
     attention = torch.nn.ModuleList([ChannelAttention(*shapes[name]) for name in session.layers])
     # Research code keeps PyTorch's default channels-first layout; the worker's channels-last is

@@ -36,5 +36,5 @@ def worker_info(active_sessions: int) -> pb.WorkerInfo:
     return pb.WorkerInfo(
         worker_version=__version__, protocol_version=PROTOCOL_VERSION, python_version=platform.python_version(),
         torch_version=torch.__version__, cuda_available=torch.cuda.is_available(), devices=_devices(),
-        cpu_threads=torch.get_num_threads(), backbones=backbone_names(), datasets=DATASETS,
+        cpu_threads=torch.get_num_threads(), backbones=backbone_names(), datasets=list(DATASETS),
         regularizers=list(REGULARIZERS), active_sessions=active_sessions, pid=os.getpid())

@@ -4,6 +4,7 @@ between RPCs. The target starts as a copy of the source with a new head."""
 from __future__ import annotations
 
 import copy
+import json
 import threading
 import uuid
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from afa_worker.features import FeatureTap
 from afa_worker.precision import PrecisionPlan, resolve_precision
 from afa_worker.weights import load_into, read_state_dict
 
-__all__ = ["Session", "create_session", "resolve_device"]
+__all__ = ["Session", "Provenance", "create_session", "resolve_device"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -33,10 +34,24 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+@dataclass(frozen=True)
+class Provenance:
+    """What produced a session, written beside its checkpoints."""
+
+    backbone: str
+    width: int
+    depth: int
+    source_weights: str
+    #: The experiment spec the client sent (opaque to the worker), or None.
+    spec: dict | None
+
+
 @dataclass
 class Session:
     id: str
-    request: pb.CreateSessionRequest
+    provenance: Provenance
+    #: Random crop and flip on training batches (so the source's maps cannot be cached).
+    augment: bool
     device: torch.device
     data: DataBundle
     target: nn.Module
@@ -122,7 +137,21 @@ def _layer_shapes(model: nn.Module, layers: list[str], sample: torch.Tensor) -> 
     return shapes
 
 
+def _spec_of(spec_json: str) -> dict | None:
+    """The provenance spec, refused here rather than when a checkpoint is written."""
+    if not spec_json:
+        return None
+    try:
+        spec = json.loads(spec_json)
+    except ValueError as exc:
+        raise SpecError("spec_json", f"is not valid JSON: {exc}") from exc
+    if not isinstance(spec, dict):
+        raise SpecError("spec_json", f"must be a JSON object, got {type(spec).__name__}")
+    return spec
+
+
 def create_session(request: pb.CreateSessionRequest) -> Session:
+    spec = _spec_of(request.spec_json)
     device = resolve_device(request.device)
     precision = resolve_precision(request.precision, device)
     if request.num_threads:
@@ -155,5 +184,6 @@ def create_session(request: pb.CreateSessionRequest) -> Session:
     # here on CPU: a fine-tuning step 8-23 % faster at widths 8-64 than channels-first).
     model = model.to(device, memory_format=torch.channels_last)
     source = source.to(device, memory_format=torch.channels_last) if source is not None else None
-    session = Session(uuid.uuid4().hex, request, device, data.to(device), model, source, layers, layer_shapes, precision)
-    return session
+    provenance = Provenance(request.backbone.name, request.backbone.width, request.backbone.depth, request.source_weights, spec)
+    return Session(uuid.uuid4().hex, provenance, bool(request.data.augment), device, data.to(device), model, source, layers,
+                   layer_shapes, precision)

@@ -7,11 +7,14 @@ import threading
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2, status_pb2
 
 from afa_worker import PROTOCOL_VERSION
 from afa_worker._gen.afa.v1 import afa_pb2 as pb
 from afa_worker._gen.grpc.health.v1 import health_pb2 as hpb
+from afa_worker.contract import oneof_fields
 from afa_worker.server import HANDSHAKE_PREFIX, ServerOptions, WorkerServer
+from afa_worker.status import DETAILS_KEY
 
 SERVING = hpb.HealthCheckResponse.SERVING
 NOT_SERVING = hpb.HealthCheckResponse.NOT_SERVING
@@ -24,8 +27,45 @@ def test_get_info_lists_versions_devices_and_choices(stub):
     assert info.devices[0].kind == "cpu"
     assert info.cpu_threads == 1
     assert {"small_resnet", "resnet50", "resnet101", "mobilenet_v2"} <= set(info.backbones)
-    assert set(info.regularizers) == {"none", "l2fe", "l2sp", "feature_map", "delta", "afa_spatial", "afa_channel"}
+    assert list(info.regularizers) == oneof_fields(pb.Regularizer, "kind")
+    assert list(info.datasets) == oneof_fields(pb.DataSpec, "dataset")
     assert info.active_sessions == 0
+
+
+def _status_details(error: grpc.RpcError) -> status_pb2.Status:
+    trailers = dict(error.trailing_metadata() or ())
+    return status_pb2.Status.FromString(trailers[DETAILS_KEY])
+
+
+def test_a_rejected_field_travels_as_structured_status_details(stub):
+    bad = pb.CreateSessionRequest(backbone=pb.BackboneSpec(name="resnet7"), data=pb.DataSpec(mnist=pb.MnistData()))
+    with pytest.raises(grpc.RpcError) as err:
+        stub.CreateSession(bad)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    status = _status_details(err.value)
+    assert status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0] and status.message == err.value.details()
+    request, valid = error_details_pb2.BadRequest(), pb.ValidValues()
+    assert status.details[0].Unpack(request) and status.details[1].Unpack(valid)
+    assert [(v.field, v.description) for v in request.field_violations] == [("backbone.name", "unknown backbone 'resnet7'")]
+    assert valid.field == "backbone.name" and list(valid.values[:2]) == ["small_resnet", "resnet18"]
+    assert valid.total == len(valid.values)
+
+
+def test_a_field_without_a_closed_set_has_no_valid_values(stub):
+    stage = pb.StageSpec(iterations=0, batch_size=1, regularizer=pb.Regularizer(none=pb.NoRegularizer()),
+                         optimizer=pb.OptimizerSpec(lr=0.1))
+    with pytest.raises(grpc.RpcError) as err:
+        list(stub.RunStage(pb.RunStageRequest(session_id="nope", stage=stage)))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND  # the session is looked up first
+    session = stub.CreateSession(pb.CreateSessionRequest(backbone=pb.BackboneSpec(name="small_resnet", width=4),
+                                                         data=pb.DataSpec(mnist=pb.MnistData(), labels_per_class=2)))
+    with pytest.raises(grpc.RpcError) as err:
+        list(stub.RunStage(pb.RunStageRequest(session_id=session.session_id, stage=stage)))
+    status = _status_details(err.value)
+    assert len(status.details) == 1
+    request = error_details_pb2.BadRequest()
+    assert status.details[0].Unpack(request)
+    assert request.field_violations[0].field == "stage.iterations"
 
 
 def test_handshake_line_carries_port_and_protocol(server):

@@ -15,7 +15,8 @@ import torch
 from afa_worker._gen.afa.v1 import afa_pb2 as pb
 from afa_worker.precision import PrecisionPlan
 from afa_worker.session import create_session
-from afa_worker.trainer import evaluate, lr_factor, run_stage
+from afa_worker.stage_plan import parse_lr_schedule, parse_stage
+from afa_worker.trainer import evaluate, run_stage
 
 WIDTH = 8
 
@@ -38,7 +39,7 @@ def source_weights(tmp_path_factory) -> str:
     stage = pb.StageSpec(name="pretrain", regularizer=pb.Regularizer(none=pb.NoRegularizer(weight_decay=1e-4)),
                          optimizer=_sgd(0.05), lr_schedule=pb.LrSchedule(cosine=pb.CosineLr()),
                          iterations=200, batch_size=64, seed=0)
-    summary = list(run_stage(session, stage, threading.Event()))[-1].summary
+    summary = list(run_stage(session, parse_stage(stage), threading.Event()))[-1].summary
     assert summary.status == pb.STAGE_STATUS_COMPLETED and summary.final_val_accuracy > 0.5
     from afa_worker.checkpoint import save_checkpoint
 
@@ -79,7 +80,7 @@ def _comparable(events: list[pb.StageEvent]) -> list:
 def test_grpc_stage_equals_in_process_stage(source_weights, stub):
     stage = _stage(pb.Regularizer(afa_channel=pb.AfaChannel(alpha=0.01)))
     local = create_session(_transfer_request(source_weights))
-    local_events = list(run_stage(local, stage, threading.Event()))
+    local_events = list(run_stage(local, parse_stage(stage), threading.Event()))
 
     created = stub.CreateSession(_transfer_request(source_weights))
     assert created.has_source and [layer.name for layer in created.layers] == ["layer1.0", "layer2.0", "layer3.0"]
@@ -123,7 +124,7 @@ def test_cancel_event_in_process_reports_cancelled():
     session = create_session(_pretrain_request())
     cancel = threading.Event()
     events = []
-    for event in run_stage(session, _stage(pb.Regularizer(none=pb.NoRegularizer()), iterations=1000, log_every=1), cancel):
+    for event in run_stage(session, parse_stage(_stage(pb.Regularizer(none=pb.NoRegularizer()), iterations=1000, log_every=1)), cancel):
         events.append(event)
         if event.WhichOneof("event") == "step" and event.step.step == 3:
             cancel.set()
@@ -134,18 +135,18 @@ def test_cancel_event_in_process_reports_cancelled():
 def test_divergence_ends_the_stage_with_a_failed_status():
     session = create_session(_pretrain_request())
     stage = _stage(pb.Regularizer(none=pb.NoRegularizer()), iterations=200, optimizer=_sgd(1e6), log_every=0, eval_every=0)
-    summary = list(run_stage(session, stage, threading.Event()))[-1].summary
+    summary = list(run_stage(session, parse_stage(stage), threading.Event()))[-1].summary
     assert summary.status == pb.STAGE_STATUS_DIVERGED
     assert "lower the lr" in summary.message and summary.steps_completed < 200
 
 
 def test_attention_lr_multiplier_scales_only_the_attention_parameters(source_weights):
-    from afa_worker.trainer import _Optimizer, _regularizer
+    from afa_worker.stage_setup import prepare_stage
 
     session = create_session(_transfer_request(source_weights))
     stage = _stage(pb.Regularizer(afa_channel=pb.AfaChannel(alpha=1e-2)), attention_lr_multiplier=0.1)
-    reg = _regularizer(session, stage, torch.Generator().manual_seed(0))
-    optimizer = _Optimizer(stage, session, reg)
+    with prepare_stage(session, parse_stage(stage)) as run:
+        reg, optimizer = run.reg, run.optimizer
     attention_ids = {id(p) for p in reg.parameters()}
     lrs = {("attention" if id(g["params"][0]) in attention_ids else "model"): g["lr"] for g in optimizer.opt.param_groups}
     assert lrs == pytest.approx({"model": 0.01, "attention": 0.001})
@@ -156,7 +157,7 @@ def test_attention_lr_multiplier_scales_only_the_attention_parameters(source_wei
 def test_l2fe_trains_only_the_head(source_weights):
     session = create_session(_transfer_request(source_weights))
     before = {k: v.clone() for k, v in session.target.state_dict().items()}
-    list(run_stage(session, _stage(pb.Regularizer(l2fe=pb.L2Fe())), threading.Event()))
+    list(run_stage(session, parse_stage(_stage(pb.Regularizer(l2fe=pb.L2Fe()))), threading.Event()))
     after = session.target.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"fc.weight", "fc.bias"}
@@ -165,7 +166,7 @@ def test_l2fe_trains_only_the_head(source_weights):
 
 def test_promote_copies_target_backbone_into_source(source_weights, stub):
     session = create_session(_transfer_request(source_weights))
-    list(run_stage(session, _stage(pb.Regularizer(afa_spatial=pb.AfaSpatial(alpha=0.001))), threading.Event()))
+    list(run_stage(session, parse_stage(_stage(pb.Regularizer(afa_spatial=pb.AfaSpatial(alpha=0.001)))), threading.Event()))
     assert not torch.equal(session.source.conv1.weight, session.target.conv1.weight)
     copied = session.promote_target_to_source()
     assert copied > 0
@@ -193,11 +194,11 @@ def test_checkpoint_is_written_atomically_with_spec_sidecar(source_weights, stub
 
 def test_lr_schedules():
     step = pb.LrSchedule(step=pb.StepLr(at_fractions=[2 / 3], gamma=0.1))
-    assert lr_factor(step, 0, 90) == 1.0 and lr_factor(step, 59, 90) == 1.0
-    assert lr_factor(step, 60, 90) == pytest.approx(0.1)
+    assert parse_lr_schedule(step).factor(0, 90) == 1.0 and parse_lr_schedule(step).factor(59, 90) == 1.0
+    assert parse_lr_schedule(step).factor(60, 90) == pytest.approx(0.1)
     cosine = pb.LrSchedule(cosine=pb.CosineLr(min_fraction=0.0))
-    assert lr_factor(cosine, 0, 100) == 1.0 and lr_factor(cosine, 50, 100) == pytest.approx(0.5)
-    assert lr_factor(pb.LrSchedule(), 10, 100) == 1.0
+    assert parse_lr_schedule(cosine).factor(0, 100) == 1.0 and parse_lr_schedule(cosine).factor(50, 100) == pytest.approx(0.5)
+    assert parse_lr_schedule(pb.LrSchedule()).factor(10, 100) == 1.0
 
 
 @pytest.mark.parametrize("bad,field", [
@@ -238,7 +239,7 @@ def test_wrong_layer_over_grpc_lists_valid_layers(source_weights, stub):
 
 
 def _summary(session, stage) -> pb.StageSummary:
-    return list(run_stage(session, stage, threading.Event()))[-1].summary
+    return list(run_stage(session, parse_stage(stage), threading.Event()))[-1].summary
 
 
 @pytest.mark.parametrize("source_dtype", [torch.float32, torch.bfloat16])
@@ -269,7 +270,7 @@ def test_bf16_source_changes_the_alignment_little(source_weights):
         s.precision = PrecisionPlan(s.device, torch.float32,
                                     torch.float32 if precision == pb.PRECISION_FP32 else torch.bfloat16)
         stage = _stage(pb.Regularizer(feature_map=pb.FeatureMap(alpha=0.001)), iterations=5, log_every=5, no_feature_cache=True)
-        events = list(run_stage(s, stage, threading.Event()))
+        events = list(run_stage(s, parse_stage(stage), threading.Event()))
         summaries.append(next(e.step for e in events if e.WhichOneof("event") == "step"))
     fp32, bf16 = summaries
     assert fp32.reg_loss > 0 and bf16.reg_loss == pytest.approx(fp32.reg_loss, rel=0.05)

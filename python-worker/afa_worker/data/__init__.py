@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,12 +23,10 @@ from afa_worker.data.sources import (
     load_image_folder,
     load_mnist_json,
 )
+from afa_worker.contract import check_registry
 from afa_worker.errors import SpecError
 
 __all__ = ["DATASETS", "TensorSplit", "DataBundle", "load_data"]
-
-DATASETS = ["fashion_mnist", "mnist", "image_folder"]
-
 
 @dataclass
 class TensorSplit:
@@ -98,20 +97,35 @@ def _cached(key: tuple, load) -> RawSplits:
     return raw
 
 
+def _fashion_mnist(spec: pb.DataSpec) -> RawSplits:
+    directory = spec.fashion_mnist.directory
+    return _cached(("fashion_mnist", *_file_identity(directory, FASHION_MNIST_DIR)), lambda: load_fashion_mnist(directory))
+
+
+def _mnist(spec: pb.DataSpec) -> RawSplits:
+    directory = spec.mnist.directory
+    return _cached(("mnist", *_file_identity(directory, find_mnist_dir())), lambda: load_mnist_json(directory))
+
+
+def _image_folder(spec: pb.DataSpec) -> RawSplits:
+    keep_rgb = spec.color in (pb.COLOR_MODE_RGB, pb.COLOR_MODE_NATIVE)
+    return load_image_folder(spec.image_folder.root, spec.image_size, keep_rgb)
+
+
+#: One reader per data set of the proto's ``DataSpec.dataset`` oneof (checked at import).
+DATASETS: dict[str, Callable[[pb.DataSpec], RawSplits]] = {
+    "fashion_mnist": _fashion_mnist,
+    "mnist": _mnist,
+    "image_folder": _image_folder,
+}
+check_registry(DATASETS, pb.DataSpec, "dataset")
+
+
 def _read(spec: pb.DataSpec) -> RawSplits:
     which = spec.WhichOneof("dataset")
-    rgb = spec.color == pb.COLOR_MODE_RGB
-    if which == "fashion_mnist":
-        directory = spec.fashion_mnist.directory
-        key = ("fashion_mnist", *_file_identity(directory, FASHION_MNIST_DIR))
-        return _cached(key, lambda: load_fashion_mnist(directory))
-    if which == "mnist":
-        directory = spec.mnist.directory
-        key = ("mnist", *_file_identity(directory, find_mnist_dir()))
-        return _cached(key, lambda: load_mnist_json(directory))
-    if which == "image_folder":
-        return load_image_folder(spec.image_folder.root, spec.image_size, rgb or spec.color == pb.COLOR_MODE_NATIVE)
-    raise SpecError("data.dataset", "no data set given", DATASETS)
+    if which is None:
+        raise SpecError("data.dataset", "no data set given", list(DATASETS))
+    return DATASETS[which](spec)
 
 
 def _convert_color(x: np.ndarray, color: int) -> np.ndarray:

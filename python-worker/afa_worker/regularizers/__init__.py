@@ -1,11 +1,17 @@
-"""Regulariser registry: proto oneof name -> builder. One small module per regulariser; the
-trainer owns the hooks and hands each one the target and source feature maps."""
+"""Regulariser registry: one entry per kind of the proto's ``Regularizer.kind`` oneof (checked at
+import). An entry names the kind's module, whose class attributes are the kind's facts (needs a
+source, aligns feature maps, has attention), a parser that turns the proto message into validated
+options at the servicer boundary, and a builder that makes the module at the start of a stage."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from afa_worker._gen.afa.v1 import afa_pb2 as pb
+from afa_worker.contract import check_registry
 from afa_worker.errors import SourceMissingError, SpecError
 from afa_worker.regularizers.afa import AttentiveChannelTransfer, AttentiveSpatialTransfer
 from afa_worker.regularizers.base import Regularizer, RegularizerContext
@@ -14,7 +20,8 @@ from afa_worker.regularizers.feature_map import FeatureMapAlignment
 from afa_worker.regularizers.l2sp import L2SP
 from afa_worker.regularizers.plain import L2FE, NoRegularizer
 
-__all__ = ["REGULARIZERS", "build_regularizer", "Regularizer", "RegularizerContext", "NEEDS_SOURCE"]
+__all__ = ["REGULARIZERS", "RegularizerKind", "RegularizerPlan", "parse_regularizer", "build_regularizer", "Regularizer",
+           "RegularizerContext"]
 
 # Worker-side defaults for DELTA's importance probe when the request leaves them 0.
 DELTA_HEAD_ITERATIONS = 100
@@ -22,72 +29,88 @@ DELTA_ABLATION_BATCHES = 2
 DELTA_TEMPERATURE = 5.0
 
 
-def _alpha(value: float, field: str) -> float:
-    if not value >= 0 or value == float("inf"):  # also catches NaN
-        raise SpecError(field, f"alpha must be a finite number >= 0, got {value}")
-    return value
+@dataclass(frozen=True)
+class RegularizerPlan:
+    """A validated regulariser choice: its kind and the keyword options its builder takes."""
+
+    kind: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def entry(self) -> RegularizerKind:
+        return REGULARIZERS[self.kind]
 
 
-def _none(msg: pb.NoRegularizer, ctx: RegularizerContext) -> Regularizer:
-    if not msg.weight_decay >= 0:
-        raise SpecError("stage.regularizer.none.weight_decay", f"must be >= 0, got {msg.weight_decay}")
-    return NoRegularizer(weight_decay=msg.weight_decay)
+@dataclass(frozen=True)
+class RegularizerKind:
+    module: type[Regularizer]
+    #: proto message of this kind, field path -> validated options.
+    parse: Callable[[Any, str], dict[str, Any]]
+    #: (context, **options) -> the module.
+    build: Callable[..., Regularizer]
 
 
-def _l2fe(_msg: pb.L2Fe, _ctx: RegularizerContext) -> Regularizer:
-    return L2FE()
+def _finite(value: float, field_path: str, *, positive: bool = False) -> float:
+    ok = math.isfinite(value) and (value > 0 if positive else value >= 0)
+    if not ok:
+        raise SpecError(field_path, f"must be a finite number {'> 0' if positive else '>= 0'}, got {value}")
+    return float(value)
 
 
-def _l2sp(msg: pb.L2Sp, ctx: RegularizerContext) -> Regularizer:
-    return L2SP(_alpha(msg.alpha, "stage.regularizer.l2sp.alpha"), ctx.target, ctx.source, ctx.head_name)
+def _alpha(msg: Any, at: str) -> dict[str, Any]:
+    if not math.isfinite(msg.alpha) or msg.alpha < 0:
+        raise SpecError(f"{at}.alpha", f"alpha must be a finite number >= 0, got {msg.alpha}")
+    return {"alpha": float(msg.alpha)}
 
 
-def _feature_map(msg: pb.FeatureMap, _ctx: RegularizerContext) -> Regularizer:
-    return FeatureMapAlignment(_alpha(msg.alpha, "stage.regularizer.feature_map.alpha"))
+def _attentive(msg: Any, at: str) -> dict[str, Any]:
+    return {**_alpha(msg, at), "hidden": int(msg.hidden)}
 
 
-def _delta(msg: pb.Delta, ctx: RegularizerContext) -> Regularizer:
-    alpha = _alpha(msg.alpha, "stage.regularizer.delta.alpha")
-    temperature = msg.temperature or DELTA_TEMPERATURE
-    if not temperature > 0:
-        raise SpecError("stage.regularizer.delta.temperature", f"must be > 0, got {msg.temperature}")
+def _delta(msg: pb.Delta, at: str) -> dict[str, Any]:
+    temperature = _finite(msg.temperature, f"{at}.temperature", positive=True) if msg.temperature else DELTA_TEMPERATURE
+    return {**_alpha(msg, at), "temperature": temperature,
+            "head_iterations": msg.head_iterations or DELTA_HEAD_ITERATIONS,
+            "ablation_batches": msg.ablation_batches or DELTA_ABLATION_BATCHES}
+
+
+def _build_delta(ctx: RegularizerContext, alpha: float, temperature: float, head_iterations: int,
+                 ablation_batches: int) -> Regularizer:
     assert ctx.batches is not None
     # The importance is measured on the source network, whose maps the target is pulled towards.
-    weights = channel_importance(ctx.source, ctx.head_name, ctx.layers, ctx.batches(),
-                                 msg.head_iterations or DELTA_HEAD_ITERATIONS,
-                                 msg.ablation_batches or DELTA_ABLATION_BATCHES, temperature)
+    weights = channel_importance(ctx.source, ctx.head_name, ctx.layers, ctx.batches(), head_iterations,
+                                 ablation_batches, temperature)
     return DELTA(alpha, weights)
 
 
-def _afa_spatial(msg: pb.AfaSpatial, ctx: RegularizerContext) -> Regularizer:
-    alpha = _alpha(msg.alpha, "stage.regularizer.afa_spatial.alpha")
-    return AttentiveSpatialTransfer(alpha, ctx.layer_shapes, msg.hidden)
-
-
-def _afa_channel(msg: pb.AfaChannel, ctx: RegularizerContext) -> Regularizer:
-    alpha = _alpha(msg.alpha, "stage.regularizer.afa_channel.alpha")
-    return AttentiveChannelTransfer(alpha, ctx.layer_shapes, msg.hidden)
-
-
-REGULARIZERS: dict[str, Callable[..., Regularizer]] = {
-    "none": _none,
-    "l2fe": _l2fe,
-    "l2sp": _l2sp,
-    "feature_map": _feature_map,
-    "delta": _delta,
-    "afa_spatial": _afa_spatial,
-    "afa_channel": _afa_channel,
+REGULARIZERS: dict[str, RegularizerKind] = {
+    "none": RegularizerKind(
+        NoRegularizer, lambda m, at: {"weight_decay": _finite(m.weight_decay, f"{at}.weight_decay")},
+        lambda ctx, weight_decay: NoRegularizer(weight_decay=weight_decay)),
+    "l2fe": RegularizerKind(L2FE, lambda m, at: {}, lambda ctx: L2FE()),
+    "l2sp": RegularizerKind(L2SP, _alpha, lambda ctx, alpha: L2SP(alpha, ctx.target, ctx.source, ctx.head_name)),
+    "feature_map": RegularizerKind(FeatureMapAlignment, _alpha, lambda ctx, alpha: FeatureMapAlignment(alpha)),
+    "delta": RegularizerKind(DELTA, _delta, _build_delta),
+    "afa_spatial": RegularizerKind(AttentiveSpatialTransfer, _attentive,
+                                   lambda ctx, alpha, hidden: AttentiveSpatialTransfer(alpha, ctx.layer_shapes, hidden)),
+    "afa_channel": RegularizerKind(AttentiveChannelTransfer, _attentive,
+                                   lambda ctx, alpha, hidden: AttentiveChannelTransfer(alpha, ctx.layer_shapes, hidden)),
 }
-NEEDS_SOURCE = {"l2sp", "feature_map", "delta", "afa_spatial", "afa_channel"}
+check_registry(REGULARIZERS, pb.Regularizer, "kind")
 
 
-def build_regularizer(spec: pb.Regularizer, ctx: RegularizerContext) -> Regularizer:
+def parse_regularizer(spec: pb.Regularizer, at: str = "stage.regularizer") -> RegularizerPlan:
     kind = spec.WhichOneof("kind")
     if kind is None:
-        raise SpecError("stage.regularizer", "no regulariser given", list(REGULARIZERS))
-    if kind in NEEDS_SOURCE and ctx.source is None:
-        raise SourceMissingError("stage.regularizer", f"{kind} aligns to a source model, and this session has none "
-                                 "(create it with source_weights)")
-    if kind in NEEDS_SOURCE - {"l2sp"} and not ctx.layers:
-        raise SpecError("layers", f"{kind} aligns feature maps and the session has no aligned layers")
-    return REGULARIZERS[kind](getattr(spec, kind), ctx)
+        raise SpecError(at, "no regulariser given", list(REGULARIZERS))
+    return RegularizerPlan(kind, REGULARIZERS[kind].parse(getattr(spec, kind), f"{at}.{kind}"))
+
+
+def build_regularizer(plan: RegularizerPlan, ctx: RegularizerContext, at: str = "stage.regularizer") -> Regularizer:
+    module = plan.entry.module
+    if module.needs_source and ctx.source is None:
+        raise SourceMissingError(at, f"{plan.kind} aligns to a source model, and this session has none "
+                                     "(create it with source_weights)")
+    if module.needs_source_features and not ctx.layers:
+        raise SpecError("layers", f"{plan.kind} aligns feature maps and the session has no aligned layers")
+    return plan.entry.build(ctx, **plan.options)

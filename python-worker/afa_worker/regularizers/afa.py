@@ -18,7 +18,9 @@ class _AttentiveTransfer(Regularizer):
     """One attention module per aligned layer; Omega sums each layer's attention-weighted term."""
 
     has_term = True
+    needs_source = True
     needs_source_features = True
+    has_attention = True
 
     def __init__(self, alpha: float, modules: dict[str, nn.Module]):
         super().__init__(alpha)

@@ -32,8 +32,12 @@ class Regularizer(nn.Module):
     """Base class. Subclasses set the flags and implement ``omega``."""
 
     name = "base"
-    #: The trainer runs the frozen source forward and passes its maps.
+    #: The kind compares the target with a frozen source model, so the session must have one.
+    needs_source = False
+    #: The trainer runs the frozen source forward and passes its maps (implies ``needs_source``).
     needs_source_features = False
+    #: The kind learns attention modules (trained with the network, reported by entropy).
+    has_attention = False
     #: The target backbone is frozen; only the head trains (L2-FE).
     freezes_backbone = False
     #: Omega is not identically zero, so the trainer evaluates it.

@@ -23,6 +23,7 @@ class DELTA(Regularizer):
 
     name = "delta"
     has_term = True
+    needs_source = True
     needs_source_features = True
 
     def __init__(self, alpha: float, weights: dict[str, torch.Tensor]):

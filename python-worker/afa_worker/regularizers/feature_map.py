@@ -18,6 +18,7 @@ class FeatureMapAlignment(Regularizer):
 
     name = "feature_map"
     has_term = True
+    needs_source = True
     needs_source_features = True
 
     def omega(self, target: FeatureDict, source: FeatureDict) -> torch.Tensor:

@@ -18,6 +18,7 @@ class L2SP(Regularizer):
 
     name = "l2sp"
     has_term = True
+    needs_source = True
 
     def __init__(self, alpha: float, target: nn.Module, source: nn.Module, head_name: str):
         super().__init__(alpha)

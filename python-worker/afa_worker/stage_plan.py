@@ -1,0 +1,141 @@
+"""A stage as the trainer reads it: the protobuf ``StageSpec`` parsed and validated once, at the
+servicer boundary, into plain frozen dataclasses with the worker's defaults applied. Every error
+names the field and, where there is a closed set, the valid values."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from afa_worker._gen.afa.v1 import afa_pb2 as pb
+from afa_worker.contract import check_registry
+from afa_worker.errors import SpecError
+from afa_worker.regularizers import RegularizerPlan, parse_regularizer
+
+__all__ = ["StagePlan", "OptimizerPlan", "LrSchedulePlan", "parse_stage", "parse_lr_schedule", "DEFAULT_FEATURE_CACHE_MB"]
+
+DEFAULT_FEATURE_CACHE_MB = 1024
+_OPTIMIZERS = {pb.OPTIMIZER_KIND_SGD: "sgd", pb.OPTIMIZER_KIND_ADAM: "adam"}
+
+
+@dataclass(frozen=True)
+class OptimizerPlan:
+    kind: str  # "sgd" | "adam"
+    lr: float
+    momentum: float
+    weight_decay: float
+    nesterov: bool
+
+
+@dataclass(frozen=True)
+class LrSchedulePlan:
+    """The multiplier of the base lr at each step: constant, x gamma at fractions, or cosine."""
+
+    kind: str
+    at_fractions: tuple[float, ...] = ()
+    gamma: float = 1.0
+    min_fraction: float = 0.0
+
+    def factor(self, step: int, total: int) -> float:
+        """Multiplier of the base lr at 0-based ``step`` of ``total``."""
+        if self.kind == "step":
+            return self.gamma ** sum(1 for f in self.at_fractions if step >= int(f * total))
+        if self.kind == "cosine":
+            return self.min_fraction + (1 - self.min_fraction) * 0.5 * (1 + math.cos(math.pi * step / max(1, total)))
+        return 1.0
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    name: str
+    regularizer: RegularizerPlan
+    optimizer: OptimizerPlan
+    lr_schedule: LrSchedulePlan
+    iterations: int
+    batch_size: int
+    head_l2: float
+    eval_every: int
+    log_every: int
+    seed: int
+    restore_best: bool
+    head_lr_multiplier: float
+    attention_lr_multiplier: float
+    #: MiB budget of the source feature cache; 0 = no cache.
+    feature_cache_mb: int
+
+    @property
+    def check_every(self) -> int:
+        """Steps between divergence checks (each reads the loss from the device)."""
+        return max(1, min(x for x in (self.log_every, self.eval_every, 10) if x > 0))
+
+
+def _finite(value: float, field: str, *, positive: bool = False) -> float:
+    if not math.isfinite(value) or not (value > 0 if positive else value >= 0):
+        raise SpecError(field, f"must be a finite number {'> 0' if positive else '>= 0'}, got {value}")
+    return float(value)
+
+
+def _in_range(value: float, field: str, low: float, high: float, *, low_open: bool, high_open: bool,
+              each: bool = False) -> float:
+    inside = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    if not inside:  # NaN is never inside
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise SpecError(field, f"{'each ' if each else ''}must be in {interval}, got {value}")
+    return float(value)
+
+
+def _optimizer(o: pb.OptimizerSpec) -> OptimizerPlan:
+    kind = _OPTIMIZERS.get(o.kind)
+    if kind is None:
+        raise SpecError("stage.optimizer.kind", f"unknown optimizer {o.kind}", list(_OPTIMIZERS.values()))
+    return OptimizerPlan(kind, _finite(o.lr, "stage.optimizer.lr", positive=True),
+                         _in_range(o.momentum, "stage.optimizer.momentum", 0, 1, low_open=False, high_open=True),
+                         _finite(o.weight_decay, "stage.optimizer.weight_decay"), bool(o.nesterov and o.momentum > 0))
+
+
+def _step(m: pb.StepLr) -> LrSchedulePlan:
+    fractions = tuple(_in_range(f, "stage.lr_schedule.step.at_fractions", 0, 1, low_open=True, high_open=True, each=True)
+                      for f in m.at_fractions)
+    return LrSchedulePlan("step", fractions, _finite(m.gamma, "stage.lr_schedule.step.gamma", positive=True))
+
+
+_LR_SCHEDULES: dict[str, Callable[[Any], LrSchedulePlan]] = {
+    "constant": lambda _m: LrSchedulePlan("constant"),
+    "step": _step,
+    "cosine": lambda m: LrSchedulePlan("cosine", min_fraction=_in_range(
+        m.min_fraction, "stage.lr_schedule.cosine.min_fraction", 0, 1, low_open=False, high_open=False)),
+}
+check_registry(_LR_SCHEDULES, pb.LrSchedule, "kind")
+
+
+def parse_lr_schedule(m: pb.LrSchedule) -> LrSchedulePlan:
+    kind = m.WhichOneof("kind")
+    return _LR_SCHEDULES[kind](getattr(m, kind)) if kind else LrSchedulePlan("constant")
+
+
+def _count(value: int, field: str, *, allow_zero: bool = False) -> int:
+    if value < (0 if allow_zero else 1):
+        raise SpecError(field, f"must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+    return int(value)
+
+
+def parse_stage(stage: pb.StageSpec) -> StagePlan:
+    """Validates every field of the stage and applies the worker's defaults."""
+    return StagePlan(
+        name=stage.name,
+        regularizer=parse_regularizer(stage.regularizer),
+        optimizer=_optimizer(stage.optimizer),
+        lr_schedule=parse_lr_schedule(stage.lr_schedule),
+        iterations=_count(stage.iterations, "stage.iterations"),
+        batch_size=_count(stage.batch_size, "stage.batch_size"),
+        head_l2=_finite(stage.head_l2, "stage.head_l2"),
+        eval_every=int(stage.eval_every),
+        log_every=int(stage.log_every),
+        seed=int(stage.seed),
+        restore_best=bool(stage.restore_best),
+        head_lr_multiplier=_finite(stage.head_lr_multiplier, "stage.head_lr_multiplier") or 1.0,
+        attention_lr_multiplier=_finite(stage.attention_lr_multiplier, "stage.attention_lr_multiplier") or 1.0,
+        feature_cache_mb=0 if stage.no_feature_cache else stage.feature_cache_mb or DEFAULT_FEATURE_CACHE_MB,
+    )
