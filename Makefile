@@ -66,10 +66,10 @@ bench: setup
 
 # Resumable: rerunning skips finished trials. ARGS passes options through, e.g. ARGS='--workers 1'.
 reproduce: setup
-	node_modules/.bin/tsx examples/reproduce.ts $(ARGS)
+	node_modules/.bin/tsx studies/reproduce.ts $(ARGS)
 
 reproduce-quick: setup
-	node_modules/.bin/tsx examples/reproduce.ts --quick $(ARGS)
+	node_modules/.bin/tsx studies/reproduce.ts --quick $(ARGS)
 
 clean:
 	rm -rf dist $(NODE_STAMP) $(VENV_STAMP)

@@ -28,9 +28,10 @@ import {
   sweep,
   Worker,
   noRegularizer,
+  proto,
+  toCreateSessionRequest,
+  toStageMessage,
 } from '../ts-sdk/src/index.js';
-import { toCreateSessionRequest, toStageMessage } from '../ts-sdk/src/run/convert.js';
-import { CreateSessionRequest, StageSpec } from '../ts-sdk/src/gen/afa/v1/afa.js';
 
 const PYTHON = join(process.cwd(), 'python-worker', '.venv', 'bin', 'python');
 const QUICK = process.env.AFA_BENCH_QUICK === '1';
@@ -47,7 +48,7 @@ async function overhead(worker: Worker, weights: string) {
   const stageSpec = stage({ regularizer: noRegularizer(), iterations: steps, evalEvery: 50, logEvery: 10 });
   const session = toCreateSessionRequest({ backbone: net, data: target, seed: 0, sourceWeights: weights });
   const job = join(mkdtempSync(join(tmpdir(), 'afa-bench-')), 'job.json');
-  writeFileSync(job, JSON.stringify({ threads: THREADS, repeats: 1, session: CreateSessionRequest.toJSON(session), stage: StageSpec.toJSON(toStageMessage(stageSpec, 0)) }));
+  writeFileSync(job, JSON.stringify({ threads: THREADS, repeats: 1, session: proto.CreateSessionRequest.toJSON(session), stage: proto.StageSpec.toJSON(toStageMessage(stageSpec, 0)) }));
   const sdk: number[] = [];
   const inproc: number[] = [];
   // Per SDK round: the stage's own compute as the worker timed it (its wall less the time its loop

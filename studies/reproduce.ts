@@ -6,7 +6,7 @@
  *
  *   make reproduce                    full study, ~75 min on 2 cores, writes docs/reproduction/
  *   make reproduce-quick              one seed, each method's default value, ~14 min (6 with sources cached)
- *   node_modules/.bin/tsx examples/reproduce.ts [--quick] [--workers 2] [--out DIR]
+ *   node_modules/.bin/tsx studies/reproduce.ts [--quick] [--workers 2] [--out DIR]
  *
  * Rerunning skips the trials already in each task's results.jsonl; delete the directory to start over.
  */
@@ -16,7 +16,7 @@ import { parseArgs } from 'node:util';
 import { EXIT } from '../ts-sdk/src/cli/exit.js';
 import { abortOnSigint } from '../ts-sdk/src/cli/interrupt.js';
 import { planSlots, runSweep, SweepProgress, type SweepSpec, type TrialRecord } from '../ts-sdk/src/index.js';
-import { QUICK as EXAMPLES_QUICK } from './_scale.js';
+import { QUICK as EXAMPLES_QUICK } from '../examples/_scale.js';
 import { detailMarkdown, headlineMarkdown, investigationMarkdown, investigationRows, summaryChart, taskTable, type InvestigationRow,
   type TaskTable } from './reproduce/report.js';
 import { FULL, investigationSweep, QUICK, TASKS, TINY, taskSweep } from './reproduce/study.js';

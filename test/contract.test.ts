@@ -4,7 +4,9 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { expect } from 'chai';
 import { execa } from 'execa';
-import type { Worker } from '../ts-sdk/src/index.js';
+import { readFileSync } from 'node:fs';
+import { BACKBONE_NAMES, DATA_KINDS, REGULARIZER_KINDS, SpecError, type Worker } from '../ts-sdk/src/index.js';
+import { fieldViolation } from '../ts-sdk/src/client/status-details.js';
 import { startTestWorker } from './helpers.js';
 
 type Callback<T> = (error: grpc.ServiceError | null, response: T) => void;
@@ -51,6 +53,20 @@ describe('contract: dynamic proto-loader client against the real worker', () => 
     afa.close();
   });
 
+  it('the DSL lists exactly the regularisers, data sets and backbones the worker knows, in its order', async () => {
+    const info = await worker.info();
+    // The proto's field names are snake_case; ts-proto's oneof cases are their camelCase.
+    const snake = (kind: string) => kind.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+    expect(REGULARIZER_KINDS.map(snake)).to.deep.equal(info.regularizers);
+    expect(DATA_KINDS.map(snake)).to.deep.equal(info.datasets);
+    expect([...BACKBONE_NAMES]).to.deep.equal(info.backbones.filter((name) => !name.endsWith(':NAME')));
+  });
+
+  it('the worker package has the version of the npm package that ships it', async () => {
+    const { version } = JSON.parse(readFileSync('package.json', 'utf8')) as { version: string };
+    expect((await worker.info()).workerVersion).to.equal(version);
+  });
+
   it('health Check reports SERVING for the server and the AfaWorker service, NOT_FOUND for others', async () => {
     const { health } = loadDynamic(worker.address);
     expect((await call<{ status: string }>(health, 'Check', { service: '' })).status).to.equal('SERVING');
@@ -73,8 +89,30 @@ describe('contract: dynamic proto-loader client against the real worker', () => 
       const e = error as grpc.ServiceError;
       expect(e.code).to.equal(grpc.status.INVALID_ARGUMENT);
       expect(e.details).to.match(/^backbone\.name: unknown backbone 'no_such_net' \(valid: small_resnet, resnet18/);
+      // The same facts as data, in the standard status details any gRPC client can read.
+      expect(fieldViolation(e.metadata)).to.deep.equal({ field: 'backbone.name', problem: "unknown backbone 'no_such_net'",
+        valid: [...BACKBONE_NAMES, ...(await worker.info()).backbones.filter((n) => n.endsWith(':NAME'))] });
     }
     afa.close();
+  });
+
+  it("the SDK's SpecError takes field and valid from the status details, not from the message", async () => {
+    try {
+      await worker.client.createSession({ ...(await import('../ts-sdk/src/run/convert.js')).toCreateSessionRequest({
+        backbone: { name: 'small_resnet', width: 4 }, data: { kind: 'mnist', labelsPerClass: 2, valPerClass: 2 }, seed: 0 }),
+      layers: ['layer9'] });
+      expect.fail('an unknown layer must be rejected');
+    } catch (error) {
+      expect(error).to.be.instanceOf(SpecError);
+      const e = error as SpecError;
+      expect(e.field).to.equal('layers');
+      expect(e.problem).to.equal("'layer9' is not a module of this backbone");
+      expect(e.valid).to.include.members(['conv1', 'layer1.0', 'layer3.0.conv2']);
+      expect(e.valid).to.not.include('fc'); // the head is no aligned layer
+    }
+    // Without details (a status from elsewhere) nothing is guessed from the text.
+    const bare = new SpecError('X', 'field.name: looks like a field (valid: a, b)');
+    expect([bare.field, bare.valid]).to.deep.equal(['', undefined]);
   });
 });
 

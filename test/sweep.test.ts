@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { execa } from 'execa';
-import { existsSync, readFileSync, writeFileSync, appendFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync, appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   bestPerGroup,
@@ -19,9 +19,12 @@ import {
   formatSummaryTable,
   recordsToCsv,
   InvalidSpecError,
+  planSlots,
+  runSweep,
+  type SweepEvent,
   type TrialRecord,
 } from '../ts-sdk/src/index.js';
-import { MedianStopper } from '../ts-sdk/src/sweep/early-stop.js';
+import { MedianStoppingRule } from '../ts-sdk/src/sweep/early-stop.js';
 import { readRecords } from '../ts-sdk/src/sweep/store.js';
 import { AFA_CLI, processAlive, tempDir, waitUntil } from './helpers.js';
 import { countColor, readPng } from './png.js';
@@ -136,11 +139,14 @@ describe('sweep planning and results (no worker)', () => {
   });
 
   it('median stopping needs earlier trials at the same point and stops below their median', () => {
-    const stopper = new MedianStopper(3);
-    [0.5, 0.6, 0.7].forEach((v, i) => stopper.record(record('c', i, v, 0)));
-    expect(stopper.shouldStop({ stage: 0, step: 10, accuracy: 0.55 })).to.deep.equal({ stop: true, median: 0.6 });
-    expect(stopper.shouldStop({ stage: 0, step: 10, accuracy: 0.65 }).stop).to.equal(false);
-    expect(stopper.shouldStop({ stage: 0, step: 20, accuracy: 0.0 }).stop).to.equal(false);
+    const rule = new MedianStoppingRule(3);
+    const at = (step: number, accuracy: number) => ({ stage: 0, step, globalStep: step, accuracy, loss: 1 });
+    const trial = planTrials(sweep({ name: 's', base: tinyFineTune(), space: {}, seeds: [0] }))[0]!;
+    [0.5, 0.6, 0.7].forEach((v, i) => rule.onTrialComplete(record('c', i, v, 0)));
+    rule.onTrialComplete(record('c', 3, 0.0, 0, 'failed')); // only completed curves count
+    expect(rule.onTrialResult(trial, at(10, 0.55))).to.deep.equal({ action: 'stop', reason: 'val 0.550 below the median 0.600 at stage 0 step 10' });
+    expect(rule.onTrialResult(trial, at(10, 0.65))).to.deep.equal({ action: 'continue' });
+    expect(rule.onTrialResult(trial, at(20, 0.0))).to.deep.equal({ action: 'continue' });
   });
 
   it('a torn last line in the results file is skipped, not fatal', () => {
@@ -220,7 +226,7 @@ describe('afa sweep (real workers, real data)', () => {
   it('killed mid-way and rerun with --resume: no finished trial lost or rerun, the table complete', async () => {
     const out = tempDir();
     const env = { AFA_TEST_SWEEP_LRS: '0.01,0.02,0.05', AFA_TEST_SWEEP_SEEDS: '0,1', AFA_TEST_SWEEP_STEPS: '12' };
-    const child = execa(node, [...cliArgs, 'sweep', 'test/fixtures/tiny-sweep.ts', '--workers', '1', '--out', out], { reject: false, env });
+    const child = execa(node, [...cliArgs, 'sweep', 'test/fixtures/tiny-sweep.ts', '--workers', '1', '--threads', '1', '--out', out], { reject: false, env });
     const pids: number[] = [];
     await waitUntil(() => existsSync(join(out, 'results.jsonl')) && resultLines(out).length >= 2, 120_000, 100);
     pids.push(child.pid!);
@@ -230,7 +236,7 @@ describe('afa sweep (real workers, real data)', () => {
     expect(before.length).to.be.within(2, 5);
     expect(await waitUntil(() => pids.every((p) => !processAlive(p)), 5000)).to.equal(true);
 
-    const again = await sweepCli(['--workers', '1', '--out', out, '--resume'], env);
+    const again = await sweepCli(['--workers', '1', '--threads', '1', '--out', out, '--resume'], env);
     expect(again.exitCode, again.stderr).to.equal(0);
     expect(again.stderr).to.include(`${before.length} already done, ${6 - before.length} to run`);
     const after = resultLines(out);
@@ -242,12 +248,30 @@ describe('afa sweep (real workers, real data)', () => {
     expect(summaries.map((s) => s.n)).to.deep.equal([2, 2, 2]);
   });
 
+  it('a sweep at a non-auto precision pretrains its source once, under the key every trial reads', async () => {
+    const cache = tempDir('afa-cache-');
+    const saved = process.env.AFA_CACHE;
+    process.env.AFA_CACHE = cache;
+    try {
+      const s = sweep({ name: 'fp32', base: { ...tinyFineTune(2), precision: 'fp32' }, space: { 'schedule[0].optimizer.lr': grid([0.01, 0.05]) },
+        seeds: [0] });
+      const events: SweepEvent[] = [];
+      const outcome = await runSweep(s, { outDir: tempDir(), slots: planSlots({ local: 1, threads: 1 }), onEvent: (e) => events.push(e) });
+      expect(outcome.records.map((r) => r.status)).to.deep.equal(['completed', 'completed']);
+      const sources = readdirSync(join(cache, 'sources')).filter((f) => f.endsWith('.safetensors'));
+      expect(sources, 'one pretrained source in the cache').to.have.length(1);
+      expect(events.filter((e) => e.type === 'source')).to.deep.equal([{ type: 'source', cached: false, path: join(cache, 'sources', sources[0]!) }]);
+    } finally {
+      process.env.AFA_CACHE = saved;
+    }
+  });
+
   it('refuses to overwrite results without --resume, with exit code 2', async () => {
     const out = tempDir();
     writeFileSync(join(out, 'results.jsonl'), `${JSON.stringify(record('0.01', 0, 0.5, 0.4))}\n`);
     const result = await sweepCli(['--out', out]);
     expect(result.exitCode).to.equal(2);
-    expect(result.stderr).to.match(/already holds 1 trial results; pass --resume/);
+    expect(result.stderr).to.match(/outDir: .* already holds 1 trial results; resume that sweep \(--resume\)/);
   });
 
   it('median early stopping prunes a trial below the median of earlier trials at an eval point', async () => {
@@ -259,7 +283,7 @@ describe('afa sweep (real workers, real data)', () => {
     }));
     writeFileSync(join(out, 'results.jsonl'), earlier.map((r) => `${JSON.stringify(r)}\n`).join(''));
     const env = { AFA_TEST_SWEEP_LRS: '0.01', AFA_TEST_SWEEP_SEEDS: '0', AFA_TEST_SWEEP_STEPS: '12' };
-    const result = await sweepCli(['--workers', '1', '--out', out, '--early-stop', 'median', '--resume'], env);
+    const result = await sweepCli(['--workers', '1', '--threads', '1', '--out', out, '--early-stop', 'median', '--resume'], env);
     expect(result.exitCode, result.stderr).to.equal(0);
     const trial = resultLines(out).at(-1)!;
     expect(trial.status).to.equal('pruned');

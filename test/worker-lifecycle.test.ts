@@ -7,6 +7,7 @@ import {
   Worker,
   WorkerCrashedError,
   WorkerStartError,
+  REGULARIZER_KINDS,
 } from '../ts-sdk/src/index.js';
 import { processAlive, startTestWorker, tempDir, waitUntil } from './helpers.js';
 
@@ -23,9 +24,7 @@ describe('worker lifecycle (real worker process)', () => {
     expect(info.torchVersion).to.match(/^\d+\.\d+/);
     expect(info.cpuThreads).to.equal(1);
     expect(info.devices[0]!.kind).to.equal('cpu');
-    expect(info.backbones).to.include.members(['small_resnet', 'resnet50', 'resnet101', 'mobilenet_v2']);
-    expect(info.datasets).to.include.members(['fashion_mnist', 'mnist', 'image_folder']);
-    expect(info.regularizers).to.have.members(['none', 'l2fe', 'l2sp', 'feature_map', 'delta', 'afa_spatial', 'afa_channel']);
+    expect(info.regularizers).to.have.length(REGULARIZER_KINDS.length); // the lists themselves: contract.test.ts
 
     await worker.stop();
     expect(worker.state).to.equal('STOPPED');
@@ -111,7 +110,7 @@ describe('worker lifecycle (real worker process)', () => {
     expect(processAlive(pid)).to.equal(true);
     parent.kill('SIGKILL');
     await parent;
-    expect(await waitUntil(() => !processAlive(pid), 10_000)).to.equal(true, 'worker outlived its parent');
+    expect(await waitUntil(() => !processAlive(pid), 60_000)).to.equal(true, 'worker outlived its parent');
   });
 
   it('a worker killed with SIGKILL surfaces as WorkerCrashedError with its stderr tail', async () => {

@@ -3,8 +3,7 @@
  * variant with the best mean validation accuracy, and its test accuracy (mean ± std over seeds).
  */
 import { barChart, type Bar } from '../../ts-sdk/src/report/svg.js';
-import { bestPerGroup, summarize, type ConfigSummary, type TrialRecord } from '../../ts-sdk/src/index.js';
-import { meanStd } from '../../ts-sdk/src/sweep/summary.js';
+import { bestPerGroup, meanStd, summarize, type ConfigSummary, type TrialRecord } from '../../ts-sdk/src/index.js';
 import { METHODS, methodOf, type Task } from './study.js';
 
 export interface MethodRow {

@@ -33,6 +33,9 @@ export {
   WorkerStartError,
   WorkerCrashedError,
   WorkerCallError,
+  FieldError,
+  InvalidSpecError,
+  UsageError,
   SpecError,
   NotFoundError,
   SessionBusyError,
@@ -42,8 +45,13 @@ export {
   ResourceExhaustedError,
   CancelledError,
   StageFailedError,
+  formatFieldProblem,
 } from './errors.js';
+export type { FieldProblem } from './errors.js';
 export * as proto from './gen/afa/v1/afa.js';
+/** The DSL's plain data as the contract's messages, for driving a worker with a gRPC client of your own. */
+export { toCreateSessionRequest, toStageMessage } from './run/convert.js';
+export type { SessionOptions } from './run/convert.js';
 
 export { backbone, BACKBONE_NAMES } from './dsl/backbone.js';
 export type { BackboneSpec, BackboneName, BackboneOptions, SmallResNetOptions } from './dsl/backbone.js';
@@ -71,7 +79,7 @@ export type { SourceSpec, PretrainSource, WeightsSource, ScratchSource, Pretrain
 export { experiment, specHash, SPEC_VERSION } from './dsl/experiment.js';
 export type { ExperimentInput, ExperimentSpec } from './dsl/experiment.js';
 export { PRECISIONS, type Precision } from './dsl/precision.js';
-export { parseExperiment, InvalidSpecError } from './dsl/validate.js';
+export { parseExperiment } from './dsl/validate.js';
 export { contentHash, stableStringify } from './dsl/hash.js';
 export { Session } from './run/session.js';
 export type { StageRun, StageRunOptions, SplitName } from './run/session.js';
@@ -79,11 +87,16 @@ export type { ExperimentRun, RunOptions } from './run/runner.js';
 export type { RunEvent, ExperimentResult, StageResult, StepPoint, EvalPoint, AttentionStat, Phase } from './run/events.js';
 export { Progress } from './report/progress.js';
 export type { ProgressOptions } from './report/progress.js';
-export { formatTable } from './report/table.js';
+export { formatTable } from './text/table.js';
 export { formatResult, formatComparison } from './report/result.js';
 export { sweep, grid, choice, variants, uniform, logUniform, intUniform, SWEEP_METRICS } from './sweep/space.js';
 export type { SweepSpec, SweepInput, Dimension, SweepMetric } from './sweep/space.js';
 export { runSweep } from './sweep/runner.js';
+export type { TrialScheduler, TrialDecision } from './sweep/scheduler.js';
+export { FifoScheduler } from './sweep/scheduler.js';
+export { MedianStoppingRule } from './sweep/early-stop.js';
+export type { RetryPolicy } from './sweep/retry.js';
+export { retryOnWorkerLoss } from './sweep/retry.js';
 export type { SweepEvent, SweepRunOptions, SweepOutcome } from './sweep/runner.js';
 export { planTrials } from './sweep/trials.js';
 export type { TrialPlan } from './sweep/trials.js';
@@ -91,7 +104,7 @@ export type { TrialRecord, TrialStatus, CurvePoint, TrialAttention } from './swe
 export { readRecords, latestByTrial } from './sweep/store.js';
 export { planSlots } from './sweep/pool.js';
 export type { PoolOptions, WorkerSlot } from './sweep/pool.js';
-export { summarize, bestPerGroup, formatSummaryTable, bestSpec, recordsToCsv } from './sweep/summary.js';
+export { summarize, bestPerGroup, formatSummaryTable, bestSpec, recordsToCsv, meanStd } from './sweep/summary.js';
 export type { ConfigSummary } from './sweep/summary.js';
 export { parseSweep } from './sweep/validate.js';
 export { loadSweepDirectory } from './sweep/load.js';

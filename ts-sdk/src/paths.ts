@@ -31,6 +31,11 @@ export function packageRoot(): string {
   return cachedRoot;
 }
 
+/** This package's version, from its package.json (the one place it is written for the SDK). */
+export function packageVersion(): string {
+  return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
+}
+
 export function pythonWorkerDir(): string {
   return join(packageRoot(), 'python-worker');
 }

@@ -7,9 +7,10 @@ import { registerRun } from './run.js';
 import { registerSweep } from './sweep.js';
 import { registerResults } from './results.js';
 import { EXIT } from './exit.js';
+import { packageVersion } from '../paths.js';
 
 const program = new Command();
-program.name('afa').description('Transfer learning by Attentive Feature Alignment, driven from TypeScript').version('0.1.0');
+program.name('afa').description('Transfer learning by Attentive Feature Alignment, driven from TypeScript').version(packageVersion());
 registerRun(program);
 registerSweep(program);
 registerResults(program);

@@ -1,4 +1,8 @@
 /** Data sets and their samplers: few labels per class, a validation split carved by seed, subsets. */
+import type { DataSpec as DataMessage } from '../gen/afa/v1/afa.js';
+
+/** The data set kinds: the contract's `DataSpec.dataset` oneof names them (the one list). */
+export type DataKind = NonNullable<DataMessage['dataset']>['$case'];
 
 export type ColorMode = 'native' | 'grayscale' | 'rgb';
 
@@ -22,7 +26,7 @@ export interface SamplingOptions {
 }
 
 interface DataBase extends SamplingOptions {
-  readonly kind: 'fashionMnist' | 'mnist' | 'imageFolder';
+  readonly kind: DataKind;
 }
 
 export interface FashionMnistData extends DataBase {
@@ -44,8 +48,8 @@ export interface ImageFolderData extends DataBase {
 }
 
 export type DataSpec = FashionMnistData | MnistData | ImageFolderData;
-export const DATA_KINDS = ['fashionMnist', 'mnist', 'imageFolder'] as const;
 
+/** One builder per data set kind; every kind of the contract must be here for the SDK to compile. */
 export const data = {
   /** Fashion-MNIST, 60k train + 10k test, from Debian's dataset-fashion-mnist. */
   fashionMnist: (options: SamplingOptions & { directory?: string } = {}): FashionMnistData => ({ kind: 'fashionMnist', ...options }),
@@ -53,4 +57,6 @@ export const data = {
   mnist: (options: SamplingOptions & { directory?: string } = {}): MnistData => ({ kind: 'mnist', ...options }),
   /** Your own images: `root/train/<class>/*.png` and optional `root/val`, `root/test`. */
   imageFolder: (root: string, options: SamplingOptions = {}): ImageFolderData => ({ kind: 'imageFolder', root, ...options }),
-} as const;
+} as const satisfies { [K in DataKind]: (...args: never[]) => Extract<DataSpec, { kind: K }> };
+
+export const DATA_KINDS = Object.keys(data) as readonly DataKind[];

@@ -6,6 +6,10 @@
  * Feature terms are averaged over the batch. The public reference code sums over the batch for
  * `featureMap` and `delta`, so its alphas for those two equal ours divided by the batch size.
  */
+import type { Regularizer as RegularizerMessage } from '../gen/afa/v1/afa.js';
+
+/** The regulariser kinds: the contract's `Regularizer.kind` oneof names them (the one list). */
+export type RegularizerKind = NonNullable<RegularizerMessage['kind']>['$case'];
 
 /** Plain fine-tuning ("L2" in the paper): no alignment, ordinary weight decay on all weights. */
 export interface NoRegularizer {
@@ -62,12 +66,36 @@ export type RegularizerSpec =
   | AfaSpatialRegularizer
   | AfaChannelRegularizer;
 
-export type RegularizerKind = RegularizerSpec['kind'];
-export const REGULARIZER_KINDS = ['none', 'l2fe', 'l2sp', 'featureMap', 'delta', 'afaSpatial', 'afaChannel'] as const satisfies readonly RegularizerKind[];
+/** True only when `A` and `B` are the same union; a contract kind the DSL lacks fails to compile here. */
+type SameUnion<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const everyContractKindHasASpec: SameUnion<RegularizerSpec['kind'], RegularizerKind> = true;
+void everyContractKindHasASpec;
+
+export interface RegularizerFacts {
+  /** Compares the target with a frozen source model, so the experiment needs one. */
+  readonly needsSource: boolean;
+  /** Aligns feature maps at the backbone's aligned layers. */
+  readonly alignsFeatures: boolean;
+  /** Learns attention modules (reported per layer by their entropy). */
+  readonly hasAttention: boolean;
+}
+
+/** What each kind is, in the contract's order; every kind must be here for the SDK to compile. */
+export const REGULARIZER_FACTS = {
+  none: { needsSource: false, alignsFeatures: false, hasAttention: false },
+  l2fe: { needsSource: false, alignsFeatures: false, hasAttention: false },
+  l2sp: { needsSource: true, alignsFeatures: false, hasAttention: false },
+  featureMap: { needsSource: true, alignsFeatures: true, hasAttention: false },
+  delta: { needsSource: true, alignsFeatures: true, hasAttention: false },
+  afaSpatial: { needsSource: true, alignsFeatures: true, hasAttention: true },
+  afaChannel: { needsSource: true, alignsFeatures: true, hasAttention: true },
+} as const satisfies Record<RegularizerKind, RegularizerFacts>;
+
+export const REGULARIZER_KINDS = Object.keys(REGULARIZER_FACTS) as readonly RegularizerKind[];
 
 /** Whether the regulariser aligns to a frozen source (and so needs one). */
 export function needsSource(kind: RegularizerKind): boolean {
-  return kind !== 'none' && kind !== 'l2fe';
+  return REGULARIZER_FACTS[kind].needsSource;
 }
 
 export const DEFAULT_WEIGHT_DECAY = 1e-4;

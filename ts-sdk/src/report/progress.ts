@@ -3,7 +3,7 @@
  * without one (CI, pipes) one plain line per evaluation.
  */
 import type { RunEvent } from '../run/events.js';
-import { pct, secs } from './table.js';
+import { pct, secs } from '../text/table.js';
 
 export interface ProgressOptions {
   stream?: NodeJS.WriteStream;

@@ -12,11 +12,18 @@ export function cacheDir(explicit?: string): string {
   return resolve(explicit ?? process.env.AFA_CACHE ?? join(afaHome(), 'cache'));
 }
 
+/**
+ * The identity of a pretrained source: the hash of everything that produced its weights. Layers do
+ * not change the weights; everything else about the backbone does, and so does the precision it
+ * trained in (an absent precision, "auto", leaves the keys of earlier caches as they were). The one
+ * key of the cache and of a sweep's pretrain-once step.
+ */
+export function sourceKey(backbone: BackboneSpec, source: PretrainSource, precision?: Precision): string {
+  return contentHash({ v: 1, backbone: { ...backbone, layers: undefined }, source, precision: precision === 'auto' ? undefined : precision });
+}
+
 export function sourceCachePath(dir: string, backbone: BackboneSpec, source: PretrainSource, precision?: Precision): string {
-  // Layers do not change the weights; everything else about the backbone does, and so does training
-  // in bf16 (an absent precision, "auto", leaves the keys of earlier caches as they were).
-  const key = contentHash({ v: 1, backbone: { ...backbone, layers: undefined }, source, precision: precision === 'auto' ? undefined : precision });
-  return join(dir, 'sources', `${backbone.name.replace(/[^A-Za-z0-9_-]/g, '_')}-${key}.safetensors`);
+  return join(dir, 'sources', `${backbone.name.replace(/[^A-Za-z0-9_-]/g, '_')}-${sourceKey(backbone, source, precision)}.safetensors`);
 }
 
 export function isCached(path: string): boolean {

@@ -23,15 +23,20 @@ export function toBackboneMessage(b: BackboneSpec): BackboneMessage {
   return { name: b.name, inChannels: b.inChannels ?? 0, width: b.width ?? 0, depth: b.depth ?? 0 };
 }
 
+/** A table per contract oneof: `satisfies` makes a kind that is not handled here fail to compile. */
+type OneofTable<Spec extends { kind: string }, Message extends { $case: string } | undefined> = {
+  [K in Spec['kind']]: (spec: Extract<Spec, { kind: K }>) => Extract<Message, { $case: K }>;
+};
+
+const DATASETS = {
+  fashionMnist: (d) => ({ $case: 'fashionMnist', value: { directory: d.directory ?? '' } }),
+  mnist: (d) => ({ $case: 'mnist', value: { directory: d.directory ?? '' } }),
+  imageFolder: (d) => ({ $case: 'imageFolder', value: { root: d.root } }),
+} satisfies OneofTable<DataSpec, DataMessage['dataset']>;
+
 export function toDataMessage(d: DataSpec, defaultSeed: number): DataMessage {
-  const dataset: DataMessage['dataset'] =
-    d.kind === 'fashionMnist'
-      ? { $case: 'fashionMnist', value: { directory: d.directory ?? '' } }
-      : d.kind === 'mnist'
-        ? { $case: 'mnist', value: { directory: d.directory ?? '' } }
-        : { $case: 'imageFolder', value: { root: d.root } };
   return {
-    dataset,
+    dataset: (DATASETS[d.kind] as (spec: DataSpec) => DataMessage['dataset'])(d),
     labelsPerClass: d.labelsPerClass ?? 0,
     valPerClass: d.valPerClass ?? 0,
     testPerClass: d.testPerClass ?? 0,
@@ -43,28 +48,19 @@ export function toDataMessage(d: DataSpec, defaultSeed: number): DataMessage {
   };
 }
 
+const REGULARIZERS = {
+  none: (r) => ({ $case: 'none', value: { weightDecay: r.weightDecay } }),
+  l2fe: () => ({ $case: 'l2fe', value: {} }),
+  l2sp: (r) => ({ $case: 'l2sp', value: { alpha: r.alpha } }),
+  featureMap: (r) => ({ $case: 'featureMap', value: { alpha: r.alpha } }),
+  delta: (r) => ({ $case: 'delta',
+    value: { alpha: r.alpha, headIterations: r.headIterations ?? 0, ablationBatches: r.ablationBatches ?? 0, temperature: r.temperature ?? 0 } }),
+  afaSpatial: (r) => ({ $case: 'afaSpatial', value: { alpha: r.alpha, hidden: r.hidden ?? 0 } }),
+  afaChannel: (r) => ({ $case: 'afaChannel', value: { alpha: r.alpha, hidden: r.hidden ?? 0 } }),
+} satisfies OneofTable<RegularizerSpec, Regularizer['kind']>;
+
 export function toRegularizerMessage(r: RegularizerSpec): Regularizer {
-  switch (r.kind) {
-    case 'none':
-      return { kind: { $case: 'none', value: { weightDecay: r.weightDecay } } };
-    case 'l2fe':
-      return { kind: { $case: 'l2fe', value: {} } };
-    case 'l2sp':
-      return { kind: { $case: 'l2sp', value: { alpha: r.alpha } } };
-    case 'featureMap':
-      return { kind: { $case: 'featureMap', value: { alpha: r.alpha } } };
-    case 'delta':
-      return {
-        kind: {
-          $case: 'delta',
-          value: { alpha: r.alpha, headIterations: r.headIterations ?? 0, ablationBatches: r.ablationBatches ?? 0, temperature: r.temperature ?? 0 },
-        },
-      };
-    case 'afaSpatial':
-      return { kind: { $case: 'afaSpatial', value: { alpha: r.alpha, hidden: r.hidden ?? 0 } } };
-    case 'afaChannel':
-      return { kind: { $case: 'afaChannel', value: { alpha: r.alpha, hidden: r.hidden ?? 0 } } };
-  }
+  return { kind: (REGULARIZERS[r.kind] as (spec: RegularizerSpec) => Regularizer['kind'])(r) };
 }
 
 export function toOptimizerMessage(o: OptimizerSpec): OptimizerMessage {

@@ -1,7 +1,8 @@
 /** Expanding a sweep into trials: configurations (grid product or random draws) times seeds. */
 import { specHash, type ExperimentSpec } from '../dsl/experiment.js';
 import { contentHash } from '../dsl/hash.js';
-import { InvalidSpecError, parseExperiment } from '../dsl/validate.js';
+import { parseExperiment } from '../dsl/validate.js';
+import { InvalidSpecError } from '../errors.js';
 import { getPath, setPath } from './paths.js';
 import type { Dimension, SweepSpec } from './space.js';
 

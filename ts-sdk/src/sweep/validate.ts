@@ -1,5 +1,6 @@
 /** Run-time validation of a sweep loaded from a file (TS default export or JSON). */
-import { InvalidSpecError, parseExperiment } from '../dsl/validate.js';
+import { parseExperiment } from '../dsl/validate.js';
+import { InvalidSpecError } from '../errors.js';
 import { SWEEP_METRICS, type Dimension, type SweepSpec } from './space.js';
 
 function fail(field: string, problem: string, valid?: readonly string[]): never {

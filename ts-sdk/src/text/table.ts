@@ -1,4 +1,4 @@
-/** Plain-text tables with aligned columns (numbers right-aligned). */
+/** Plain-text tables with aligned columns (numbers right-aligned), and the number formats they use. A leaf: sweep/ and report/ both read it. */
 export function formatTable(header: readonly string[], rows: readonly (readonly string[])[]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const numeric = header.map((_, i) => rows.length > 0 && rows.every((r) => /^[-+]?[\d.,]+(\s*±\s*[\d.]+)?\s*(%|s|m)?$|^-$/.test(r[i] ?? '')));

@@ -61,6 +61,11 @@ export class Worker {
   private exitInfo: { exitCode: number | null; signal: string | null } | undefined;
   /** Resolves when a spawned worker's process has exited (immediately for an attached one). */
   readonly exited: Promise<void>;
+
+  /** How a spawned worker's process ended: undefined while it runs (and for an attached worker). */
+  get exitStatus(): { readonly exitCode: number | null; readonly signal: string | null } | undefined {
+    return this.exitInfo;
+  }
   readonly client: WorkerClient;
 
   private constructor(
