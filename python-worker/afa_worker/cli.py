@@ -15,12 +15,22 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the afa.v1 gRPC contract")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; others need --token)")
     serve.add_argument("--port", type=int, default=0, help="port (default 0: any free port, printed in the handshake)")
-    serve.add_argument("--token", default=os.environ.get("AFA_TOKEN", ""), help="require this bearer token (default $AFA_TOKEN)")
+    serve.add_argument("--token", default="", help="require this bearer token (visible in ps: prefer $AFA_TOKEN or "
+                                                   "--token-file; default: $AFA_TOKEN, else a new random one, "
+                                                   "printed in the handshake)")
+    serve.add_argument("--token-file", default="", help="read the bearer token from the first line of this file")
     serve.add_argument("--tls-cert", default="", help="PEM certificate chain for TLS")
     serve.add_argument("--tls-key", default="", help="PEM private key for TLS")
     serve.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     serve.add_argument("--exit-with-stdin", action="store_true", help="exit when stdin closes (set by the SDK)")
     serve.add_argument("--grace", type=float, default=5.0, help="seconds to drain calls on shutdown")
+    serve.add_argument("--checkpoint-dir", default="", help="where SaveCheckpoint writes relative paths, and the only "
+                                                             "place it writes absolute ones (default: "
+                                                             "~/.cache/afa-transfer/worker-checkpoints)")
+    serve.add_argument("--allow-write", action="append", default=[], help="a further directory SaveCheckpoint may "
+                                                                         "write under (repeatable)")
+    serve.add_argument("--allow-write-anywhere", action="store_true", help="SaveCheckpoint may write wherever this "
+                                                                           "user can (the SDK's own local worker)")
     sub.add_parser("version", help="print the worker and protocol versions")
     return parser
 
@@ -36,13 +46,21 @@ def main(argv: list[str] | None = None) -> int:
         print("afa-worker: --tls-cert and --tls-key go together", file=sys.stderr)
         return 2
     # Imported late: torch takes a second or two, and `version` should not pay for it.
+    from afa_worker.auth import read_token_file  # noqa: PLC0415
     from afa_worker.runtime import configure_torch  # noqa: PLC0415
     from afa_worker.server import ServerOptions, serve  # noqa: PLC0415
 
+    try:
+        token = args.token or (read_token_file(args.token_file) if args.token_file else os.environ.get("AFA_TOKEN", ""))
+    except (OSError, ValueError) as exc:
+        print(f"afa-worker: --token-file: {exc}", file=sys.stderr)
+        return 2
     configure_torch(args.threads)
     try:
-        return serve(ServerOptions(host=args.host, port=args.port, token=args.token, tls_cert=args.tls_cert,
-                                   tls_key=args.tls_key, grace_seconds=args.grace), exit_with_stdin=args.exit_with_stdin)
+        return serve(ServerOptions(host=args.host, port=args.port, token=token, tls_cert=args.tls_cert,
+                                   tls_key=args.tls_key, grace_seconds=args.grace, checkpoint_dir=args.checkpoint_dir,
+                                   allow_write=tuple(args.allow_write), allow_write_anywhere=args.allow_write_anywhere),
+                     exit_with_stdin=args.exit_with_stdin)
     except (ValueError, OSError) as exc:
         print(f"afa-worker: {exc}", file=sys.stderr)
         return 2

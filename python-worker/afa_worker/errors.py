@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["SpecError", "NotFoundError", "BusyError", "SourceMissingError"]
+__all__ = ["SpecError", "NotFoundError", "BusyError", "SourceMissingError", "clip"]
+
+#: A problem quotes the bad value; a 1 MB name must not come back (or go to the log) whole.
+MAX_PROBLEM_CHARS = 400
+
+
+def clip(text: str, limit: int = 200) -> str:
+    """``text`` cut to ``limit`` characters, saying how long it was."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _choices(valid: Iterable[str]) -> str:
@@ -21,9 +29,9 @@ class SpecError(ValueError):
 
     def __init__(self, field: str, problem: str, valid: Iterable[str] | None = None):
         self.field = field
-        self.problem = problem
+        self.problem = clip(problem, MAX_PROBLEM_CHARS)
         self.valid = list(valid) if valid is not None else None
-        text = f"{field}: {problem}"
+        text = f"{field}: {self.problem}"
         if self.valid is not None:
             text += f" (valid: {_choices(self.valid)})"
         super().__init__(text)

@@ -1,8 +1,10 @@
-"""The gRPC server: binds loopback by default, prints one handshake line, serves until SIGTERM,
+"""The gRPC server: binds loopback by default, requires a bearer token on every call (its own,
+printed in the handshake, when none is given), prints one handshake line, serves until SIGTERM,
 SIGINT, or (when the SDK spawned it) the parent's end of stdin closing; then drains and exits 0."""
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import json
 import logging
@@ -12,14 +14,18 @@ import sys
 import threading
 from concurrent import futures
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 
 from afa_worker import PROTOCOL_VERSION, __version__
 from afa_worker._gen.afa.v1 import afa_pb2_grpc as pbgrpc
 from afa_worker._gen.grpc.health.v1 import health_pb2_grpc as hgrpc
+from afa_worker.auth import new_token
+from afa_worker.checkpoint import CheckpointPolicy
 from afa_worker.health import NOT_SERVING, SERVING, HealthServicer
 from afa_worker.servicer import AfaWorkerServicer
+from afa_worker.streams import MAX_STREAMS, UNARY_RESERVE, StreamLimiter
 
 __all__ = ["ServerOptions", "WorkerServer", "HANDSHAKE_PREFIX", "MAX_MESSAGE_BYTES"]
 
@@ -27,6 +33,8 @@ HANDSHAKE_PREFIX = "AFA_WORKER_READY "
 SERVICE_NAME = "afa.v1.AfaWorker"
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+#: After the grace period of a stop, how long the process may still take before it exits anyway.
+HARD_EXIT_SECONDS = 5.0
 
 
 @dataclass
@@ -36,7 +44,12 @@ class ServerOptions:
     token: str = ""
     tls_cert: str = ""
     tls_key: str = ""
-    max_workers: int = 8
+    #: Threads serving calls: every allowed stream, plus a reserve for unary calls and health checks.
+    max_workers: int = MAX_STREAMS + UNARY_RESERVE
+    #: Where SaveCheckpoint writes relative paths; absolute ones must be under it or `allow_write`.
+    checkpoint_dir: str = ""
+    allow_write: tuple[str, ...] = ()
+    allow_write_anywhere: bool = False
     grace_seconds: float = 5.0
 
 
@@ -61,18 +74,37 @@ class _TokenInterceptor(grpc.ServerInterceptor):
         return self._deny_stream if handler is not None and handler.response_streaming else self._deny
 
 
+def default_checkpoint_dir() -> Path:
+    """A folder under the worker's cache: $AFA_HOME, else ~/.cache/afa-transfer."""
+    home = os.environ.get("AFA_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
+                                                      "afa-transfer")
+    return Path(home) / "worker-checkpoints"
+
+
+def _checkpoint_policy(options: ServerOptions) -> CheckpointPolicy:
+    root = Path(options.checkpoint_dir).expanduser() if options.checkpoint_dir else default_checkpoint_dir()
+    return CheckpointPolicy(Path(os.path.realpath(root)), tuple(Path(p).expanduser() for p in options.allow_write),
+                            options.allow_write_anywhere)
+
+
 class WorkerServer:
     def __init__(self, options: ServerOptions):
         if options.host not in LOOPBACK and not options.token:
-            raise ValueError(f"binding {options.host} exposes the worker beyond this machine: pass --token "
-                             "(and --tls-cert/--tls-key) or bind 127.0.0.1")
+            raise ValueError(f"binding {options.host} exposes the worker beyond this machine: pass a token "
+                             "(AFA_TOKEN or --token-file; and --tls-cert/--tls-key) or bind 127.0.0.1")
+        #: True when no token was given and the worker made its own (printed in the handshake).
+        self.token_generated = not options.token
+        if self.token_generated:
+            options = dataclasses.replace(options, token=new_token())
         self.options = options
-        interceptors = [_TokenInterceptor(options.token)] if options.token else []
+        self.streams = StreamLimiter()
+        # The token first: a client without it takes no stream slot.
+        interceptors = [_TokenInterceptor(options.token), self.streams]
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=options.max_workers), interceptors=interceptors,
             options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                      ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
-        self.servicer = AfaWorkerServicer()
+        self.servicer = AfaWorkerServicer(_checkpoint_policy(options))
         self.health = HealthServicer([SERVICE_NAME])
         pbgrpc.add_AfaWorkerServicer_to_server(self.servicer, self.server)
         hgrpc.add_HealthServicer_to_server(self.health, self.server)
@@ -86,6 +118,8 @@ class WorkerServer:
         if self.port == 0:
             raise OSError(f"cannot bind {address}")
         self._stop = threading.Event()
+        #: Whether a stop ends the process for certain (the `serve` command; not in-process servers).
+        self.hard_exit = False
 
     def start(self) -> None:
         self.server.start()
@@ -94,10 +128,20 @@ class WorkerServer:
     def handshake_line(self) -> str:
         body = {"port": self.port, "host": self.options.host, "protocol": PROTOCOL_VERSION,
                 "version": __version__, "pid": os.getpid(), "tls": bool(self.options.tls_cert)}
+        if self.token_generated:
+            body["token"] = self.options.token  # the only way its client can learn it
         return HANDSHAKE_PREFIX + json.dumps(body, separators=(",", ":"))
 
     def request_stop(self, *_args) -> None:
+        """Begins a graceful stop, with a hard exit as its backstop: work stuck in one long torch call
+        cannot keep the process (and its GPU memory) past the grace period plus HARD_EXIT_SECONDS."""
+        if self._stop.is_set():
+            return
         self._stop.set()
+        if self.hard_exit:
+            timer = threading.Timer(self.options.grace_seconds + HARD_EXIT_SECONDS, _hard_exit)
+            timer.daemon = True
+            timer.start()
 
     def wait(self) -> None:
         while not self._stop.wait(timeout=0.5):
@@ -110,6 +154,12 @@ class WorkerServer:
         self.servicer.cancel_all()
         self.health.close()
         self.server.stop(self.options.grace_seconds).wait()
+
+
+def _hard_exit() -> None:
+    logging.getLogger("afa_worker").error("still running %.0f s after the grace period: exiting now", HARD_EXIT_SECONDS)
+    logging.shutdown()
+    os._exit(1)
 
 
 def _watch_stdin(server: WorkerServer) -> None:
@@ -128,6 +178,7 @@ def serve(options: ServerOptions, exit_with_stdin: bool = False) -> int:
     # The log goes to stderr: the SDK keeps its tail for errors (a crash report names the last stage).
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s afa-worker %(levelname)s %(message)s")
     server = WorkerServer(options)
+    server.hard_exit = True
     signal.signal(signal.SIGTERM, server.request_stop)
     signal.signal(signal.SIGINT, server.request_stop)
     server.start()

@@ -12,10 +12,12 @@ import grpc
 
 from afa_worker._gen.afa.v1 import afa_pb2 as pb
 from afa_worker._gen.afa.v1 import afa_pb2_grpc as pbgrpc
-from afa_worker.checkpoint import save_checkpoint
+from afa_worker.cancel import Cancelled, cancellable
+from afa_worker.checkpoint import CheckpointPolicy, save_checkpoint
 from afa_worker.compute import ComputeThread
-from afa_worker.errors import BusyError, NotFoundError, SpecError
+from afa_worker.errors import BusyError, NotFoundError, SpecError, clip
 from afa_worker.info import worker_info
+from afa_worker.limits import check_max
 from afa_worker.session import Session, create_session
 from afa_worker.stage_plan import parse_stage
 from afa_worker.status import abort_invalid_argument
@@ -26,6 +28,8 @@ __all__ = ["AfaWorkerServicer"]
 _SPLITS = {pb.SPLIT_VAL: "val", pb.SPLIT_TEST: "test", pb.SPLIT_TRAIN: "train"}
 _log = logging.getLogger("afa_worker")
 _IDLE_COMPUTE_THREADS = 4
+# A cancelled stage ends at its next step or check; a step longer than this is not a stage to wait on.
+_CLOSE_WAIT_SECONDS = 30.0
 
 
 @contextmanager
@@ -42,10 +46,13 @@ def _status_mapping(context: grpc.ServicerContext):
         context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
     except MemoryError as exc:
         context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"out of memory: {exc}")
+    except Cancelled as exc:
+        context.abort(grpc.StatusCode.CANCELLED, str(exc))
 
 
 class AfaWorkerServicer(pbgrpc.AfaWorkerServicer):
-    def __init__(self) -> None:
+    def __init__(self, checkpoints: CheckpointPolicy) -> None:
+        self._checkpoints = checkpoints
         self._sessions: dict[str, Session] = {}
         # Each session's torch work runs on its own thread (see compute.py). Closed sessions hand
         # theirs back for the next session, which then starts on warm buffers and thread teams.
@@ -62,7 +69,7 @@ class AfaWorkerServicer(pbgrpc.AfaWorkerServicer):
             session = self._sessions.get(session_id)
             compute = self._compute.get(session_id)
         if session is None or compute is None:
-            raise NotFoundError(f"session_id: no session {session_id!r} (closed, or created on another worker)")
+            raise NotFoundError(f"session_id: no session {clip(session_id, 64)!r} (closed, or created on another worker)")
         return session, compute
 
     def _release_compute(self, compute: ComputeThread) -> None:
@@ -80,9 +87,24 @@ class AfaWorkerServicer(pbgrpc.AfaWorkerServicer):
                 event.set()
 
     @contextmanager
+    def _cancel_on_exit(self, context: grpc.ServicerContext):
+        """An event set when the client goes away or the worker shuts down, for the call's work."""
+        cancel = threading.Event()
+        context.add_callback(cancel.set)
+        with self._guard:
+            self._stage_cancels.add(cancel)
+        if self.shutting_down.is_set():
+            cancel.set()
+        try:
+            yield cancel
+        finally:
+            with self._guard:
+                self._stage_cancels.discard(cancel)
+
+    @contextmanager
     def _exclusive(self, session: Session, what: str):
         if not session.lock.acquire(blocking=False):
-            raise BusyError(f"session {session.id} is busy running stage {session.running_stage!r}; "
+            raise BusyError(f"session {session.id} is busy running stage {clip(session.running_stage or '')!r}; "
                             f"{what} waits until it ends (or cancel it)")
         try:
             yield
@@ -103,7 +125,10 @@ class AfaWorkerServicer(pbgrpc.AfaWorkerServicer):
             with self._guard:
                 compute = self._idle_compute.pop() if self._idle_compute else ComputeThread()
             try:
-                session = compute.call(create_session, request)
+                with self._guard:
+                    others_active = bool(self._sessions)
+                with self._cancel_on_exit(context) as cancel:
+                    session = compute.call(_create_cancellably, request, cancel, others_active)
             except BaseException:
                 self._release_compute(compute)
                 raise
@@ -126,26 +151,19 @@ class AfaWorkerServicer(pbgrpc.AfaWorkerServicer):
         with _status_mapping(context):
             session, compute = self._session(request.session_id)
             plan = parse_stage(request.stage)  # every field validated before anything runs
-            cancel = threading.Event()
-            context.add_callback(cancel.set)
-            with self._exclusive(session, "RunStage"):
-                session.running_stage = request.stage.name
-                with self._guard:
-                    self._stage_cancels.add(cancel)
-                if self.shutting_down.is_set():
-                    cancel.set()
-                _log.info("session %s: stage %r started (%d steps, %s)", session.id[:8], request.stage.name,
-                          request.stage.iterations, request.stage.regularizer.WhichOneof("kind"))
+            with self._exclusive(session, "RunStage"), self._cancel_on_exit(context) as cancel:
+                session.running_stage, session.stage_cancel = request.stage.name, cancel
+                _log.info("session %s: stage %r started (%d steps, %s)", session.id[:8], clip(plan.name), plan.iterations,
+                          plan.regularizer.kind)
                 try:
                     for event in compute.stream(lambda: run_stage(session, plan, cancel), cancel.set):
                         if event.WhichOneof("event") == "summary":
-                            _log.info("session %s: stage %r ended: %s after %d steps", session.id[:8], event.summary.name,
-                                      pb.StageStatus.Name(event.summary.status), event.summary.steps_completed)
+                            _log.info("session %s: stage %r ended: %s after %d steps%s", session.id[:8], clip(event.summary.name),
+                                      pb.StageStatus.Name(event.summary.status), event.summary.steps_completed,
+                                      f" ({event.summary.message})" if event.summary.message else "")
                         yield event
                 finally:
-                    session.running_stage = None
-                    with self._guard:
-                        self._stage_cancels.discard(cancel)
+                    session.running_stage, session.stage_cancel = None, None
 
     def Evaluate(self, request, context):  # noqa: N802
         with _status_mapping(context):
@@ -156,8 +174,9 @@ class AfaWorkerServicer(pbgrpc.AfaWorkerServicer):
             split = getattr(session.data, name)
             if split is None or len(split) == 0:
                 raise SpecError("split", f"this session's data has no {name} split")
+            batch_size = check_max(request.batch_size, "batch_size", "eval_batch_size") or 500
             with self._exclusive(session, "Evaluate"):
-                loss, acc = compute.call(evaluate, session, split, request.batch_size or 500)
+                loss, acc = compute.call(evaluate, session, split, batch_size)
             return pb.EvaluateResponse(split=name, loss=loss, accuracy=acc, count=len(split))
 
     def PromoteTargetToSource(self, request, context):  # noqa: N802
@@ -181,19 +200,31 @@ class AfaWorkerServicer(pbgrpc.AfaWorkerServicer):
                 "spec": origin.spec,
             }
             with self._exclusive(session, "SaveCheckpoint"):
-                try:
-                    path, meta, size, digest = compute.call(save_checkpoint, session.target, request.path, metadata)
-                except OSError as exc:
-                    raise SpecError("path", f"cannot write {request.path}: {exc}") from exc
+                path, meta, size, digest = compute.call(save_checkpoint, session.target, request.path, metadata,
+                                                        self._checkpoints)
             return pb.SaveCheckpointResponse(path=path, metadata_path=meta, bytes=size, sha256=digest)
 
     def CloseSession(self, request, context):  # noqa: N802
+        """Frees the session; a stage it is running is cancelled first (it stops at its next step)."""
         with _status_mapping(context):
             session, compute = self._session(request.session_id)
-            with self._exclusive(session, "CloseSession"):
+            running = session.stage_cancel
+            if running is not None:
+                running.set()
+            if not session.lock.acquire(timeout=_CLOSE_WAIT_SECONDS):
+                raise BusyError(f"session {session.id} is still running stage {clip(session.running_stage or '')!r} "
+                                f"{_CLOSE_WAIT_SECONDS:.0f} s after it was cancelled; close it again later")
+            try:
                 with self._guard:
                     self._sessions.pop(session.id, None)
                     self._compute.pop(session.id, None)
                 self._release_compute(compute)
-            _log.info("session %s: closed", session.id[:8])
+            finally:
+                session.lock.release()
+            _log.info("session %s: closed%s", session.id[:8], " (its running stage cancelled)" if running else "")
             return pb.CloseSessionResponse()
+
+
+def _create_cancellably(request: pb.CreateSessionRequest, cancel: threading.Event, others_active: bool) -> Session:
+    with cancellable(cancel):
+        return create_session(request, others_active)

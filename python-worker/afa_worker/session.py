@@ -17,7 +17,9 @@ from afa_worker._gen.afa.v1 import afa_pb2 as pb
 from afa_worker.backbones import build_backbone, default_layers, head_module, replace_head
 from afa_worker.data import DataBundle, load_data
 from afa_worker.errors import SpecError
+from afa_worker.cancel import check_cancelled
 from afa_worker.features import FeatureTap
+from afa_worker.limits import LIMITS, check_max, max_threads
 from afa_worker.precision import PrecisionPlan, resolve_precision
 from afa_worker.weights import load_into, read_state_dict
 
@@ -61,6 +63,8 @@ class Session:
     precision: PrecisionPlan
     lock: threading.Lock = field(default_factory=threading.Lock)
     running_stage: str | None = None
+    #: Set to cancel the running stage (CloseSession does).
+    stage_cancel: threading.Event | None = None
 
     @property
     def head_name(self) -> str:
@@ -111,6 +115,7 @@ def recalibrate_bn(model: nn.Module, batches: Iterator[torch.Tensor]) -> int:
     seen = 0
     try:
         for x in batches:
+            check_cancelled("recalibrating the source's batch norms")
             model(x)
             seen += len(x)
     finally:
@@ -150,12 +155,41 @@ def _spec_of(spec_json: str) -> dict | None:
     return spec
 
 
-def create_session(request: pb.CreateSessionRequest) -> Session:
+def _check_sizes(request: pb.CreateSessionRequest) -> None:
+    """Every count of the request within its bound, before anything is loaded or built."""
+    b, d = request.backbone, request.data
+    check_max(b.width, "backbone.width", "width")
+    check_max(b.depth, "backbone.depth", "depth")
+    check_max(b.in_channels, "backbone.in_channels", "in_channels")
+    check_max(d.image_size, "data.image_size", "image_size")
+    if len(d.classes) > LIMITS["classes"]:
+        raise SpecError("data.classes", f"must list at most {LIMITS['classes']} classes, got {len(d.classes)}")
+    if len(request.layers) > LIMITS["layers"]:
+        raise SpecError("layers", f"must list at most {LIMITS['layers']} layers, got {len(request.layers)}")
+    if request.num_threads > max_threads():
+        raise SpecError("num_threads", f"must be at most the {max_threads()} cores this worker may use, "
+                                       f"got {request.num_threads}")
+    if d.color not in pb.ColorMode.values():
+        raise SpecError("data.color", f"unknown color mode {d.color}", [pb.ColorMode.Name(v) for v in pb.ColorMode.values()])
+
+
+def _set_threads(requested: int, others_active: bool) -> None:
+    """torch's thread count is one per process: a session may set it only while it is the only one."""
+    if not requested or requested == torch.get_num_threads():
+        return
+    if others_active:
+        raise SpecError("num_threads", f"other sessions are running on this worker's {torch.get_num_threads()} torch "
+                                       "threads; a session may change the count only while it is the only one "
+                                       "(leave it 0, or start the worker with --threads)")
+    torch.set_num_threads(requested)
+
+
+def create_session(request: pb.CreateSessionRequest, others_active: bool = False) -> Session:
     spec = _spec_of(request.spec_json)
     device = resolve_device(request.device)
     precision = resolve_precision(request.precision, device)
-    if request.num_threads:
-        torch.set_num_threads(request.num_threads)
+    _check_sizes(request)
+    _set_threads(request.num_threads, others_active)
     if not request.backbone.name:
         raise SpecError("backbone.name", "a backbone is required")
     data = load_data(request.data)

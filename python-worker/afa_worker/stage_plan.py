@@ -12,6 +12,7 @@ from typing import Any
 from afa_worker._gen.afa.v1 import afa_pb2 as pb
 from afa_worker.contract import check_registry
 from afa_worker.errors import SpecError
+from afa_worker.limits import check_float32, check_max
 from afa_worker.regularizers import RegularizerPlan, parse_regularizer
 
 __all__ = ["StagePlan", "OptimizerPlan", "LrSchedulePlan", "parse_stage", "parse_lr_schedule", "DEFAULT_FEATURE_CACHE_MB"]
@@ -74,7 +75,7 @@ class StagePlan:
 def _finite(value: float, field: str, *, positive: bool = False) -> float:
     if not math.isfinite(value) or not (value > 0 if positive else value >= 0):
         raise SpecError(field, f"must be a finite number {'> 0' if positive else '>= 0'}, got {value}")
-    return float(value)
+    return check_float32(value, field)
 
 
 def _in_range(value: float, field: str, low: float, high: float, *, low_open: bool, high_open: bool,
@@ -128,8 +129,8 @@ def parse_stage(stage: pb.StageSpec) -> StagePlan:
         regularizer=parse_regularizer(stage.regularizer),
         optimizer=_optimizer(stage.optimizer),
         lr_schedule=parse_lr_schedule(stage.lr_schedule),
-        iterations=_count(stage.iterations, "stage.iterations"),
-        batch_size=_count(stage.batch_size, "stage.batch_size"),
+        iterations=check_max(_count(stage.iterations, "stage.iterations"), "stage.iterations", "iterations"),
+        batch_size=check_max(_count(stage.batch_size, "stage.batch_size"), "stage.batch_size", "batch_size"),
         head_l2=_finite(stage.head_l2, "stage.head_l2"),
         eval_every=int(stage.eval_every),
         log_every=int(stage.log_every),
@@ -137,5 +138,6 @@ def parse_stage(stage: pb.StageSpec) -> StagePlan:
         restore_best=bool(stage.restore_best),
         head_lr_multiplier=_finite(stage.head_lr_multiplier, "stage.head_lr_multiplier") or 1.0,
         attention_lr_multiplier=_finite(stage.attention_lr_multiplier, "stage.attention_lr_multiplier") or 1.0,
-        feature_cache_mb=0 if stage.no_feature_cache else stage.feature_cache_mb or DEFAULT_FEATURE_CACHE_MB,
+        feature_cache_mb=0 if stage.no_feature_cache else check_max(
+            stage.feature_cache_mb, "stage.feature_cache_mb", "feature_cache_mb") or DEFAULT_FEATURE_CACHE_MB,
     )

@@ -13,6 +13,7 @@ from torch import nn
 
 from afa_worker.backbones import head_module
 from afa_worker.batches import ordered_batches, shuffled_indices
+from afa_worker.cancel import check_cancelled
 from afa_worker.features import FeatureTap
 from afa_worker.regularizers import Regularizer, RegularizerContext, build_regularizer
 from afa_worker.session import Session, recalibrate_bn
@@ -137,6 +138,7 @@ def _source_feature_cache(session: Session, batch_size: int, budget_mb: int) -> 
     cache: dict[str, list[torch.Tensor]] = {name: [] for name in session.layers}
     with FeatureTap(session.source, session.layers) as tap, session.precision.source_autocast():
         for x in ordered_batches(session.data, batch_size):
+            check_cancelled("caching the source's feature maps")
             session.source(x)
             for name, value in tap.take().items():
                 cache[name].append(value)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from afa_worker._gen.afa.v1 import afa_pb2 as pb
 from afa_worker.attention import attention_entropy
 from afa_worker.batches import augment
+from afa_worker.cancel import Cancelled, cancellable
 from afa_worker.data import TensorSplit
 from afa_worker.selection import MetricWindow, ModelSelection
 from afa_worker.session import Session
@@ -153,10 +154,20 @@ def _summary(run: StageRun, progress: _Progress, window: MetricWindow, selection
         images_per_second=progress.images / max(1e-9, wall), feature_cache_bytes=run.feature_cache_bytes)
 
 
+def _cancelled_summary(plan: StagePlan, reason: Cancelled, wall: float) -> pb.StageSummary:
+    return pb.StageSummary(name=plan.name, status=pb.STAGE_STATUS_CANCELLED, message=f"{reason} (before the first step)",
+                           final_train_loss=float("nan"), wall_seconds=wall)
+
+
 def _train_stage(session: Session, plan: StagePlan, cancel: threading.Event) -> Iterator[pb.StageEvent]:
     started_at = time.perf_counter()
     selection, progress = ModelSelection(session.target, plan.restore_best), _Progress()
-    with prepare_stage(session, plan) as run:
+    try:
+        run = prepare_stage(session, plan)
+    except Cancelled as reason:
+        yield pb.StageEvent(summary=_cancelled_summary(plan, reason, time.perf_counter() - started_at))
+        return
+    with run:
         yield pb.StageEvent(started=pb.StageStarted(
             name=plan.name, iterations=plan.iterations, regularizer=plan.regularizer.kind,
             trainable_parameters=run.trainable_parameters, attention_parameters=run.attention_parameters))
@@ -172,7 +183,7 @@ def run_stage(session: Session, plan: StagePlan, cancel: threading.Event) -> Ite
     paused handing them over."""
     waited = 0.0
     # closing(): a reader that stops early must still run the stage's cleanup (hooks, frozen flags).
-    with contextlib.closing(_train_stage(session, plan, cancel)) as events:
+    with cancellable(cancel), contextlib.closing(_train_stage(session, plan, cancel)) as events:
         for event in events:
             if event.WhichOneof("event") == "summary":
                 event.summary.delivery_wait_seconds = waited

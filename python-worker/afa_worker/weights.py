@@ -29,6 +29,11 @@ def read_state_dict(path: str) -> dict[str, torch.Tensor]:
         except (SafetensorError, OSError, ValueError) as exc:
             raise SpecError(_FIELD, f"{path} is not a valid safetensors file: {exc}") from exc
     else:
+        with open(file, "rb") as fh:
+            magic = fh.read(4)
+        # torch.save writes a zip archive (PK..) or, in its legacy format, a pickle (protocol byte 0x80).
+        if not (magic.startswith(b"PK\x03\x04") or magic[:1] == b"\x80"):
+            raise SpecError(_FIELD, f"{path} is not a weights file (neither safetensors nor a torch.save file)")
         try:
             state = torch.load(str(file), map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:

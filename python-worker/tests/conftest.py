@@ -5,6 +5,7 @@ import pytest
 
 from afa_worker._gen.afa.v1 import afa_pb2_grpc as pbgrpc
 from afa_worker._gen.grpc.health.v1 import health_pb2_grpc as hgrpc
+from afa_worker.auth import authorized_channel
 from afa_worker.runtime import configure_torch
 from afa_worker.server import ServerOptions, WorkerServer
 
@@ -13,7 +14,8 @@ configure_torch(threads=1)
 
 @pytest.fixture
 def server():
-    srv = WorkerServer(ServerOptions(port=0, grace_seconds=1.0))
+    # tests save checkpoints under pytest's temporary folders, as the SDK's own local worker may
+    srv = WorkerServer(ServerOptions(port=0, grace_seconds=1.0, allow_write_anywhere=True))
     srv.start()
     yield srv
     srv.shutdown()
@@ -21,7 +23,7 @@ def server():
 
 @pytest.fixture
 def channel(server):
-    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as ch:
+    with authorized_channel(f"127.0.0.1:{server.port}", server.options.token) as ch:
         yield ch
 
 

@@ -12,6 +12,8 @@ from google.rpc import error_details_pb2, status_pb2
 from afa_worker import PROTOCOL_VERSION
 from afa_worker._gen.afa.v1 import afa_pb2 as pb
 from afa_worker._gen.grpc.health.v1 import health_pb2 as hpb
+from afa_worker._gen.afa.v1 import afa_pb2_grpc as pbgrpc
+from afa_worker.auth import authorized_channel
 from afa_worker.contract import oneof_fields
 from afa_worker.server import HANDSHAKE_PREFIX, ServerOptions, WorkerServer
 from afa_worker.status import DETAILS_KEY
@@ -90,7 +92,7 @@ def test_health_serving_then_not_serving_through_shutdown():
     # Before start: NOT_SERVING is the initial state of every service.
     assert srv.health._status[""] == NOT_SERVING
     srv.start()
-    with grpc.insecure_channel(f"127.0.0.1:{srv.port}") as ch:
+    with authorized_channel(f"127.0.0.1:{srv.port}", srv.options.token) as ch:
         health = hgrpc.HealthStub(ch)
         assert health.Check(hpb.HealthCheckRequest(service="")).status == SERVING
         assert health.Check(hpb.HealthCheckRequest(service="afa.v1.AfaWorker")).status == SERVING
@@ -105,8 +107,37 @@ def test_health_serving_then_not_serving_through_shutdown():
 
 
 def test_non_loopback_bind_requires_a_token():
-    with pytest.raises(ValueError, match="--token"):
+    with pytest.raises(ValueError, match="pass a token"):
         WorkerServer(ServerOptions(host="0.0.0.0", port=0))
+
+
+def test_a_worker_started_without_a_token_makes_one_and_requires_it_even_for_health():
+    srv = WorkerServer(ServerOptions(port=0, grace_seconds=0.5))
+    srv.start()
+    try:
+        handshake = json.loads(srv.handshake_line()[len(HANDSHAKE_PREFIX):])
+        assert len(handshake["token"]) >= 40 and handshake["token"] == srv.options.token
+        other = WorkerServer(ServerOptions(port=0))
+        assert other.options.token != srv.options.token  # fresh per worker
+        other.server.stop(0)
+        from afa_worker._gen.grpc.health.v1 import health_pb2_grpc as hgrpc
+
+        with grpc.insecure_channel(f"127.0.0.1:{srv.port}") as bare:
+            for call in (lambda: pbgrpc.AfaWorkerStub(bare).GetInfo(pb.GetInfoRequest()),
+                         lambda: hgrpc.HealthStub(bare).Check(hpb.HealthCheckRequest(service="")),
+                         lambda: next(hgrpc.HealthStub(bare).Watch(hpb.HealthCheckRequest(service="")))):
+                with pytest.raises(grpc.RpcError) as err:
+                    call()
+                assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        with authorized_channel(f"127.0.0.1:{srv.port}", handshake["token"]) as ch:
+            assert hgrpc.HealthStub(ch).Check(hpb.HealthCheckRequest(service="")).status == SERVING
+    finally:
+        srv.shutdown()
+
+
+def test_a_given_token_is_not_printed():
+    srv = WorkerServer(ServerOptions(port=0, token="s3cret"))
+    assert "token" not in json.loads(srv.handshake_line()[len(HANDSHAKE_PREFIX):])
 
 
 def test_token_is_required_on_every_call():
@@ -125,3 +156,66 @@ def test_token_is_required_on_every_call():
             assert ok.protocol_version == PROTOCOL_VERSION
     finally:
         srv.shutdown()
+
+
+def test_open_streams_are_bounded_and_unary_calls_still_answer(server):
+    """Idle Health.Watch streams used to take all 8 server threads: GetInfo and Check then hung."""
+    from afa_worker._gen.grpc.health.v1 import health_pb2_grpc as hgrpc
+    from afa_worker.streams import MAX_STREAMS, MAX_STREAMS_PER_CLIENT
+
+    address, token = f"127.0.0.1:{server.port}", server.options.token
+    # own connection per channel (grpc shares one between channels to the same address otherwise)
+    channels = [authorized_channel(address, token, [("grpc.use_local_subchannel_pool", 1)])
+                for _ in range(MAX_STREAMS // MAX_STREAMS_PER_CLIENT + 1)]
+    watches = []
+    try:
+        def watch(channel):
+            call = hgrpc.HealthStub(channel).Watch(hpb.HealthCheckRequest(service=""), timeout=60)
+            assert next(call).status == SERVING  # open: the first status has arrived
+            watches.append(call)
+            return call
+
+        for channel in channels[:-1]:
+            for _ in range(MAX_STREAMS_PER_CLIENT):
+                watch(channel)
+        assert server.streams.open_streams() == MAX_STREAMS
+        # one more stream, from a client with slots of its own left: the worker's limit answers
+        with pytest.raises(grpc.RpcError) as err:
+            watch(channels[-1])
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "limit" in err.value.details()
+        # with every stream slot taken, unary calls and health checks answer (deadline: a hang fails)
+        probe = channels[-1]
+        assert pbgrpc.AfaWorkerStub(probe).GetInfo(pb.GetInfoRequest(), timeout=10).protocol_version == PROTOCOL_VERSION
+        assert hgrpc.HealthStub(probe).Check(hpb.HealthCheckRequest(service=""), timeout=10).status == SERVING
+        # a stream that ends gives its slot back
+        watches.pop().cancel()
+        for _ in range(200):
+            if server.streams.open_streams() < MAX_STREAMS:
+                break
+            threading.Event().wait(0.05)
+        watch(channels[-1])
+    finally:
+        for call in watches:
+            call.cancel()
+        for channel in channels:
+            channel.close()
+
+
+def test_one_client_cannot_take_every_stream_slot(server):
+    from afa_worker._gen.grpc.health.v1 import health_pb2_grpc as hgrpc
+    from afa_worker.streams import MAX_STREAMS_PER_CLIENT
+
+    with authorized_channel(f"127.0.0.1:{server.port}", server.options.token) as channel:
+        calls = [hgrpc.HealthStub(channel).Watch(hpb.HealthCheckRequest(service="")) for _ in range(MAX_STREAMS_PER_CLIENT + 1)]
+        try:
+            outcomes = []
+            for call in calls:
+                try:
+                    outcomes.append(next(call).status)
+                except grpc.RpcError as err:
+                    outcomes.append(err.code())
+            assert outcomes.count(SERVING) == MAX_STREAMS_PER_CLIENT
+            assert outcomes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) == 1
+        finally:
+            for call in calls:
+                call.cancel()

@@ -44,14 +44,13 @@ def _run(stub, session_id: str, stage: pb.StageSpec) -> tuple[list[pb.StageEvent
 
 @pytest.fixture(scope="module")
 def grpc_stub():
-    import grpc
-
     from afa_worker._gen.afa.v1 import afa_pb2_grpc as pbgrpc
+    from afa_worker.auth import authorized_channel
     from afa_worker.server import ServerOptions, WorkerServer
 
-    srv = WorkerServer(ServerOptions(port=0, grace_seconds=1.0))
+    srv = WorkerServer(ServerOptions(port=0, grace_seconds=1.0, allow_write_anywhere=True))
     srv.start()
-    with grpc.insecure_channel(f"127.0.0.1:{srv.port}") as channel:
+    with authorized_channel(f"127.0.0.1:{srv.port}", srv.options.token) as channel:
         yield pbgrpc.AfaWorkerStub(channel)
     srv.shutdown()
 

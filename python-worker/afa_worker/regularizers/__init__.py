@@ -13,6 +13,7 @@ from typing import Any
 from afa_worker._gen.afa.v1 import afa_pb2 as pb
 from afa_worker.contract import check_registry
 from afa_worker.errors import SourceMissingError, SpecError
+from afa_worker.limits import check_float32, check_max
 from afa_worker.regularizers.afa import AttentiveChannelTransfer, AttentiveSpatialTransfer
 from afa_worker.regularizers.base import Regularizer, RegularizerContext
 from afa_worker.regularizers.delta import DELTA, channel_importance
@@ -54,24 +55,26 @@ def _finite(value: float, field_path: str, *, positive: bool = False) -> float:
     ok = math.isfinite(value) and (value > 0 if positive else value >= 0)
     if not ok:
         raise SpecError(field_path, f"must be a finite number {'> 0' if positive else '>= 0'}, got {value}")
-    return float(value)
+    return check_float32(value, field_path)
 
 
 def _alpha(msg: Any, at: str) -> dict[str, Any]:
     if not math.isfinite(msg.alpha) or msg.alpha < 0:
         raise SpecError(f"{at}.alpha", f"alpha must be a finite number >= 0, got {msg.alpha}")
-    return {"alpha": float(msg.alpha)}
+    return {"alpha": check_float32(msg.alpha, f"{at}.alpha")}
 
 
 def _attentive(msg: Any, at: str) -> dict[str, Any]:
-    return {**_alpha(msg, at), "hidden": int(msg.hidden)}
+    return {**_alpha(msg, at), "hidden": check_max(msg.hidden, f"{at}.hidden", "hidden")}
 
 
 def _delta(msg: pb.Delta, at: str) -> dict[str, Any]:
     temperature = _finite(msg.temperature, f"{at}.temperature", positive=True) if msg.temperature else DELTA_TEMPERATURE
     return {**_alpha(msg, at), "temperature": temperature,
-            "head_iterations": msg.head_iterations or DELTA_HEAD_ITERATIONS,
-            "ablation_batches": msg.ablation_batches or DELTA_ABLATION_BATCHES}
+            "head_iterations": check_max(msg.head_iterations, f"{at}.head_iterations", "delta_head_iterations")
+            or DELTA_HEAD_ITERATIONS,
+            "ablation_batches": check_max(msg.ablation_batches, f"{at}.ablation_batches", "delta_ablation_batches")
+            or DELTA_ABLATION_BATCHES}
 
 
 def _build_delta(ctx: RegularizerContext, alpha: float, temperature: float, head_iterations: int,

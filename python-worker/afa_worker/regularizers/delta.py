@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from afa_worker.cancel import check_cancelled
 from afa_worker.regularizers.base import FeatureDict, Regularizer
 from afa_worker.regularizers.distance import weighted_sq_distance
 
 __all__ = ["DELTA", "channel_importance"]
+
+_log = logging.getLogger("afa_worker")
 
 
 class DELTA(Regularizer):
@@ -47,7 +51,11 @@ class DELTA(Regularizer):
 
 @torch.no_grad()
 def _mean_loss(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-    return torch.stack([F.cross_entropy(model(x), y) for x, y in batches]).mean()
+    losses = []
+    for x, y in batches:
+        check_cancelled("measuring DELTA's channel importance")
+        losses.append(F.cross_entropy(model(x), y))
+    return torch.stack(losses).mean()
 
 
 def channel_importance(
@@ -66,6 +74,8 @@ def channel_importance(
 
     Zeroing the layer's output channel equals zeroing the conv filter when the layer is a conv
     without bias (the reference's case) and extends the rule to any module path."""
+    _log.info("DELTA probe: %d head-only steps, then each channel of %d layers ablated over %d batches",
+              head_iterations, len(layers), ablation_batches)
     probe = copy.deepcopy(model)
     head = probe.get_submodule(head_name)
     for p in probe.parameters():
@@ -75,6 +85,7 @@ def channel_importance(
     probe.eval()  # BN statistics stay the source's, as in the frozen extractor
     optimizer = torch.optim.SGD(head.parameters(), lr=lr, momentum=0.9)
     for _ in range(head_iterations):
+        check_cancelled("training DELTA's head-only probe")
         x, y = next(batches)
         optimizer.zero_grad(set_to_none=True)
         F.cross_entropy(probe(x), y).backward()
@@ -97,6 +108,7 @@ def channel_importance(
             rises = []
             n_channels = _output_channels(probe, module, fixed[0][0])
             for j in range(n_channels):
+                check_cancelled(f"measuring DELTA's channel importance ({name}, channel {j} of {n_channels})")
                 channel["j"] = j
                 rises.append(_mean_loss(probe, fixed) - base)
         finally:

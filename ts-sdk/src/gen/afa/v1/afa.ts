@@ -341,7 +341,10 @@ export interface CreateSessionRequest {
   seed: number;
   /** "" = CUDA when present else CPU; or "cpu", "cuda", "cuda:N". */
   device: string;
-  /** torch threads for this worker; 0 = leave as is. */
+  /**
+   * torch threads of the worker process (one count for all its sessions); 0 = leave as is. Refused
+   * while other sessions are open, whose thread count it would change.
+   */
   numThreads: number;
   /** The experiment spec as JSON, stored with checkpoints for provenance; opaque to the worker. */
   specJson: string;
