@@ -3,7 +3,7 @@ import { expect } from 'chai';
 import { execa } from 'execa';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { AFA_CLI, tempDir } from './helpers.js';
+import { AFA_CLI, tempDir, waitUntil } from './helpers.js';
 import { tinyFineTune } from './fixtures/specs.js';
 import { REGULARIZER_KINDS } from '../ts-sdk/src/index.js';
 
@@ -95,6 +95,26 @@ describe('afa CLI', () => {
     const result = await child;
     expect(result.exitCode).to.equal(130);
     expect(result.stderr).to.include('interrupted');
+  });
+
+  it('killing the tsx wrapper (SIGKILL) stops the CLI it started and the CLI\'s worker', async () => {
+    const file = join(tempDir(), 'long.json');
+    writeFileSync(file, JSON.stringify(tinyFineTune(1_000_000)));
+    const wrapper = execa('node_modules/.bin/tsx', ['ts-sdk/src/cli/main.ts', 'run', file, '--threads', '1'], { reject: false });
+    await new Promise<void>((resolve) => {
+      let seen = '';
+      wrapper.stderr!.on('data', (chunk: Buffer) => {
+        seen += String(chunk);
+        if (/none: 1000000 steps/.test(seen)) resolve();
+      });
+    });
+    const children = async (pid: number) => (await execa('pgrep', ['-P', String(pid)], { reject: false })).stdout.split('\n').filter(Boolean).map(Number);
+    const [cli] = await children(wrapper.pid!);
+    const workers = await children(cli!);
+    expect(workers.length, 'the CLI has its worker').to.be.greaterThan(0);
+    wrapper.kill('SIGKILL'); // not awaited: the wrapper's output pipes stay open while its child lives
+    const gone = (pid: number) => { try { process.kill(pid, 0); return false; } catch { return true; } };
+    expect(await waitUntil(() => [cli!, ...workers].every(gone), 120_000)).to.equal(true, 'the CLI or its worker outlived the wrapper');
   });
 
   it('afa info lists what the worker offers', async () => {

@@ -5,12 +5,13 @@ import * as protoLoader from '@grpc/proto-loader';
 import { expect } from 'chai';
 import { execa } from 'execa';
 import { readFileSync } from 'node:fs';
-import { BACKBONE_NAMES, DATA_KINDS, REGULARIZER_KINDS, SpecError, type Worker } from '../ts-sdk/src/index.js';
+import { join } from 'node:path';
+import { BACKBONE_NAMES, DATA_KINDS, LIMITS, REGULARIZER_KINDS, SpecError, type Worker } from '../ts-sdk/src/index.js';
 import { fieldViolation } from '../ts-sdk/src/client/status-details.js';
 import { startTestWorker } from './helpers.js';
 
 type Callback<T> = (error: grpc.ServiceError | null, response: T) => void;
-type DynamicClient = grpc.Client & Record<string, (req: object, cb: Callback<Record<string, unknown>>) => void>;
+type DynamicClient = grpc.Client & Record<string, (req: object, metadata: grpc.Metadata, cb: Callback<Record<string, unknown>>) => void>;
 
 function loadDynamic(address: string): { afa: DynamicClient; health: DynamicClient } {
   const definition = protoLoader.loadSync(['afa/v1/afa.proto', 'grpc/health/v1/health.proto'], {
@@ -29,14 +30,19 @@ function loadDynamic(address: string): { afa: DynamicClient; health: DynamicClie
   return { afa: new loaded.afa.v1.AfaWorker(address, creds), health: new loaded.grpc.health.v1.Health(address, creds) };
 }
 
+let token = '';
+
 function call<T>(client: DynamicClient, method: string, request: object): Promise<T> {
-  return new Promise((resolve, reject) => client[method]!(request, (e, r) => (e ? reject(e) : resolve(r as T))));
+  const metadata = new grpc.Metadata();
+  metadata.set('authorization', `Bearer ${token}`);
+  return new Promise((resolve, reject) => client[method]!(request, metadata, (e, r) => (e ? reject(e) : resolve(r as T))));
 }
 
 describe('contract: dynamic proto-loader client against the real worker', () => {
   let worker: Worker;
   before(async () => {
     worker = await startTestWorker();
+    token = worker.token!;
   });
   after(async () => {
     await worker.stop();
@@ -60,6 +66,15 @@ describe('contract: dynamic proto-loader client against the real worker', () => 
     expect(REGULARIZER_KINDS.map(snake)).to.deep.equal(info.regularizers);
     expect(DATA_KINDS.map(snake)).to.deep.equal(info.datasets);
     expect([...BACKBONE_NAMES]).to.deep.equal(info.backbones.filter((name) => !name.endsWith(':NAME')));
+  });
+
+  it('the SDK checks the same bounds as the worker', async () => {
+    const python = join(process.cwd(), 'python-worker', '.venv', 'bin', 'python');
+    const printed = await execa(python, ['-c', 'import json; from afa_worker.limits import LIMITS; print(json.dumps(LIMITS))'],
+      { cwd: 'python-worker' });
+    const camel = (name: string) => name.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+    const worker = Object.fromEntries(Object.entries(JSON.parse(printed.stdout) as Record<string, number>).map(([k, v]) => [camel(k), v]));
+    expect(LIMITS).to.deep.equal(worker);
   });
 
   it('the worker package has the version of the npm package that ships it', async () => {

@@ -1,13 +1,15 @@
 // Faults, load and security against real worker processes.
 import { expect } from 'chai';
 import { execa } from 'execa';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import {
   UnauthenticatedError,
+  SpecError,
   Worker,
   WorkerCallError,
+  WorkerClient,
   WorkerCrashedError,
   type TrialRecord,
 } from '../ts-sdk/src/index.js';
@@ -121,8 +123,8 @@ describe('load', function () {
 
   it('two clients stream from one worker at once on different sessions, with the numbers of running alone', async () => {
     const owner = await startTestWorker({ threads: 2 });
-    const a = await Worker.connect(owner.address);
-    const b = await Worker.connect(owner.address);
+    const a = await Worker.connect(owner.address, { token: owner.token });
+    const b = await Worker.connect(owner.address, { token: owner.token });
     try {
       const specA = tinyFineTune(30);
       const specB = { ...tinyFineTune(30), seed: 1 };
@@ -167,6 +169,25 @@ describe('load', function () {
 describe('security', function () {
   this.timeout(120_000);
 
+  it('a worker started by the SDK requires its token: another client without it gets UNAUTHENTICATED, health included', async () => {
+    const worker = await startTestWorker();
+    try {
+      expect(worker.token).to.have.length.above(40);
+      const bare = new WorkerClient(worker.address, { token: '' });
+      const outcomes = await Promise.all([bare.getInfo(), bare.checkHealth()].map((p) => p.then(() => 'answered', (e: unknown) => e)));
+      for (const outcome of outcomes) expect(outcome).to.be.instanceOf(UnauthenticatedError);
+      bare.close();
+      // the token is in the child's environment, not on its command line (which every user can read)
+      const cmdline = readFileSync(`/proc/${worker.pid}/cmdline`, 'utf8');
+      expect(cmdline).to.not.include(worker.token!);
+      const second = await Worker.connect(worker.address, { token: worker.token });
+      expect((await second.info()).pid).to.equal(worker.pid);
+      await second.stop();
+    } finally {
+      await worker.stop();
+    }
+  });
+
   it('a worker started with a token answers UNAUTHENTICATED without it or with a wrong one', async () => {
     const { child, handshake } = await serve(['--token', 's3cret']);
     const address = `127.0.0.1:${handshake.port}`;
@@ -191,6 +212,24 @@ describe('security', function () {
       delete process.env.AFA_TOKEN;
       child.kill('SIGTERM');
       await child;
+    }
+  });
+
+  it('a worker confined to its checkpoint directory writes relative paths there and refuses others', async () => {
+    const dir = tempDir('afa-ckpt-');
+    const worker = await startTestWorker({ checkpointDir: dir, allowWrite: [] });
+    try {
+      await using session = await worker.createSession({ backbone: { name: 'small_resnet', width: 4 }, data: tinyFineTune().target });
+      const saved = await session.saveCheckpoint('runs/model');
+      expect(saved.path).to.equal(join(dir, 'runs', 'model.safetensors'));
+      const outside = join(tempDir(), 'model.safetensors');
+      const refused = await session.saveCheckpoint(outside).then(() => undefined, (e: unknown) => e);
+      expect(refused).to.be.instanceOf(SpecError);
+      expect((refused as SpecError).field).to.equal('path');
+      expect((refused as SpecError).problem).to.match(/is outside the worker's checkpoint directory/);
+      expect(existsSync(outside)).to.equal(false);
+    } finally {
+      await worker.stop();
     }
   });
 
@@ -229,7 +268,7 @@ describe('security', function () {
     await child;
     const open = await execa(PYTHON, ['-m', 'afa_worker', 'serve', '--host', '0.0.0.0', '--port', '0'], { cwd: 'python-worker', reject: false, env: { AFA_TOKEN: '' } });
     expect(open.exitCode).to.equal(2);
-    expect(open.stderr).to.include('binding 0.0.0.0 exposes the worker beyond this machine: pass --token');
+    expect(open.stderr).to.include('binding 0.0.0.0 exposes the worker beyond this machine: pass a token (AFA_TOKEN or --token-file');
   });
 
   it('SIGTERM: the worker reports NOT_SERVING, cancels running stages, drains and exits 0', async () => {

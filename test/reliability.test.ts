@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   AfaWorkerClient,
+  type ColorMode,
   Split,
   type CreateSessionRequest,
   type StageSpec as StageMessage,
@@ -57,6 +58,12 @@ function stageMessage(patch: Partial<StageMessage> = {}, regularizer: Regularize
   return { ...toStageMessage(stage({ regularizer, iterations: 2, batchSize: 8 }), 0), ...patch };
 }
 
+function withToken(c: Ctx): Metadata {
+  const metadata = new Metadata();
+  metadata.set('authorization', `Bearer ${c.worker.token}`);
+  return metadata;
+}
+
 /** Resolves once the context's session accepts calls again (a cancelled stage ends at its next step). */
 async function untilIdle(c: Ctx): Promise<void> {
   for (let i = 0; i < 600; i++) {
@@ -80,6 +87,24 @@ const withOptimizer = (o: Partial<StageMessage['optimizer'] & object>): Partial<
 });
 
 const BAD_INPUTS: BadInput[] = [
+  { what: 'a 1 MB backbone name (quoted clipped, not echoed whole)', run: (c) => create(c, { backbone: { name: 'x'.repeat(1 << 20), inChannels: 0, width: 0, depth: 0 } }),
+    error: SpecError, message: /^(?=[\s\S]{0,1500}$)backbone\.name: unknown backbone 'x+\.\.\. \(\d+ characters\) \(valid: small_resnet/ },
+  { what: 'lr 1e308 (overflows float32)', run: (c) => runStage(c, stageMessage(withOptimizer({ lr: 1e308 }))), error: SpecError,
+    message: /^stage\.optimizer\.lr: must be at most 3\.403e\+38 \(it becomes float32 in the model\)/ },
+  { what: 'infinite DELTA temperature', run: (c) => runStage(c, stageMessage({}, { kind: 'delta', alpha: 0.1, temperature: Infinity })),
+    error: SpecError, message: /^stage\.regularizer\.delta\.temperature: must be a finite number > 0, got inf/ },
+  { what: 'an unknown colour mode', run: (c) => create(c, { data: { ...sessionRequest(c).data!, color: 7 as ColorMode } }), error: SpecError,
+    message: /^data\.color: unknown color mode 7 \(valid: COLOR_MODE_NATIVE, COLOR_MODE_GRAYSCALE, COLOR_MODE_RGB\)/ },
+  { what: 'a spec_json that is not JSON', run: (c) => create(c, { specJson: '{"name": ' }), error: SpecError,
+    message: /^spec_json: is not valid JSON/ },
+  { what: '/etc/passwd as source weights', run: (c) => create(c, { sourceWeights: '/etc/passwd' }), error: SpecError,
+    message: /^source_weights: \/etc\/passwd is not a weights file \(neither safetensors nor a torch\.save file\)/ },
+  { what: 'a FIFO in an ImageFolder (never opened)', run: (c) => create(c, {}, data.imageFolder(join(c.files, 'folder-fifo'), { color: 'grayscale' })),
+    error: SpecError, message: /^data\.image_folder\.root: .*pipe\.png is not a regular file/ },
+  { what: 'a decompression-bomb image', run: (c) => create(c, {}, data.imageFolder(join(c.files, 'folder-bomb'), { color: 'grayscale', imageSize: 8 })),
+    error: SpecError, message: /^data\.image_folder\.root: .*bomb\.png has 9000x9000 pixels, more than the 67108864/ },
+  { what: 'num_threads while another session is open', run: (c) => create(c, { numThreads: 2 }), error: SpecError,
+    message: /^num_threads: other sessions are running on this worker's 1 torch threads/ },
   { what: 'unknown backbone', run: (c) => create(c, { backbone: { name: 'resnet7', inChannels: 0, width: 0, depth: 0 } }), error: SpecError,
     message: /^backbone\.name: unknown backbone 'resnet7' \(valid: small_resnet, resnet18, resnet34, resnet50, resnet101, mobilenet_v2/ },
   { what: 'layer path not in the model', run: (c) => create(c, { layers: ['layer4.0'] }), error: SpecError,
@@ -168,7 +193,7 @@ const BAD_INPUTS: BadInput[] = [
       const client = new AfaWorkerClient(c.worker.address, credentials.createInsecure(), { 'grpc.max_send_message_length': 64 << 20 });
       try {
         return await new Promise((resolve, reject) =>
-          client.createSession(sessionRequest(c, { specJson: 'x'.repeat(20 << 20) }), new Metadata(), (e: ServiceError | null, r: unknown) =>
+          client.createSession(sessionRequest(c, { specJson: 'x'.repeat(20 << 20) }), withToken(c), (e: ServiceError | null, r: unknown) =>
             (e ? reject(fromGrpcError('CreateSession', e)) : resolve(r)))); // the SDK's own status mapping
       } finally {
         client.close();

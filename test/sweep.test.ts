@@ -19,6 +19,7 @@ import {
   formatSummaryTable,
   recordsToCsv,
   InvalidSpecError,
+  UsageError,
   planSlots,
   runSweep,
   type SweepEvent,
@@ -266,6 +267,38 @@ describe('afa sweep (real workers, real data)', () => {
     }
   });
 
+  const tinyLrSweep = (lrs: number[]) => sweep({ name: 'lr', base: tinyFineTune(2), space: { 'schedule[0].optimizer.lr': grid(lrs) }, seeds: [0] });
+
+  it('a record torn by a crash mid-append is cut off on resume, and every trial ends readable', async () => {
+    const out = tempDir();
+    const results = join(out, 'results.jsonl');
+    await runSweep(tinyLrSweep([0.01, 0.05]), { outDir: out, slots: planSlots({ local: 1, threads: 1 }) });
+    const text = readFileSync(results, 'utf8');
+    writeFileSync(results, text.slice(0, text.length - Math.floor(text.split('\n')[1]!.length / 2))); // the crash
+    expect(readRecords(results).tornLines).to.equal(1);
+    const warnings: string[] = [];
+    const outcome = await runSweep(tinyLrSweep([0.01, 0.05]), { outDir: out, slots: planSlots({ local: 1, threads: 1 }), resume: true,
+      onEvent: (e) => e.type === 'warning' && warnings.push(e.message) });
+    expect(warnings.join('\n')).to.match(/cut off a torn last line \(\d+ bytes/);
+    expect(outcome.ran).to.equal(1);
+    expect(readRecords(results)).to.deep.include({ tornLines: 0 });
+    expect(readRecords(results).records.map((r) => r.labels['schedule[0].optimizer.lr'])).to.deep.equal(['0.01', '0.05']);
+  });
+
+  it('resuming a changed sweep definition says what changed; --force-new archives the old results', async () => {
+    const out = tempDir();
+    await runSweep(tinyLrSweep([0.01]), { outDir: out, slots: planSlots({ local: 1, threads: 1 }) });
+    const changed = tinyLrSweep([0.02]);
+    const refused = await runSweep(changed, { outDir: out, slots: planSlots({ local: 1, threads: 1 }), resume: true }).catch((e: unknown) => e);
+    expect(refused).to.be.instanceOf(UsageError);
+    expect((refused as UsageError).message).to.match(/holds results of a different sweep definition \(changed: space\.schedule\[0\]\.optimizer\.lr\)/);
+    const outcome = await runSweep(changed, { outDir: out, slots: planSlots({ local: 1, threads: 1 }), resume: true, forceNew: true });
+    expect(outcome.records.map((r) => r.labels['schedule[0].optimizer.lr'])).to.deep.equal(['0.02']);
+    expect(readdirSync(out).filter((f) => /^results\..+\.jsonl$/.test(f))).to.have.length(1);
+    // the report and the table read only this definition's trials
+    expect(loadSweepDirectory(out).records.map((r) => r.labels['schedule[0].optimizer.lr'])).to.deep.equal(['0.02']);
+  });
+
   it('refuses to overwrite results without --resume, with exit code 2', async () => {
     const out = tempDir();
     writeFileSync(join(out, 'results.jsonl'), `${JSON.stringify(record('0.01', 0, 0.5, 0.4))}\n`);
@@ -276,13 +309,17 @@ describe('afa sweep (real workers, real data)', () => {
 
   it('median early stopping prunes a trial below the median of earlier trials at an eval point', async () => {
     const out = tempDir();
-    // Three earlier trials (other configurations) that reached 99 % at every eval point of stage 0.
-    const earlier = [0, 1, 2].map((i) => ({
-      ...record(`earlier-${i}`, 0, 0.99, 0.9),
+    // Three trials of the same sweep (other lrs), finished earlier, that reached 99 % at every eval
+    // point of stage 0; only lr 0.01 is left to run. (The definition must match tiny-sweep's.)
+    const env = { AFA_TEST_SWEEP_LRS: '0.02,0.03,0.04,0.01', AFA_TEST_SWEEP_SEEDS: '0', AFA_TEST_SWEEP_STEPS: '12' };
+    const planned = planTrials(sweep({ name: 'tiny-sweep', base: tinyFineTune(12), space: { 'schedule[0].optimizer.lr': grid([0.02, 0.03, 0.04, 0.01]) },
+      seeds: [0] }));
+    const earlier = planned.slice(0, 3).map((t) => ({
+      ...record(t.configId, 0, 0.99, 0.9),
+      trialId: t.trialId, configId: t.configId, labels: t.labels, values: t.values, spec: t.spec, specHash: t.trialId,
       curve: [3, 6, 9, 12].map((step) => ({ stage: 0, step, globalStep: step, accuracy: 0.99, loss: 0.1 })),
     }));
     writeFileSync(join(out, 'results.jsonl'), earlier.map((r) => `${JSON.stringify(r)}\n`).join(''));
-    const env = { AFA_TEST_SWEEP_LRS: '0.01', AFA_TEST_SWEEP_SEEDS: '0', AFA_TEST_SWEEP_STEPS: '12' };
     const result = await sweepCli(['--workers', '1', '--threads', '1', '--out', out, '--early-stop', 'median', '--resume'], env);
     expect(result.exitCode, result.stderr).to.equal(0);
     const trial = resultLines(out).at(-1)!;

@@ -94,22 +94,36 @@ describe('worker lifecycle (real worker process)', () => {
     }
   });
 
-  it('the worker dies with its parent, even when the parent is SIGKILLed', async () => {
+  /** Starts the fixture parent, resolves with its worker's pid once `ready` appears on its stdout. */
+  async function parentWithWorker(args: string[], ready: RegExp) {
     // node itself, not the tsx wrapper: SIGKILL must hit the process that owns the worker.
-    const parent = execa(process.execPath, ['--import', 'tsx', 'test/fixtures/parent-with-worker.ts'], { buffer: false, reject: false });
+    const parent = execa(process.execPath, ['--import', 'tsx', 'test/fixtures/parent-with-worker.ts', ...args], { buffer: false, reject: false });
     const pid = await new Promise<number>((resolve, reject) => {
       parent.stdout!.setEncoding('utf8');
       let text = '';
       parent.stdout!.on('data', (chunk: string) => {
         text += chunk;
         const match = /WORKER_PID (\d+)/.exec(text);
-        if (match) resolve(Number(match[1]));
+        if (match && ready.test(text)) resolve(Number(match[1]));
       });
-      parent.then(() => reject(new Error(`parent exited before starting its worker: ${text}`)));
+      parent.then(() => reject(new Error(`parent exited before its worker was ready: ${text}`)));
     });
+    return { parent, pid };
+  }
+
+  it('the worker dies with its parent, even when the parent is SIGKILLed', async () => {
+    const { parent, pid } = await parentWithWorker([], /WORKER_PID/);
     expect(processAlive(pid)).to.equal(true);
     parent.kill('SIGKILL');
     await parent;
+    expect(await waitUntil(() => !processAlive(pid), 60_000)).to.equal(true, 'worker outlived its parent');
+  });
+
+  it('the worker dies with its parent SIGKILLed in the middle of a long DELTA probe', async () => {
+    const { parent, pid } = await parentWithWorker(['delta-probe'], /PROBING/);
+    parent.kill('SIGKILL');
+    await parent;
+    // stdin closes -> the worker cancels the probe at its next step and exits (a hard exit backs it up)
     expect(await waitUntil(() => !processAlive(pid), 60_000)).to.equal(true, 'worker outlived its parent');
   });
 

@@ -79,6 +79,7 @@ export type { SourceSpec, PretrainSource, WeightsSource, ScratchSource, Pretrain
 export { experiment, specHash, SPEC_VERSION } from './dsl/experiment.js';
 export type { ExperimentInput, ExperimentSpec } from './dsl/experiment.js';
 export { PRECISIONS, type Precision } from './dsl/precision.js';
+export { LIMITS } from './dsl/limits.js';
 export { parseExperiment } from './dsl/validate.js';
 export { contentHash, stableStringify } from './dsl/hash.js';
 export { Session } from './run/session.js';

@@ -8,7 +8,9 @@ import { registerSweep } from './sweep.js';
 import { registerResults } from './results.js';
 import { EXIT } from './exit.js';
 import { packageVersion } from '../paths.js';
+import { exitWithWrapper } from './orphan.js';
 
+exitWithWrapper();
 const program = new Command();
 program.name('afa').description('Transfer learning by Attentive Feature Alignment, driven from TypeScript').version(packageVersion());
 registerRun(program);

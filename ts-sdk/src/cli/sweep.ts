@@ -18,6 +18,7 @@ interface SweepCliOptions {
   worker?: string[];
   out?: string;
   resume?: boolean;
+  forceNew?: boolean;
   earlyStop: string;
   threads?: string;
   python?: string;
@@ -34,6 +35,7 @@ export function registerSweep(program: Command): void {
     .option('--worker <host:port>', 'a running worker to use (repeatable; replaces local workers)', collect)
     .option('--out <dir>', 'output directory (default: ./afa-sweeps/<sweep name>)')
     .option('--resume', 'skip trials already in the results file')
+    .option('--force-new', "archive another sweep's results found in the output directory and start this one")
     .option('--early-stop <rule>', 'stop trials early: none | median', 'none')
     .option('--threads <n>', 'torch threads per local worker')
     .option('--python <path>', 'Python interpreter for local workers')
@@ -57,6 +59,7 @@ async function sweepCommand(file: string, opts: SweepCliOptions): Promise<number
       outDir,
       slots,
       resume: opts.resume,
+      forceNew: opts.forceNew,
       earlyStop: opts.earlyStop as 'none' | 'median',
       maxAttempts: Number(opts.maxAttempts),
       signal: interrupt.signal,

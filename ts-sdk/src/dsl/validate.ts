@@ -6,6 +6,7 @@ import { InvalidSpecError } from '../errors.js';
 import { BACKBONE_NAMES } from './backbone.js';
 import { DATA_KINDS, type DataKind, type DataSpec } from './data.js';
 import type { ExperimentSpec } from './experiment.js';
+import { FLOAT32_MAX, LIMITS, UINT32_MAX } from './limits.js';
 import { PRECISIONS } from './precision.js';
 import { needsSource, REGULARIZER_KINDS, type RegularizerKind, type RegularizerSpec } from './regularizers.js';
 import type { SourceSpec } from './source.js';
@@ -44,6 +45,7 @@ class Checker {
 
   number(value: unknown, opts: { min?: number; minExclusive?: number; max?: number; maxExclusive?: number; integer?: boolean } = {}): number {
     if (typeof value !== 'number' || !Number.isFinite(value)) this.fail(`must be a finite number, got ${describe(value)}`);
+    if (Math.abs(value) > FLOAT32_MAX) this.fail(`must be at most ${FLOAT32_MAX.toPrecision(4)} (it becomes float32 in the model), got ${value}`);
     if (opts.integer && !Number.isInteger(value)) this.fail(`must be a whole number, got ${value}`);
     if (opts.min !== undefined && value < opts.min) this.fail(`must be >= ${opts.min}, got ${value}`);
     if (opts.minExclusive !== undefined && value <= opts.minExclusive) this.fail(`must be > ${opts.minExclusive}, got ${value}`);
@@ -52,8 +54,9 @@ class Checker {
     return value;
   }
 
-  count(value: unknown, { allowZero = false } = {}): number {
-    return this.number(value, { integer: true, min: allowZero ? 0 : 1 });
+  /** A whole number that fits the contract's uint32, at most `max` where the field has a bound. */
+  count(value: unknown, { allowZero = false, max = UINT32_MAX }: { allowZero?: boolean; max?: number } = {}): number {
+    return this.number(value, { integer: true, min: allowZero ? 0 : 1, max });
   }
 
   boolean(value: unknown): boolean {
@@ -94,8 +97,12 @@ function checkBackbone(c: Checker, value: unknown): void {
   c.onlyKeys(b, ['name', 'inChannels', 'width', 'depth', 'layers']);
   const name = c.at('name').string(b.name);
   if (!/^(torchvision|timm):.+/.test(name)) c.at('name').oneOf(name, [...BACKBONE_NAMES, 'torchvision:NAME', 'timm:NAME']);
-  for (const key of ['inChannels', 'width', 'depth'] as const) c.optional(b, key, (cc, v) => cc.count(v));
-  c.optional(b, 'layers', (cc, v) => cc.array(v).forEach((l, i) => cc.at(i).string(l)));
+  for (const key of ['inChannels', 'width', 'depth'] as const) c.optional(b, key, (cc, v) => cc.count(v, { max: LIMITS[key] }));
+  c.optional(b, 'layers', (cc, v) => {
+    const layers = cc.array(v);
+    if (layers.length > LIMITS.layers) cc.fail(`must list at most ${LIMITS.layers} layers, got ${layers.length}`);
+    layers.forEach((l, i) => cc.at(i).string(l));
+  });
 }
 
 const SAMPLING_KEYS = ['labelsPerClass', 'valPerClass', 'testPerClass', 'classes', 'seed', 'imageSize', 'color', 'augment'];
@@ -123,11 +130,13 @@ function checkData(c: Checker, value: unknown): DataSpec {
   for (const key of ['labelsPerClass', 'valPerClass', 'testPerClass', 'seed'] as const) {
     c.optional(d, key, (cc, v) => cc.count(v, { allowZero: true }));
   }
-  c.optional(d, 'imageSize', (cc, v) => cc.count(v));
+  c.optional(d, 'imageSize', (cc, v) => cc.count(v, { max: LIMITS.imageSize }));
   c.optional(d, 'color', (cc, v) => cc.oneOf(v, ['native', 'grayscale', 'rgb'] as const));
   c.optional(d, 'augment', (cc, v) => cc.boolean(v));
   c.optional(d, 'classes', (cc, v) => {
-    const list = cc.array(v, { nonEmpty: true }).map((x, i) => cc.at(i).count(x, { allowZero: true }));
+    const items = cc.array(v, { nonEmpty: true });
+    if (items.length > LIMITS.classes) cc.fail(`must list at most ${LIMITS.classes} classes, got ${items.length}`);
+    const list = items.map((x, i) => cc.at(i).count(x, { allowZero: true }));
     if (new Set(list).size !== list.length) cc.fail('classes repeat');
   });
   return d as unknown as DataSpec;
@@ -141,7 +150,7 @@ const alphaOnly: KindCheck = (c, r) => {
 const attentive: KindCheck = (c, r) => {
   c.onlyKeys(r, ['kind', 'alpha', 'hidden']);
   alpha(c.at('alpha'), r.alpha);
-  c.optional(r, 'hidden', (cc, v) => cc.count(v));
+  c.optional(r, 'hidden', (cc, v) => cc.count(v, { max: LIMITS.hidden }));
 };
 
 /** Each regulariser's own fields; every kind of the contract must be here for the SDK to compile. */
@@ -156,8 +165,8 @@ const REGULARIZER_CHECKS = {
   delta: (c, r) => {
     c.onlyKeys(r, ['kind', 'alpha', 'headIterations', 'ablationBatches', 'temperature']);
     alpha(c.at('alpha'), r.alpha);
-    c.optional(r, 'headIterations', (cc, v) => cc.count(v));
-    c.optional(r, 'ablationBatches', (cc, v) => cc.count(v));
+    c.optional(r, 'headIterations', (cc, v) => cc.count(v, { max: LIMITS.deltaHeadIterations }));
+    c.optional(r, 'ablationBatches', (cc, v) => cc.count(v, { max: LIMITS.deltaAblationBatches }));
     c.optional(r, 'temperature', (cc, v) => cc.number(v, { minExclusive: 0 }));
   },
   afaSpatial: attentive,
@@ -181,8 +190,8 @@ function checkStep(c: Checker, value: unknown): ScheduleStep {
     'logEvery', 'seed', 'restoreBest', 'headLrMultiplier', 'attentionLrMultiplier', 'featureCacheMb', 'featureCache']);
   c.at('name').string(s.name);
   checkRegularizer(c.at('regularizer'), s.regularizer);
-  c.at('iterations').count(s.iterations);
-  c.at('batchSize').count(s.batchSize);
+  c.at('iterations').count(s.iterations, { max: LIMITS.iterations });
+  c.at('batchSize').count(s.batchSize, { max: LIMITS.batchSize });
   const o = c.at('optimizer').object(s.optimizer);
   const okind = c.at('optimizer').at('kind').oneOf(o.kind, ['sgd', 'adam'] as const);
   c.at('optimizer').at('lr').number(o.lr, { minExclusive: 0 });
@@ -210,7 +219,7 @@ function checkStep(c: Checker, value: unknown): ScheduleStep {
   c.at('restoreBest').boolean(s.restoreBest);
   c.at('headLrMultiplier').number(s.headLrMultiplier, { minExclusive: 0 });
   c.optional(s, 'attentionLrMultiplier', (cc, v) => cc.number(v, { minExclusive: 0 }));
-  c.optional(s, 'featureCacheMb', (cc, v) => cc.count(v, { allowZero: true }));
+  c.optional(s, 'featureCacheMb', (cc, v) => cc.count(v, { allowZero: true, max: LIMITS.featureCacheMb }));
   c.optional(s, 'featureCache', (cc, v) => cc.boolean(v));
   return s as unknown as ScheduleStep;
 }
@@ -224,8 +233,8 @@ function checkSource(c: Checker, value: unknown): SourceSpec {
   } else if (kind === 'pretrain') {
     c.onlyKeys(s, ['kind', 'data', 'iterations', 'batchSize', 'lr', 'momentum', 'weightDecay', 'lrSchedule', 'seed']);
     checkData(c.at('data'), s.data);
-    c.at('iterations').count(s.iterations);
-    c.at('batchSize').count(s.batchSize);
+    c.at('iterations').count(s.iterations, { max: LIMITS.iterations });
+    c.at('batchSize').count(s.batchSize, { max: LIMITS.batchSize });
     c.at('lr').number(s.lr, { minExclusive: 0 });
     c.at('momentum').number(s.momentum, { min: 0, maxExclusive: 1 });
     c.at('weightDecay').number(s.weightDecay, { min: 0 });

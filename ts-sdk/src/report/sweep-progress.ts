@@ -62,6 +62,9 @@ export class SweepProgress {
       case 'trial-eval':
         this.redraw();
         break;
+      case 'warning':
+        this.print(`warning: ${event.message}`);
+        break;
       case 'trial-retry':
         this.print(`retry: ${event.trial.spec.name} seed ${event.trial.seed} on ${event.worker} after: ${event.error.split('\n')[0]}`);
         break;

@@ -15,7 +15,9 @@ export interface SweepDirectory {
 export function loadSweepDirectory(dir: string): SweepDirectory {
   const sweepFile = join(dir, SWEEP_FILE);
   if (!existsSync(sweepFile)) throw new UsageError(dir, `is not a sweep output directory (no ${SWEEP_FILE})`);
-  const { sweep } = JSON.parse(readFileSync(sweepFile, 'utf8')) as { sweep: SweepSpec };
+  const { sweep, trials } = JSON.parse(readFileSync(sweepFile, 'utf8')) as { sweep: SweepSpec; trials?: { trialId: string }[] };
   const { records, tornLines } = readRecords(resultsPath(dir));
-  return { dir, sweep, records: latestByTrial(records), tornLines };
+  // Only the trials of the definition in sweep.json (older directories list none: keep them all).
+  const planned = trials ? new Set(trials.map((t) => t.trialId)) : undefined;
+  return { dir, sweep, records: latestByTrial(records).filter((r) => !planned || planned.has(r.trialId)), tornLines };
 }

@@ -4,7 +4,7 @@
  * default: when its worker was lost, on a fresh worker, up to `maxAttempts`), then recorded as
  * failed, and the sweep goes on. A trial scheduler may stop trials early.
  */
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UsageError } from '../errors.js';
 import { contentHash } from '../dsl/hash.js';
@@ -14,7 +14,8 @@ import { startSlots, stopSlots, type WorkerSlot } from './pool.js';
 import { isWorkerLoss, retryOnWorkerLoss, type RetryPolicy } from './retry.js';
 import { FifoScheduler, type TrialScheduler } from './scheduler.js';
 import type { SweepSpec } from './space.js';
-import { appendRecord, latestByTrial, readRecords, resultsPath, SWEEP_FILE, type CurvePoint, type TrialRecord } from './store.js';
+import { changedPaths } from './diff.js';
+import { appendRecord, latestByTrial, readRecords, repairForAppend, resultsPath, SWEEP_FILE, type CurvePoint, type TrialRecord } from './store.js';
 import { failedRecord, runTrial } from './trial-run.js';
 import { planTrials, type TrialPlan } from './trials.js';
 
@@ -24,13 +25,19 @@ export type SweepEvent =
   | { type: 'trial-start'; trial: TrialPlan; worker: string; attempt: number }
   | { type: 'trial-eval'; trial: TrialPlan; worker: string; point: CurvePoint }
   | { type: 'trial-end'; record: TrialRecord }
-  | { type: 'trial-retry'; trial: TrialPlan; worker: string; attempt: number; error: string };
+  | { type: 'trial-retry'; trial: TrialPlan; worker: string; attempt: number; error: string }
+  | { type: 'warning'; message: string };
 
 export interface SweepRunOptions {
   outDir: string;
   slots: WorkerSlot[];
   /** Skip trials already in the results file. Without it, a non-empty results file is an error. */
   resume?: boolean;
+  /**
+   * Start this sweep in a directory that holds another sweep's results, archiving them first
+   * (`results.<time>.jsonl`). Without it, resuming a changed definition is an error naming what changed.
+   */
+  forceNew?: boolean;
   /** Shorthand for `scheduler`: 'median' is a {@link MedianStoppingRule}. @default 'none' */
   earlyStop?: 'none' | 'median';
   /** Decides at each validation point whether a trial goes on. @default from `earlyStop` */
@@ -59,6 +66,44 @@ function writeSweepFile(dir: string, sweep: SweepSpec, trials: TrialPlan[]): voi
   renameSync(tmp, path);
 }
 
+/**
+ * Checks that `outDir` may take this sweep's results: an empty directory, or (with `resume`) the
+ * same definition's; with `forceNew` another sweep's results are archived. Repairs a torn tail.
+ */
+function claimDirectory(outDir: string, sweep: SweepSpec, options: SweepRunOptions, emit: (e: SweepEvent) => void): void {
+  const results = resultsPath(outDir);
+  const count = latestByTrial(readRecords(results).records).length;
+  const earlier = readSweepFile(outDir);
+  const changes = earlier ? changedPaths(earlier, sweep) : [];
+  if (count && options.forceNew && (changes.length || !options.resume)) {
+    const archived = join(outDir, `results.${new Date().toISOString().replace(/[:.]/g, '-')}.jsonl`);
+    renameSync(results, archived);
+    emit({ type: 'warning', message: `moved the ${count} earlier trial results to ${archived}` });
+    return;
+  }
+  if (count && !options.resume) {
+    throw new UsageError('outDir', `${outDir} already holds ${count} trial results; resume that sweep (--resume) or choose another directory`);
+  }
+  if (count && changes.length) {
+    throw new UsageError('outDir', `${outDir} holds results of a different sweep definition (changed: ${changes.slice(0, 6).join(', ')}` +
+      `${changes.length > 6 ? ', ...' : ''}); resume with the definition that made them, pass --force-new to archive them and ` +
+      'start this one, or choose another directory');
+  }
+  const { droppedBytes, tornLines } = repairForAppend(results);
+  if (droppedBytes) emit({ type: 'warning', message: `${results}: cut off a torn last line (${droppedBytes} bytes of a record cut short by a crash)` });
+  if (tornLines) emit({ type: 'warning', message: `${results}: ${tornLines} unreadable line(s) skipped` });
+}
+
+function readSweepFile(dir: string): SweepSpec | undefined {
+  const path = join(dir, SWEEP_FILE);
+  if (!existsSync(path)) return undefined;
+  try {
+    return (JSON.parse(readFileSync(path, 'utf8')) as { sweep: SweepSpec }).sweep;
+  } catch {
+    return undefined;
+  }
+}
+
 function schedulerFor(options: SweepRunOptions): TrialScheduler {
   return options.scheduler ?? (options.earlyStop === 'median' ? new MedianStoppingRule() : new FifoScheduler());
 }
@@ -85,10 +130,10 @@ export async function runSweep(sweep: SweepSpec, options: SweepRunOptions): Prom
   const trials = planTrials(sweep);
   const results = resultsPath(outDir);
   mkdirSync(outDir, { recursive: true });
-  const existing = latestByTrial(readRecords(results).records);
-  if (existing.length && !options.resume) {
-    throw new UsageError('outDir', `${outDir} already holds ${existing.length} trial results; resume that sweep (--resume) or choose another directory`);
-  }
+  claimDirectory(outDir, sweep, options, emit);
+  const planned = new Set(trials.map((t) => t.trialId));
+  // Only this definition's trials count, whatever else the file holds.
+  const existing = latestByTrial(readRecords(results).records).filter((r) => planned.has(r.trialId));
   writeSweepFile(outDir, sweep, trials);
   const done = new Set(existing.filter((r) => r.status !== 'failed').map((r) => r.trialId));
   const scheduler = schedulerFor(options);
@@ -140,5 +185,6 @@ export async function runSweep(sweep: SweepSpec, options: SweepRunOptions): Prom
   } finally {
     await stopSlots(slots);
   }
-  return { records: latestByTrial(readRecords(results).records), ran, skipped: trials.length - ran - queue.length, interrupted: Boolean(signal?.aborted) };
+  const records = latestByTrial(readRecords(results).records).filter((r) => planned.has(r.trialId));
+  return { records, ran, skipped: trials.length - ran - queue.length, interrupted: Boolean(signal?.aborted) };
 }

@@ -2,7 +2,7 @@
  * The results file: one JSON line per finished trial, appended with a single write and fsync, so
  * a crash never leaves half a record behind; a reader also drops a torn last line if one exists.
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, truncateSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { ExperimentSpec } from '../dsl/experiment.js';
 
@@ -64,6 +64,23 @@ export function appendRecord(path: string, record: TrialRecord): void {
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * Makes the results file safe to append to: a last line without its newline (a write cut short by
+ * a crash) is cut off, so the next record starts on a line of its own. Returns the bytes dropped
+ * and the unreadable lines left elsewhere in the file (skipped by every reader).
+ */
+export function repairForAppend(path: string): { droppedBytes: number; tornLines: number } {
+  if (!existsSync(path)) return { droppedBytes: 0, tornLines: 0 };
+  const text = readFileSync(path);
+  let droppedBytes = 0;
+  if (text.length > 0 && text[text.length - 1] !== 0x0a) {
+    const keep = text.lastIndexOf(0x0a) + 1;
+    droppedBytes = text.length - keep;
+    truncateSync(path, keep);
+  }
+  return { droppedBytes, tornLines: readRecords(path).tornLines };
 }
 
 export function readRecords(path: string): { records: TrialRecord[]; tornLines: number } {

@@ -18,6 +18,8 @@ export interface Handshake {
   version: string;
   pid: number;
   tls: boolean;
+  /** Present when the worker made its own token (it was started without one). */
+  token?: string;
 }
 
 /** Keeps the last `limit` characters a stream wrote. */
@@ -41,6 +43,8 @@ export interface SpawnOptions {
   onStderr?: (chunk: string) => void;
   startTimeoutMs: number;
   signal?: AbortSignal;
+  checkpointDir?: string;
+  allowWrite?: readonly string[] | 'anywhere';
 }
 
 export interface SpawnedWorker {
@@ -52,6 +56,9 @@ export interface SpawnedWorker {
 export async function spawnWorker(options: SpawnOptions): Promise<SpawnedWorker> {
   const args = ['-m', 'afa_worker', 'serve', '--port', '0', '--exit-with-stdin'];
   if (options.threads) args.push('--threads', String(options.threads));
+  if (options.checkpointDir) args.push('--checkpoint-dir', options.checkpointDir);
+  if (options.allowWrite === 'anywhere') args.push('--allow-write-anywhere');
+  else for (const dir of options.allowWrite ?? []) args.push('--allow-write', dir);
   const workerDir = pythonWorkerDir();
   const stderr = new TailBuffer();
   let child: ResultPromise;

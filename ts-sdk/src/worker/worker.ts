@@ -3,6 +3,7 @@
  * (`Worker.connect`). Lifecycle: STARTING -> RUNNING -> STOPPING -> STOPPED, or FAILED when a
  * spawned worker dies on its own.
  */
+import { randomBytes } from 'node:crypto';
 import type { ResultPromise } from 'execa';
 import { WorkerClient, type ClientOptions } from '../client/client.js';
 import { fromGrpcError, IllegalStateError, WorkerCrashedError, WorkerStartError, type AfaError } from '../errors.js';
@@ -38,10 +39,17 @@ export interface WorkerStartOptions {
   onStderr?: (chunk: string) => void;
   /** Aborts a slow start. */
   signal?: AbortSignal;
+  /** Where the worker writes checkpoints given by relative path. @default the cache ($AFA_CACHE or ~/.cache/afa-transfer/cache) */
+  checkpointDir?: string;
+  /**
+   * Where else it may write checkpoints: directories, or 'anywhere' this user can (the worker runs as
+   * you and only answers calls carrying its token). @default 'anywhere'
+   */
+  allowWrite?: readonly string[] | 'anywhere';
 }
 
-export type WorkerStartOptionsWithDefaults = Required<Omit<WorkerStartOptions, 'python' | 'threads' | 'onStderr' | 'signal'>> &
-  Pick<WorkerStartOptions, 'python' | 'threads' | 'onStderr' | 'signal'>;
+export type WorkerStartOptionsWithDefaults = Required<Omit<WorkerStartOptions, 'python' | 'threads' | 'onStderr' | 'signal' | 'checkpointDir'>> &
+  Pick<WorkerStartOptions, 'python' | 'threads' | 'onStderr' | 'signal' | 'checkpointDir'>;
 
 export interface WorkerConnectOptions extends ClientOptions {
   /** Milliseconds to wait for health SERVING. @default 10000 */
@@ -49,7 +57,7 @@ export interface WorkerConnectOptions extends ClientOptions {
 }
 
 function withStartDefaults(options: WorkerStartOptions): WorkerStartOptionsWithDefaults {
-  return { startTimeoutMs: 60_000, stopTimeoutMs: 10_000, env: {}, ...options };
+  return { startTimeoutMs: 60_000, stopTimeoutMs: 10_000, env: {}, allowWrite: 'anywhere', ...options };
 }
 
 /** Codes a dying process produces on in-flight calls. */
@@ -68,6 +76,9 @@ export class Worker {
   }
   readonly client: WorkerClient;
 
+  /** The bearer token the worker requires, for a second client of your own (`Worker.connect(address, { token })`). */
+  readonly token: string | undefined;
+
   private constructor(
     readonly address: string,
     clientOptions: ClientOptions,
@@ -76,6 +87,7 @@ export class Worker {
     readonly handshake?: Handshake,
     private readonly stopTimeoutMs = 10_000,
   ) {
+    this.token = clientOptions.token ?? process.env.AFA_TOKEN;
     this.client = new WorkerClient(address, { ...clientOptions, translate: (m, e) => this.translate(m, e) });
     this.exited = child
       ? child.then((result) => {
@@ -90,16 +102,22 @@ export class Worker {
     const opts = withStartDefaults(options);
     const python = resolvePython(opts.python);
     const started = Date.now();
+    // Every worker requires a token, loopback included: other accounts on a shared machine can reach
+    // 127.0.0.1. It travels in the child's environment, never on its command line (visible in ps).
+    const token = randomBytes(32).toString('base64url');
     const spawned = await spawnWorker({
       python,
       threads: opts.threads,
-      env: opts.env,
+      env: { ...opts.env, AFA_TOKEN: token },
+      checkpointDir: opts.checkpointDir ?? cacheDir(),
+      allowWrite: opts.allowWrite,
       onStderr: opts.onStderr,
       startTimeoutMs: opts.startTimeoutMs,
       signal: opts.signal,
     });
     const address = `127.0.0.1:${spawned.handshake.port}`;
-    const worker = new Worker(address, {}, spawned.child, spawned.stderr, spawned.handshake, opts.stopTimeoutMs);
+    const worker = new Worker(address, { token: spawned.handshake.token ?? token }, spawned.child, spawned.stderr, spawned.handshake,
+      opts.stopTimeoutMs);
     const remaining = Math.max(1000, opts.startTimeoutMs - (Date.now() - started));
     const serving = await Promise.race([worker.client.waitForServing(remaining, opts.signal), worker.exited.then(() => false)]);
     if (!serving) {

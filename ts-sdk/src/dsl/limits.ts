@@ -1,0 +1,27 @@
+/**
+ * Upper bounds on every count and size a spec can carry, the same as the worker's
+ * (`python-worker/afa_worker/limits.py`; a contract test compares the two): a value past them is
+ * refused before anything is sent, naming the field. Counts without a bound of their own must fit
+ * the contract's uint32.
+ */
+export const LIMITS = {
+  iterations: 100_000_000,
+  batchSize: 4096,
+  evalBatchSize: 4096,
+  hidden: 4096,
+  deltaHeadIterations: 100_000,
+  deltaAblationBatches: 64,
+  featureCacheMb: 2 ** 20,
+  width: 1024,
+  depth: 64,
+  inChannels: 64,
+  imageSize: 1024,
+  classes: 100_000,
+  layers: 256,
+} as const;
+
+/** The largest value a uint32 field of the contract holds. */
+export const UINT32_MAX = 0xffff_ffff;
+
+/** Spec floats are doubles in JSON and on the wire, float32 in the model: larger ones become inf there. */
+export const FLOAT32_MAX = 3.4028234663852886e38;
