@@ -14,7 +14,7 @@ from afa_worker.cancel import check_cancelled
 from afa_worker.regularizers.base import FeatureDict, Regularizer
 from afa_worker.regularizers.distance import weighted_sq_distance
 
-__all__ = ["DELTA", "channel_importance"]
+__all__ = ["DELTA", "channel_importance", "importance_from_rises"]
 
 _log = logging.getLogger("afa_worker")
 
@@ -113,10 +113,14 @@ def channel_importance(
                 rises.append(_mean_loss(probe, fixed) - base)
         finally:
             handle.remove()
-        rise = torch.stack(rises).float()
-        z = (rise - rise.mean()) / (rise.std() + 1e-8)
-        weights[name] = torch.softmax(z / temperature, dim=0)
+        weights[name] = importance_from_rises(torch.stack(rises).float(), temperature)
     return weights
+
+
+def importance_from_rises(rise: torch.Tensor, temperature: float) -> torch.Tensor:
+    """a_j = softmax_j(z_j / T), z the rises z-scored over the layer's channels (DELTA's rule)."""
+    z = (rise - rise.mean()) / (rise.std() + 1e-8)
+    return torch.softmax(z / temperature, dim=0)
 
 
 def _output_channels(model: nn.Module, module: nn.Module, x: torch.Tensor) -> int:

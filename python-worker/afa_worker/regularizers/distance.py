@@ -10,6 +10,7 @@ copying the maps into another layout; the backward is one scaled multiply."""
 from __future__ import annotations
 
 import torch
+from torch.autograd.function import once_differentiable
 
 __all__ = ["weighted_sq_distance"]
 
@@ -33,6 +34,7 @@ class _WeightedSqDistance(torch.autograd.Function):
         return (weights.to(dtype) * squared).sum()
 
     @staticmethod
+    @once_differentiable  # the backward is hand-written and first-order: a Hessian through it would be wrong
     def backward(ctx, grad: torch.Tensor):
         diff, weights, squared = ctx.saved_tensors
         b, c = diff.shape[:2]
