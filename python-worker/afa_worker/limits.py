@@ -5,11 +5,12 @@ compares the two tables)."""
 
 from __future__ import annotations
 
+import math
 import os
 
 from afa_worker.errors import SpecError
 
-__all__ = ["LIMITS", "FLOAT32_MAX", "check_max", "check_float32", "max_threads"]
+__all__ = ["LIMITS", "FLOAT32_MAX", "check_max", "check_float32", "check_finite", "max_threads"]
 
 #: Spec floats are doubles on the wire and float32 in the model: larger ones would become inf there.
 FLOAT32_MAX = 3.4028234663852886e38
@@ -44,6 +45,13 @@ def check_float32(value: float, field: str) -> float:
     if abs(value) > FLOAT32_MAX:
         raise SpecError(field, f"must be at most {FLOAT32_MAX:.4g} (it becomes float32 in the model), got {value}")
     return float(value)
+
+
+def check_finite(value: float, field: str, *, positive: bool = False) -> float:
+    """A finite number >= 0 (> 0 when ``positive``) that float32 can hold."""
+    if not math.isfinite(value) or not (value > 0 if positive else value >= 0):
+        raise SpecError(field, f"must be a finite number {'> 0' if positive else '>= 0'}, got {value}")
+    return check_float32(value, field)
 
 
 def max_threads() -> int:

@@ -59,7 +59,7 @@ class AfaWorkerServicer(pbgrpc.AfaWorkerServicer):
         self._compute: dict[str, ComputeThread] = {}
         self._idle_compute: list[ComputeThread] = []
         self._guard = threading.Lock()
-        self._stage_cancels: set[threading.Event] = set()
+        self._cancels: set[threading.Event] = set()
         self.shutting_down = threading.Event()
 
     # -------------------------------------------------------------- helpers
@@ -83,7 +83,7 @@ class AfaWorkerServicer(pbgrpc.AfaWorkerServicer):
         """Shutdown: every running stage stops at its next step."""
         self.shutting_down.set()
         with self._guard:
-            for event in self._stage_cancels:
+            for event in self._cancels:
                 event.set()
 
     @contextmanager
@@ -92,14 +92,14 @@ class AfaWorkerServicer(pbgrpc.AfaWorkerServicer):
         cancel = threading.Event()
         context.add_callback(cancel.set)
         with self._guard:
-            self._stage_cancels.add(cancel)
+            self._cancels.add(cancel)
         if self.shutting_down.is_set():
             cancel.set()
         try:
             yield cancel
         finally:
             with self._guard:
-                self._stage_cancels.discard(cancel)
+                self._cancels.discard(cancel)
 
     @contextmanager
     def _exclusive(self, session: Session, what: str):

@@ -12,7 +12,7 @@ from typing import Any
 from afa_worker._gen.afa.v1 import afa_pb2 as pb
 from afa_worker.contract import check_registry
 from afa_worker.errors import SpecError
-from afa_worker.limits import check_float32, check_max
+from afa_worker.limits import check_finite, check_max
 from afa_worker.regularizers import RegularizerPlan, parse_regularizer
 
 __all__ = ["StagePlan", "OptimizerPlan", "LrSchedulePlan", "parse_stage", "parse_lr_schedule", "DEFAULT_FEATURE_CACHE_MB"]
@@ -72,12 +72,6 @@ class StagePlan:
         return max(1, min(x for x in (self.log_every, self.eval_every, 10) if x > 0))
 
 
-def _finite(value: float, field: str, *, positive: bool = False) -> float:
-    if not math.isfinite(value) or not (value > 0 if positive else value >= 0):
-        raise SpecError(field, f"must be a finite number {'> 0' if positive else '>= 0'}, got {value}")
-    return check_float32(value, field)
-
-
 def _in_range(value: float, field: str, low: float, high: float, *, low_open: bool, high_open: bool,
               each: bool = False) -> float:
     inside = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
@@ -91,15 +85,15 @@ def _optimizer(o: pb.OptimizerSpec) -> OptimizerPlan:
     kind = _OPTIMIZERS.get(o.kind)
     if kind is None:
         raise SpecError("stage.optimizer.kind", f"unknown optimizer {o.kind}", list(_OPTIMIZERS.values()))
-    return OptimizerPlan(kind, _finite(o.lr, "stage.optimizer.lr", positive=True),
+    return OptimizerPlan(kind, check_finite(o.lr, "stage.optimizer.lr", positive=True),
                          _in_range(o.momentum, "stage.optimizer.momentum", 0, 1, low_open=False, high_open=True),
-                         _finite(o.weight_decay, "stage.optimizer.weight_decay"), bool(o.nesterov and o.momentum > 0))
+                         check_finite(o.weight_decay, "stage.optimizer.weight_decay"), bool(o.nesterov and o.momentum > 0))
 
 
 def _step(m: pb.StepLr) -> LrSchedulePlan:
     fractions = tuple(_in_range(f, "stage.lr_schedule.step.at_fractions", 0, 1, low_open=True, high_open=True, each=True)
                       for f in m.at_fractions)
-    return LrSchedulePlan("step", fractions, _finite(m.gamma, "stage.lr_schedule.step.gamma", positive=True))
+    return LrSchedulePlan("step", fractions, check_finite(m.gamma, "stage.lr_schedule.step.gamma", positive=True))
 
 
 _LR_SCHEDULES: dict[str, Callable[[Any], LrSchedulePlan]] = {
@@ -131,13 +125,13 @@ def parse_stage(stage: pb.StageSpec) -> StagePlan:
         lr_schedule=parse_lr_schedule(stage.lr_schedule),
         iterations=check_max(_count(stage.iterations, "stage.iterations"), "stage.iterations", "iterations"),
         batch_size=check_max(_count(stage.batch_size, "stage.batch_size"), "stage.batch_size", "batch_size"),
-        head_l2=_finite(stage.head_l2, "stage.head_l2"),
+        head_l2=check_finite(stage.head_l2, "stage.head_l2"),
         eval_every=int(stage.eval_every),
         log_every=int(stage.log_every),
         seed=int(stage.seed),
         restore_best=bool(stage.restore_best),
-        head_lr_multiplier=_finite(stage.head_lr_multiplier, "stage.head_lr_multiplier") or 1.0,
-        attention_lr_multiplier=_finite(stage.attention_lr_multiplier, "stage.attention_lr_multiplier") or 1.0,
+        head_lr_multiplier=check_finite(stage.head_lr_multiplier, "stage.head_lr_multiplier") or 1.0,
+        attention_lr_multiplier=check_finite(stage.attention_lr_multiplier, "stage.attention_lr_multiplier") or 1.0,
         feature_cache_mb=0 if stage.no_feature_cache else check_max(
             stage.feature_cache_mb, "stage.feature_cache_mb", "feature_cache_mb") or DEFAULT_FEATURE_CACHE_MB,
     )

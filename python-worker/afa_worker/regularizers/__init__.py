@@ -13,7 +13,7 @@ from typing import Any
 from afa_worker._gen.afa.v1 import afa_pb2 as pb
 from afa_worker.contract import check_registry
 from afa_worker.errors import SourceMissingError, SpecError
-from afa_worker.limits import check_float32, check_max
+from afa_worker.limits import check_finite, check_float32, check_max
 from afa_worker.regularizers.afa import AttentiveChannelTransfer, AttentiveSpatialTransfer
 from afa_worker.regularizers.base import Regularizer, RegularizerContext
 from afa_worker.regularizers.delta import DELTA, channel_importance
@@ -51,13 +51,6 @@ class RegularizerKind:
     build: Callable[..., Regularizer]
 
 
-def _finite(value: float, field_path: str, *, positive: bool = False) -> float:
-    ok = math.isfinite(value) and (value > 0 if positive else value >= 0)
-    if not ok:
-        raise SpecError(field_path, f"must be a finite number {'> 0' if positive else '>= 0'}, got {value}")
-    return check_float32(value, field_path)
-
-
 def _alpha(msg: Any, at: str) -> dict[str, Any]:
     if not math.isfinite(msg.alpha) or msg.alpha < 0:
         raise SpecError(f"{at}.alpha", f"alpha must be a finite number >= 0, got {msg.alpha}")
@@ -69,7 +62,7 @@ def _attentive(msg: Any, at: str) -> dict[str, Any]:
 
 
 def _delta(msg: pb.Delta, at: str) -> dict[str, Any]:
-    temperature = _finite(msg.temperature, f"{at}.temperature", positive=True) if msg.temperature else DELTA_TEMPERATURE
+    temperature = check_finite(msg.temperature, f"{at}.temperature", positive=True) if msg.temperature else DELTA_TEMPERATURE
     return {**_alpha(msg, at), "temperature": temperature,
             "head_iterations": check_max(msg.head_iterations, f"{at}.head_iterations", "delta_head_iterations")
             or DELTA_HEAD_ITERATIONS,
@@ -88,7 +81,7 @@ def _build_delta(ctx: RegularizerContext, alpha: float, temperature: float, head
 
 REGULARIZERS: dict[str, RegularizerKind] = {
     "none": RegularizerKind(
-        NoRegularizer, lambda m, at: {"weight_decay": _finite(m.weight_decay, f"{at}.weight_decay")},
+        NoRegularizer, lambda m, at: {"weight_decay": check_finite(m.weight_decay, f"{at}.weight_decay")},
         lambda ctx, weight_decay: NoRegularizer(weight_decay=weight_decay)),
     "l2fe": RegularizerKind(L2FE, lambda m, at: {}, lambda ctx: L2FE()),
     "l2sp": RegularizerKind(L2SP, _alpha, lambda ctx, alpha: L2SP(alpha, ctx.target, ctx.source, ctx.head_name)),
