@@ -179,8 +179,12 @@ describe('afa sweep (real workers, real data)', () => {
   it('runs on 2 local workers; both serve trials; the table equals the results file', async () => {
     const out = tempDir();
     sweepDir = out;
-    const result = await sweepCli(['--workers', '2', '--out', out]);
+    // A cache of its own: the source is pretrained here, and its progress is shown as `afa run` shows it.
+    const result = await sweepCli(['--workers', '2', '--out', out], { AFA_CACHE: tempDir('afa-cache-') });
     expect(result.exitCode, result.stderr).to.equal(0);
+    expect(result.stderr).to.match(/pretraining the source on \d+ images on cpu/);
+    expect(result.stderr).to.match(/pretrain: 30 steps, regulariser none/);
+    expect(result.stderr).to.match(/source: pretrained \//);
     const records = resultLines(out);
     expect(records).to.have.length(4);
     expect(new Set(records.map((r) => r.worker))).to.deep.equal(new Set(['local-1', 'local-2']));

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 
 import torch
 
@@ -37,4 +38,5 @@ def worker_info(active_sessions: int) -> pb.WorkerInfo:
         worker_version=__version__, protocol_version=PROTOCOL_VERSION, python_version=platform.python_version(),
         torch_version=torch.__version__, cuda_available=torch.cuda.is_available(), devices=_devices(),
         cpu_threads=torch.get_num_threads(), backbones=backbone_names(), datasets=list(DATASETS),
-        regularizers=list(REGULARIZERS), active_sessions=active_sessions, pid=os.getpid())
+        regularizers=list(REGULARIZERS), active_sessions=active_sessions, pid=os.getpid(),
+        cuda_version=torch.version.cuda or "", python_executable=sys.executable)

@@ -6,11 +6,16 @@ function formatBytes(bytes: number): string {
   return bytes ? `${(bytes / 2 ** 30).toFixed(1)} GiB` : '?';
 }
 
+function torchBuild(info: WorkerInfo): string {
+  if (!info.cudaVersion) return 'CPU only';
+  return `CUDA ${info.cudaVersion}${info.cudaAvailable ? '' : ', but no CUDA device is visible'}`;
+}
+
 export function formatInfo(info: WorkerInfo): string {
   const lines = [
     `worker      ${info.workerVersion} (protocol ${info.protocolVersion}, pid ${info.pid})`,
-    `python      ${info.pythonVersion}`,
-    `torch       ${info.torchVersion}${info.cudaAvailable ? ' (CUDA)' : ' (CPU only)'}`,
+    `python      ${info.pythonVersion} (${info.pythonExecutable})`,
+    `torch       ${info.torchVersion} (${torchBuild(info)})`,
     `cpu threads ${info.cpuThreads}`,
     ...info.devices.map((d) => `device      ${d.kind}:${d.index} ${d.name} ${formatBytes(d.memoryBytes)}`),
     `backbones   ${info.backbones.join(', ')}`,

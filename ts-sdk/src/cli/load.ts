@@ -3,14 +3,23 @@ import { readFile } from 'node:fs/promises';
 import { extname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { FieldError, InvalidSpecError, UsageError } from '../errors.js';
+import { registerExperimentHooks } from './module-hooks.js';
 
-let tsxRegistered = false;
+let hooksRegistered = false;
 
-async function ensureTsx(): Promise<void> {
-  if (tsxRegistered) return;
+/** tsx first, then ours: the hook registered last runs first and defers to tsx for the rest. */
+async function ensureHooks(entryPath: string): Promise<void> {
+  if (hooksRegistered) return;
   const { register } = await import('tsx/esm/api');
   register();
-  tsxRegistered = true;
+  registerExperimentHooks(entryPath);
+  hooksRegistered = true;
+}
+
+/** The one line that says what to do when Node still sees CommonJS where the file has `import`. */
+function formatHint(message: string): string {
+  if (!/require\(\) (of )?ES Module|ERR_REQUIRE_ESM|Cannot use import statement outside a module/.test(message)) return '';
+  return ` (a file it imports is treated as CommonJS: name it .mjs/.mts, or add "type": "module" to its package.json)`;
 }
 
 /** The file's default export (or its only export), or the parsed JSON. Not yet validated. */
@@ -33,7 +42,7 @@ export async function loadSpecFile(file: string): Promise<unknown> {
   if (!['.ts', '.mts', '.js', '.mjs'].includes(ext)) {
     throw new UsageError(file, `unsupported file type ${ext || '(none)'}`, ['.ts', '.mts', '.js', '.mjs', '.json']);
   }
-  if (ext.endsWith('ts')) await ensureTsx();
+  await ensureHooks(path);
   let module: Record<string, unknown>;
   try {
     module = (await import(pathToFileURL(path).href)) as Record<string, unknown>;
@@ -43,7 +52,8 @@ export async function loadSpecFile(file: string): Promise<unknown> {
       throw new UsageError(file, 'does not exist');
     }
     if (e instanceof FieldError) throw e;
-    throw new InvalidSpecError(file, `failed to load: ${e.message.split('\n')[0]}`);
+    const first = e.message.split('\n')[0];
+    throw new InvalidSpecError(file, `failed to load: ${first}${formatHint(e.message)}`);
   }
   if (module.default !== undefined) return module.default;
   const values = Object.values(module);

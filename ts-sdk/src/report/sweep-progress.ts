@@ -1,6 +1,7 @@
 /** Sweep progress: trials done, running, failed, pruned and an ETA; redrawn on a terminal, a line per trial otherwise. */
 import type { SweepEvent } from '../sweep/runner.js';
 import { secs } from '../text/table.js';
+import { Progress } from './progress.js';
 
 export class SweepProgress {
   private total = 0;
@@ -12,6 +13,8 @@ export class SweepProgress {
   private workers = 1;
   private drawn = false;
   private readonly interactive: boolean;
+  /** Draws a source's pretraining as `afa run` does (a bar on a terminal, lines otherwise). */
+  private pretraining: Progress | undefined;
 
   constructor(private readonly stream: NodeJS.WriteStream = process.stderr, interactive?: boolean) {
     this.interactive = interactive ?? Boolean(stream.isTTY);
@@ -48,7 +51,13 @@ export class SweepProgress {
         this.workers = Math.max(1, event.workers.length);
         this.print(`sweep: ${event.total} trials, ${event.skipped} already done, ${event.toRun} to run on ${event.workers.join(', ')}`);
         break;
+      case 'pretrain':
+        this.pretraining ??= new Progress({ stream: this.stream, interactive: this.interactive });
+        this.pretraining.handle(event.event);
+        break;
       case 'source':
+        this.pretraining?.close();
+        this.pretraining = undefined;
         this.print(`source: ${event.cached ? 'cached' : 'pretrained'} ${event.path}`);
         break;
       case 'trial-start':
@@ -85,6 +94,7 @@ export class SweepProgress {
   }
 
   close(): void {
+    this.pretraining?.close();
     if (this.drawn) this.stream.write('\n');
     this.drawn = false;
   }

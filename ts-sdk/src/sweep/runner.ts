@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { UsageError } from '../errors.js';
 import { contentHash } from '../dsl/hash.js';
 import { sourceKey } from '../run/cache.js';
+import type { RunEvent } from '../run/events.js';
 import { MedianStoppingRule } from './early-stop.js';
 import { startSlots, stopSlots, type WorkerSlot } from './pool.js';
 import { isWorkerLoss, retryOnWorkerLoss, type RetryPolicy } from './retry.js';
@@ -22,6 +23,8 @@ import { planTrials, type TrialPlan } from './trials.js';
 export type SweepEvent =
   | { type: 'plan'; total: number; skipped: number; toRun: number; workers: string[] }
   | { type: 'source'; cached: boolean; path: string }
+  /** The pretraining of a source that was not cached: its session, stage and step events. */
+  | { type: 'pretrain'; event: RunEvent }
   | { type: 'trial-start'; trial: TrialPlan; worker: string; attempt: number }
   | { type: 'trial-eval'; trial: TrialPlan; worker: string; point: CurvePoint }
   | { type: 'trial-end'; record: TrialRecord }
@@ -118,7 +121,7 @@ async function pretrainSources(queue: readonly TrialPlan[], slots: WorkerSlot[],
   for (const spec of sources.values()) {
     if (signal?.aborted || spec.source.kind !== 'pretrain') break;
     const { path, cached } = await slots[0]!.worker!.prepareSource(spec.backbone, spec.source,
-      { signal, device: spec.device, precision: spec.precision });
+      { signal, device: spec.device, precision: spec.precision, onEvent: (event) => event.type !== 'source' && emit({ type: 'pretrain', event }) });
     emit({ type: 'source', cached, path });
   }
 }

@@ -4,8 +4,9 @@
  */
 import { execa, type ResultPromise } from 'execa';
 import { createInterface } from 'node:readline';
-import { pythonWorkerDir } from '../paths.js';
+import { packageVersion, pythonWorkerDir } from '../paths.js';
 import { WorkerStartError } from '../errors.js';
+import { SETUP_COMMAND } from './environment.js';
 
 export const HANDSHAKE_PREFIX = 'AFA_WORKER_READY ';
 /** Protocol major this SDK speaks; the worker prints its own in the handshake. */
@@ -114,7 +115,10 @@ export async function spawnWorker(options: SpawnOptions): Promise<SpawnedWorker>
         return fail(`unreadable handshake line: ${line}`);
       }
       if (parsed.protocol !== PROTOCOL_VERSION) {
-        return fail(`the worker speaks protocol ${parsed.protocol}, this SDK speaks ${PROTOCOL_VERSION}; reinstall the worker`);
+        return fail(`the worker speaks protocol ${parsed.protocol}, this SDK speaks ${PROTOCOL_VERSION}; run \`${SETUP_COMMAND}\``);
+      }
+      if (parsed.version !== packageVersion()) {
+        return fail(`the worker is afa-worker ${parsed.version}, this SDK is afa-transfer ${packageVersion()}; run \`${SETUP_COMMAND}\``);
       }
       settled = true;
       clearTimeout(timer);
@@ -125,10 +129,13 @@ export async function spawnWorker(options: SpawnOptions): Promise<SpawnedWorker>
     child.then((result) => {
       const how = result.signal ? `signal ${result.signal}` : `exit code ${result.exitCode}`;
       const notFound = (result as { code?: string }).code === 'ENOENT' || /ENOENT/.test(String(result.message ?? ''));
+      const missing = /ModuleNotFoundError: No module named '([^']+)'/.exec(stderr.tail());
       fail(
         notFound
           ? `cannot run the worker's Python interpreter ${options.python}: not found`
-          : `the worker (${options.python}) exited before its handshake (${how})`,
+          : missing
+            ? `the worker's Python (${options.python}) lacks the module ${missing[1]}: run \`${SETUP_COMMAND}\`, or install the worker's requirements into it`
+            : `the worker (${options.python}) exited before its handshake (${how})`,
         result.exitCode ?? null,
       );
     });

@@ -9,7 +9,7 @@ import { WorkerClient, type ClientOptions } from '../client/client.js';
 import { fromGrpcError, IllegalStateError, WorkerCrashedError, WorkerStartError, type AfaError } from '../errors.js';
 import type { WorkerInfo } from '../gen/afa/v1/afa.js';
 import { resolvePython } from './python.js';
-import { spawnWorker, TailBuffer, type Handshake } from './process.js';
+import { PROTOCOL_VERSION, spawnWorker, TailBuffer, type Handshake } from './process.js';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import type { ExperimentSpec } from '../dsl/experiment.js';
 import type { BackboneSpec } from '../dsl/backbone.js';
@@ -18,6 +18,7 @@ import type { Precision } from '../dsl/precision.js';
 import { toCreateSessionRequest } from '../run/convert.js';
 import { obtainSource, runExperiment, type ExperimentRun, type RunOptions } from '../run/runner.js';
 import { cacheDir } from '../run/cache.js';
+import { packageVersion } from '../paths.js';
 import type { PretrainSource } from '../dsl/source.js';
 import type { RunEvent } from '../run/events.js';
 import { Session } from '../run/session.js';
@@ -141,6 +142,12 @@ export class Worker {
         worker.client.close();
       }
       throw new WorkerStartError(`the worker at ${address} is not SERVING`, '');
+    }
+    const info = await worker.client.getInfo({ timeoutMs: options.timeoutMs ?? 10_000 });
+    if (info.protocolVersion !== PROTOCOL_VERSION) {
+      worker.client.close();
+      throw new WorkerStartError(`the worker at ${address} (afa-worker ${info.workerVersion}) speaks protocol ${info.protocolVersion}, ` +
+        `this SDK (afa-transfer ${packageVersion()}) speaks ${PROTOCOL_VERSION}: install the matching afa-worker there`, '');
     }
     worker.setState('RUNNING');
     return worker;

@@ -272,6 +272,10 @@ export interface WorkerInfo {
   regularizers: string[];
   activeSessions: number;
   pid: number;
+  /** The CUDA version torch was built with; empty for a CPU-only build. */
+  cudaVersion: string;
+  /** The interpreter running the worker (which venv the SDK resolved). */
+  pythonExecutable: string;
 }
 
 export interface BackboneSpec {
@@ -898,6 +902,8 @@ function createBaseWorkerInfo(): WorkerInfo {
     regularizers: [],
     activeSessions: 0,
     pid: 0,
+    cudaVersion: "",
+    pythonExecutable: "",
   };
 }
 
@@ -938,6 +944,12 @@ export const WorkerInfo: MessageFns<WorkerInfo> = {
     }
     if (message.pid !== 0) {
       writer.uint32(96).uint32(message.pid);
+    }
+    if (message.cudaVersion !== "") {
+      writer.uint32(106).string(message.cudaVersion);
+    }
+    if (message.pythonExecutable !== "") {
+      writer.uint32(114).string(message.pythonExecutable);
     }
     return writer;
   },
@@ -1051,6 +1063,22 @@ export const WorkerInfo: MessageFns<WorkerInfo> = {
             message.pid = reader.uint32();
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.cudaVersion = reader.string();
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.pythonExecutable = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1113,6 +1141,16 @@ export const WorkerInfo: MessageFns<WorkerInfo> = {
         ? globalThis.Number(object.active_sessions)
         : 0,
       pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0,
+      cudaVersion: isSet(object.cudaVersion)
+        ? globalThis.String(object.cudaVersion)
+        : isSet(object.cuda_version)
+        ? globalThis.String(object.cuda_version)
+        : "",
+      pythonExecutable: isSet(object.pythonExecutable)
+        ? globalThis.String(object.pythonExecutable)
+        : isSet(object.python_executable)
+        ? globalThis.String(object.python_executable)
+        : "",
     };
   },
 
@@ -1154,6 +1192,12 @@ export const WorkerInfo: MessageFns<WorkerInfo> = {
     if (message.pid !== 0) {
       obj.pid = Math.round(message.pid);
     }
+    if (message.cudaVersion !== "") {
+      obj.cudaVersion = message.cudaVersion;
+    }
+    if (message.pythonExecutable !== "") {
+      obj.pythonExecutable = message.pythonExecutable;
+    }
     return obj;
   },
 
@@ -1174,6 +1218,8 @@ export const WorkerInfo: MessageFns<WorkerInfo> = {
     message.regularizers = object.regularizers?.map((e) => e) || [];
     message.activeSessions = object.activeSessions ?? 0;
     message.pid = object.pid ?? 0;
+    message.cudaVersion = object.cudaVersion ?? "";
+    message.pythonExecutable = object.pythonExecutable ?? "";
     return message;
   },
 };

@@ -1,0 +1,117 @@
+// The npm package as a user meets it: `npm pack`, installed into an ordinary Node project (what
+// `npm init -y` makes: no "type": "module"), `afa worker setup` into a fresh AFA_HOME with the
+// wheels pip is configured to use, then `afa run` of experiments in that project and in a folder
+// outside any package. Slow (a venv with torch is installed), and the only test of that path.
+import { expect } from 'chai';
+import { execa } from 'execa';
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { tempDir } from './helpers.js';
+
+const PACKAGE_VERSION = (JSON.parse(readFileSync('package.json', 'utf8')) as { version: string }).version;
+
+const EXPERIMENT = `import { experiment, backbone, data, pretrain, baseline } from 'afa-transfer';
+export default experiment({
+  name: 'consumer-NAME',
+  backbone: backbone.smallResNet({ width: 8 }),
+  source: pretrain({ data: data.fashionMnist({ testPerClass: 10 }), iterations: 8, batchSize: 32 }),
+  target: data.mnist({ labelsPerClass: 5, valPerClass: 5, testPerClass: 10 }),
+  schedule: baseline.fineTune({ iterations: 4, evalEvery: 2, logEvery: 2 }),
+});
+`;
+
+describe('the npm package in a consumer project (slow: npm pack, npm install, afa worker setup)', function () {
+  this.timeout(900_000);
+  const root = tempDir('afa-consumer-');
+  const project = join(root, 'project');
+  const loose = join(root, 'loose');
+  const home = join(root, 'afa-home');
+  // An empty package index: `--torch-index` must reach pip (torch itself comes from the configured links).
+  const index = join(root, 'simple');
+  const env = {
+    AFA_HOME: home, AFA_CACHE: join(root, 'cache'), AFA_PYTHON: '', AFA_TOKEN: '', AFA_EXAMPLES_QUICK: '',
+    npm_config_update_notifier: 'false',
+  };
+  const sh = async (file: string, args: string[], options: { cwd?: string } = {}) => {
+    const r = await execa(file, args, { reject: false, all: true, env, cwd: options.cwd });
+    return { exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr, all: r.all };
+  };
+  const afa = (args: string[], cwd = project) => sh(join(project, 'node_modules', '.bin', 'afa'), args, { cwd });
+
+  before(async () => {
+    mkdirSync(project, { recursive: true });
+    mkdirSync(loose, { recursive: true });
+    mkdirSync(index, { recursive: true });
+    const pack = await sh('npm', ['pack', '--pack-destination', root]);
+    expect(pack.exitCode, pack.all).to.equal(0);
+    const tarball = readdirSync(root).find((f) => f.endsWith('.tgz'))!;
+    expect((await sh('npm', ['init', '-y'], { cwd: project })).exitCode).to.equal(0);
+    const install = await sh('npm', ['install', '--no-audit', '--no-fund', join(root, tarball)], { cwd: project });
+    expect(install.exitCode, install.all).to.equal(0);
+    for (const name of ['cjs', 'js']) {
+      writeFileSync(join(project, `exp-${name}.${name === 'js' ? 'js' : 'ts'}`), EXPERIMENT.replace('NAME', name));
+    }
+    writeFileSync(join(loose, 'exp.ts'), EXPERIMENT.replace('NAME', 'loose'));
+  });
+
+  it('a project made by npm init -y is not "type": "module" (the case the loader must handle)', () => {
+    expect(JSON.parse(readFileSync(join(project, 'package.json'), 'utf8')).type).to.not.equal('module');
+  });
+
+  it('afa worker setup --torch cpu --torch-index creates a stamped venv, and a second setup does nothing', async () => {
+    const setup = await afa(['worker', 'setup', '--torch', 'cpu', '--torch-index', `file://${index}`]);
+    expect(setup.exitCode, setup.all).to.equal(0);
+    expect(setup.all).to.include(`Looking in indexes: file://${index}`);
+    expect(setup.stdout).to.include(`worker environment ready: ${join(home, 'venv', 'bin', 'python')}`);
+    expect(setup.stdout).to.match(new RegExp(`afa-worker ${PACKAGE_VERSION}, torch \\S+ \\(CPU only\\)`));
+    const stamp = JSON.parse(readFileSync(join(home, 'venv', 'afa-worker-setup.json'), 'utf8')) as { version: string; torch: string };
+    expect(stamp).to.include({ version: PACKAGE_VERSION, torch: 'cpu' });
+    const again = await afa(['worker', 'setup']);
+    expect(again.exitCode, again.all).to.equal(0);
+    expect(again.stdout).to.include('worker environment already up to date');
+    expect(again.all).to.not.include('Looking in');
+  });
+
+  it('afa info shows the venv the SDK resolved, the torch build and the devices', async () => {
+    const info = await afa(['info']);
+    expect(info.exitCode, info.all).to.equal(0);
+    expect(info.stdout).to.include(join(home, 'venv', 'bin', 'python'));
+    expect(info.stdout).to.match(/torch +\S+ \(CPU only\)/);
+    expect(info.stdout).to.match(/device +cpu:0 /);
+  });
+
+  it('afa run loads a .ts experiment with import syntax in a CommonJS project', async () => {
+    const run = await afa(['run', 'exp-cjs.ts', '--threads', '1']);
+    expect(run.exitCode, run.all).to.equal(0);
+    expect(run.stdout).to.include('consumer-cjs');
+    expect(run.stdout).to.match(/test \d+\.\d%/);
+  });
+
+  it('afa run loads a .js experiment with import syntax in a CommonJS project', async () => {
+    const run = await afa(['run', 'exp-js.js', '--threads', '1']);
+    expect(run.exitCode, run.all).to.equal(0);
+    expect(run.stdout).to.include('consumer-js');
+  });
+
+  it('afa run loads an experiment in a folder outside any package, importing the CLI\'s own afa-transfer', async () => {
+    const run = await afa(['run', join(loose, 'exp.ts'), '--threads', '1'], loose);
+    expect(run.exitCode, run.all).to.equal(0);
+    expect(run.stdout).to.include('consumer-loose');
+  });
+
+  it('a venv set up by another version is refused with the command that fixes it, and setup reinstalls', async () => {
+    const stampFile = join(home, 'venv', 'afa-worker-setup.json');
+    const stamp = JSON.parse(readFileSync(stampFile, 'utf8')) as Record<string, string>;
+    writeFileSync(stampFile, JSON.stringify({ ...stamp, version: '0.0.1' }));
+    const refused = await afa(['run', 'exp-cjs.ts', '--threads', '1']);
+    expect(refused.exitCode).to.equal(1);
+    expect(refused.stderr).to.include(`set up by afa-transfer 0.0.1, this is ${PACKAGE_VERSION}`);
+    expect(refused.stderr).to.include('Run `npx afa worker setup`');
+    const setup = await afa(['worker', 'setup']);
+    expect(setup.exitCode, setup.all).to.equal(0);
+    expect(setup.stdout).to.include('worker environment ready');
+    expect(JSON.parse(readFileSync(stampFile, 'utf8'))).to.include({ version: PACKAGE_VERSION, torch: 'cpu' });
+    const run = await afa(['run', 'exp-cjs.ts', '--threads', '1']);
+    expect(run.exitCode, run.all).to.equal(0);
+  });
+});
