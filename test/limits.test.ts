@@ -5,7 +5,8 @@ import { expect } from 'chai';
 import { execa } from 'execa';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { InvalidSpecError, LIMITS, parseExperiment } from '../ts-sdk/src/index.js';
+import { InvalidSpecError, LIMITS, parseExperiment, UsageError } from '../ts-sdk/src/index.js';
+import { checkAttentionImages } from '../ts-sdk/src/run/session.js';
 import { AFA_CLI, tempDir } from './helpers.js';
 import { tinyAfa } from './fixtures/specs.js';
 
@@ -52,8 +53,19 @@ describe('limits', () => {
     });
   }
 
-  it('every bound but the Evaluate batch applies to a spec field', () => {
-    expect(Object.keys(LIMITS).filter((k) => !(k in FIELDS))).to.deep.equal(['evalBatchSize']);
+  it('every bound but the Evaluate batch and the attention images (run options) applies to a spec field', () => {
+    expect(Object.keys(LIMITS).filter((k) => !(k in FIELDS))).to.deep.equal(['evalBatchSize', 'attentionImages']);
+  });
+
+  it(`attentionImages, a run option: ${LIMITS.attentionImages} is accepted, ${LIMITS.attentionImages + 1} refused naming it (SDK and CLI)`, async () => {
+    expect(checkAttentionImages(LIMITS.attentionImages)).to.equal(LIMITS.attentionImages);
+    expect(() => checkAttentionImages(LIMITS.attentionImages + 1)).to.throw(UsageError, /^attentionImages: must be a whole number in \[0, 16\]/);
+    expect(() => checkAttentionImages(1.5)).to.throw(UsageError);
+    const file = join(tempDir(), 'spec.json');
+    writeFileSync(file, JSON.stringify(tinyAfa()));
+    const cli = await execa(AFA_CLI[0], [...AFA_CLI[1], 'run', file, '--attention-images', '17'], { reject: false });
+    expect(cli.exitCode).to.equal(2);
+    expect(cli.stderr).to.match(/--attention-images: must be a whole number in \[0, 16\], got 17/);
   });
 
   it('counts without a bound of their own must fit uint32; floats must fit float32', () => {

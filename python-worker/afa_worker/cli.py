@@ -32,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--allow-write-anywhere", action="store_true", help="SaveCheckpoint may write wherever this "
                                                                            "user can (the SDK's own local worker)")
     sub.add_parser("version", help="print the worker and protocol versions")
+    board = sub.add_parser("tensorboard", help="write TensorBoard event files from JSON lines on stdin (for the SDK)")
+    board.add_argument("--logdir", required=True, help="the log directory; one subdirectory per run")
     return parser
 
 
@@ -42,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"afa-worker {__version__} protocol {PROTOCOL_VERSION}")
         return 0
+    if args.command == "tensorboard":
+        from afa_worker.tensorboard_writer import main as tensorboard_main  # noqa: PLC0415
+
+        return tensorboard_main(args.logdir)
     if bool(args.tls_cert) != bool(args.tls_key):
         print("afa-worker: --tls-cert and --tls-key go together", file=sys.stderr)
         return 2

@@ -31,6 +31,7 @@ LIMITS: dict[str, int] = {
     "image_size": 1024,  # a square side, after decoding (see data.sources.MAX_IMAGE_PIXELS for the input)
     "classes": 100_000,  # entries in a class subset
     "layers": 256,  # aligned layers
+    "attention_images": 16,  # images in a stage's attention snapshot
 }
 
 

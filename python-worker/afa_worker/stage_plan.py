@@ -65,6 +65,8 @@ class StagePlan:
     attention_lr_multiplier: float
     #: MiB budget of the source feature cache; 0 = no cache.
     feature_cache_mb: int
+    #: Images in the attention snapshot at the end of the stage; 0 = none.
+    attention_images: int = 0
 
     @property
     def check_every(self) -> int:
@@ -134,4 +136,5 @@ def parse_stage(stage: pb.StageSpec) -> StagePlan:
         attention_lr_multiplier=check_finite(stage.attention_lr_multiplier, "stage.attention_lr_multiplier") or 1.0,
         feature_cache_mb=0 if stage.no_feature_cache else check_max(
             stage.feature_cache_mb, "stage.feature_cache_mb", "feature_cache_mb") or DEFAULT_FEATURE_CACHE_MB,
+        attention_images=check_max(stage.attention_images, "stage.attention_images", "attention_images"),
     )

@@ -21,12 +21,12 @@ import torch
 import torch.nn.functional as F
 
 from afa_worker._gen.afa.v1 import afa_pb2 as pb
-from afa_worker.attention import attention_entropy
 from afa_worker.batches import augment
 from afa_worker.cancel import Cancelled, cancellable
 from afa_worker.data import TensorSplit
 from afa_worker.selection import MetricWindow, ModelSelection
 from afa_worker.session import Session
+from afa_worker.snapshot import attention_snapshot, layer_attention
 from afa_worker.stage_plan import StagePlan
 from afa_worker.stage_setup import StageRun, prepare_stage
 
@@ -134,24 +134,24 @@ def _train(run: StageRun, cancel: threading.Event, window: MetricWindow, selecti
             progress.message = f"loss became {float(out.loss)} at step {done}; lower the lr or alpha"
             return
         if plan.log_every and done % plan.log_every == 0:
-            yield pb.StageEvent(step=window.flush(done, out.lr))
+            metrics = window.flush(done, out.lr)
+            metrics.attention.extend(layer_attention(run))
+            yield pb.StageEvent(step=metrics)
         if plan.eval_every and done % plan.eval_every == 0 and done != plan.iterations:
             yield from _validate(run, selection, done)
     yield from _validate(run, selection, progress.steps)
 
 
 def _summary(run: StageRun, progress: _Progress, window: MetricWindow, selection: ModelSelection,
-             wall: float) -> pb.StageSummary:
-    attention = [pb.LayerAttention(layer=layer, entropy=entropy, max_entropy=max_entropy)
-                 for layer, (entropy, max_entropy) in
-                 ((layer, attention_entropy(w)) for layer, w in run.reg.last_attention.items())]
+             wall: float, snapshot: pb.AttentionSnapshot | None) -> pb.StageSummary:
     last = selection.last_eval
     return pb.StageSummary(
         name=run.plan.name, status=progress.status, steps_completed=progress.steps,
         best_val_accuracy=max(selection.best_accuracy, 0.0), best_step=selection.best_step,
         final_val_accuracy=last[1] if last else 0.0, final_val_loss=last[0] if last else 0.0,
-        final_train_loss=window.last_loss, wall_seconds=wall, message=progress.message, attention=attention,
-        images_per_second=progress.images / max(1e-9, wall), feature_cache_bytes=run.feature_cache_bytes)
+        final_train_loss=window.last_loss, wall_seconds=wall, message=progress.message, attention=layer_attention(run),
+        images_per_second=progress.images / max(1e-9, wall), feature_cache_bytes=run.feature_cache_bytes,
+        attention_snapshot=snapshot)
 
 
 def _cancelled_summary(plan: StagePlan, reason: Cancelled, wall: float) -> pb.StageSummary:
@@ -173,9 +173,10 @@ def _train_stage(session: Session, plan: StagePlan, cancel: threading.Event) -> 
             trainable_parameters=run.trainable_parameters, attention_parameters=run.attention_parameters))
         window = MetricWindow(session.device)
         yield from _train(run, cancel, window, selection, progress)
+        snapshot = attention_snapshot(run) if progress.status != pb.STAGE_STATUS_CANCELLED else None
     if progress.status == pb.STAGE_STATUS_COMPLETED and selection.restore() and session.data.val is not None:
         selection.last_eval = evaluate(session, session.data.val)
-    yield pb.StageEvent(summary=_summary(run, progress, window, selection, time.perf_counter() - started_at))
+    yield pb.StageEvent(summary=_summary(run, progress, window, selection, time.perf_counter() - started_at, snapshot))
 
 
 def run_stage(session: Session, plan: StagePlan, cancel: threading.Event) -> Iterator[pb.StageEvent]:

@@ -42,6 +42,7 @@ STAGE_CASES = {
     "stage.iterations": _stage(iterations=_over("iterations")),
     "stage.batch_size": _stage(batch_size=_over("batch_size")),
     "stage.feature_cache_mb": _stage(feature_cache_mb=_over("feature_cache_mb")),
+    "stage.attention_images": _stage(attention_images=_over("attention_images")),
     "stage.regularizer.afa_spatial.hidden": _stage(regularizer=pb.Regularizer(
         afa_spatial=pb.AfaSpatial(alpha=0.1, hidden=_over("hidden")))),
     "stage.regularizer.delta.head_iterations": _stage(regularizer=pb.Regularizer(

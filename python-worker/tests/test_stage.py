@@ -4,6 +4,7 @@ busy, promote and checkpoints; and a short real transfer with every regulariser.
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from pathlib import Path
@@ -316,3 +317,89 @@ def test_source_bn_is_recalibrated_on_target_data(source_weights):
     assert not session.source.training
     assert omega_at_start() < with_source_stats / 20
 
+
+
+def _attention_run(source_weights, regularizer: pb.Regularizer, images: int):
+    from afa_worker.stage_setup import prepare_stage
+
+    session = create_session(_transfer_request(source_weights))
+    return session, prepare_stage(session, parse_stage(_stage(regularizer, attention_images=images)))
+
+
+def test_spatial_snapshot_shows_where_the_attention_module_looks(source_weights):
+    """Each layer's spatial attention set to put (almost) all weight on one position: the snapshot's
+    upsampled map peaks (255) inside that position's cell of the input and is 0 far from it."""
+    from afa_worker.snapshot import attention_snapshot
+
+    session, run = _attention_run(source_weights, pb.Regularizer(afa_spatial=pb.AfaSpatial(alpha=1e-3)), images=3)
+    with run, torch.no_grad():
+        for module in run.reg.attention.values():
+            last = module.mlp[2]
+            last.weight.zero_()
+            last.bias.zero_()
+            last.bias[5] = 30.0  # row 0, column 5 of the layer's grid
+        snapshot = attention_snapshot(run)
+    val = session.data.val
+    assert (snapshot.split, snapshot.height, snapshot.width, snapshot.channels) == ("val", 28, 28, 1)
+    # the first image of each of the first three classes met in the split
+    seen, firsts = set(), []
+    for i, label in enumerate(val.y.tolist()):
+        if label not in seen:
+            seen.add(label)
+            firsts.append(i)
+    assert [im.label for im in snapshot.images] == [val.y[i].item() for i in firsts[:3]]
+    assert len({im.label for im in snapshot.images}) == 3
+    assert snapshot.images[1].pixels == val.x[firsts[1], 0].contiguous().numpy().tobytes()
+    assert [layer.layer for layer in snapshot.layers] == session.layers
+    for layer in snapshot.layers:
+        h, w = layer.map_height, layer.map_width
+        assert layer.kind == "spatial" and len(layer.spatial) == 3
+        cell = 28 // h
+        for raw in layer.spatial:
+            heat = torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(28, 28)
+            assert heat[0:cell, 5 * cell:6 * cell].max() == 255
+            assert heat[27, 0] == 0 and heat[27, 27] == 0
+        assert layer.max_entropy == pytest.approx(math.log(h * w))
+        assert layer.entropy < 0.01
+        assert list(layer.peak_over_uniform) == pytest.approx([h * w] * 3, rel=1e-3)
+
+
+def test_channel_snapshot_is_the_channel_distribution_with_its_entropy(source_weights):
+    """Channel attention reduced to its per-channel bias log(1..C): weights j/sum(1..C), whatever the maps."""
+    from afa_worker.snapshot import attention_snapshot
+
+    _session, run = _attention_run(source_weights, pb.Regularizer(afa_channel=pb.AfaChannel(alpha=1e-3)), images=2)
+    with run, torch.no_grad():
+        for module in run.reg.attention.values():
+            module.mlp[2].weight.zero_()
+            channels = module.channel_bias.numel()
+            module.channel_bias.copy_(torch.arange(1, channels + 1, dtype=torch.float32).log())
+        snapshot = attention_snapshot(run)
+    for layer in snapshot.layers:
+        channels = len(layer.channel)
+        expected = [j / (channels * (channels + 1) / 2) for j in range(1, channels + 1)]
+        assert layer.kind == "channel" and not layer.spatial
+        assert list(layer.channel) == pytest.approx(expected, rel=1e-5)
+        assert layer.entropy == pytest.approx(-sum(p * math.log(p) for p in expected), rel=1e-5)
+        assert layer.max_entropy == pytest.approx(math.log(channels))
+        assert list(layer.peak_over_uniform) == pytest.approx([channels * expected[-1]] * 2, rel=1e-5)
+
+
+def test_attention_in_step_events_and_the_snapshot_only_when_asked(source_weights):
+    def events(regularizer, images):
+        session = create_session(_transfer_request(source_weights))
+        stage = _stage(regularizer, iterations=4, log_every=2, eval_every=0, attention_images=images)
+        return list(run_stage(session, parse_stage(stage), threading.Event()))
+
+    ast = pb.Regularizer(afa_spatial=pb.AfaSpatial(alpha=1e-3))
+    stream = events(ast, 2)
+    steps = [e.step for e in stream if e.WhichOneof("event") == "step"]
+    assert [s.step for s in steps] == [2, 4]
+    assert all([a.layer for a in s.attention] == ["layer1.0", "layer2.0", "layer3.0"] for s in steps)
+    assert all(0 < a.entropy <= a.max_entropy for s in steps for a in s.attention)
+    summary = stream[-1].summary
+    assert len(summary.attention_snapshot.images) == 2
+    assert not events(ast, 0)[-1].summary.HasField("attention_snapshot")
+    plain = events(pb.Regularizer(feature_map=pb.FeatureMap(alpha=1e-3)), 2)
+    assert not plain[-1].summary.HasField("attention_snapshot")
+    assert all(not e.step.attention for e in plain if e.WhichOneof("event") == "step")

@@ -31,11 +31,15 @@ class _AttentiveTransfer(Regularizer):
     def _term(self, ft: torch.Tensor, fs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def attention_weights(self, layer: str, source_maps: torch.Tensor) -> torch.Tensor:
+        """The attention module of ``layer`` applied to source maps: (B, HW) or (B, C) weights."""
+        return self.attention[self._keys[layer]](source_maps)
+
     def omega(self, target: FeatureDict, source: FeatureDict) -> torch.Tensor:
         total = None
         for name, ft in target.items():
             fs = source[name].detach().float()
-            weights = self.attention[self._keys[name]](fs)
+            weights = self.attention_weights(name, fs)
             self.last_attention[name] = weights.detach()
             term = self._term(ft, fs, weights) / ft.shape[0]
             total = term if total is None else total + term

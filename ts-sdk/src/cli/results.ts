@@ -3,6 +3,8 @@ import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { AfaError } from '../errors.js';
 import { writeReport } from '../report/html.js';
+import { renderRunReport, writeHtml } from '../report/run-report.js';
+import { isRunDirectory, readRunRecord } from '../run/result-file.js';
 import { loadSweepDirectory } from '../sweep/load.js';
 import { formatSummaryTable, recordsToCsv, summarize } from '../sweep/summary.js';
 import { exitCodeFor } from './run.js';
@@ -38,13 +40,13 @@ export function registerResults(program: Command): void {
 
   program
     .command('report <dir>')
-    .description('write a self-contained HTML report with plots of a sweep')
+    .description("write a self-contained HTML report of a sweep's directory, or of a run's (the folder of its result.json)")
     .option('--out <file>', 'the HTML file (default: <dir>/report.html)')
     .action((dir: string, opts: { out?: string }) =>
       guard(() => {
-        const loaded = loadSweepDirectory(resolve(dir));
         const out = resolve(opts.out ?? join(dir, 'report.html'));
-        writeReport(loaded, out);
+        if (isRunDirectory(resolve(dir))) writeHtml(out, renderRunReport(readRunRecord(resolve(dir))));
+        else writeReport(loadSweepDirectory(resolve(dir)), out);
         process.stdout.write(`report: ${out}\n`);
       }));
 }

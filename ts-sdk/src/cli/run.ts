@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { AfaError, CancelledError, FieldError } from '../errors.js';
+import { AfaError, CancelledError, FieldError, UsageError } from '../errors.js';
+import { LIMITS } from '../dsl/limits.js';
 import { parseExperiment } from '../dsl/validate.js';
 import { Worker } from '../worker/worker.js';
 import { EXIT } from './exit.js';
@@ -7,6 +8,10 @@ import { abortOnSigint } from './interrupt.js';
 import { loadSpecFile } from './load.js';
 import { Progress } from '../report/progress.js';
 import { formatResult } from '../report/result.js';
+import { renderRunReport, writeHtml } from '../report/run-report.js';
+import { toJsonText } from '../run/result-file.js';
+import { TensorBoardWriter } from '../report/tensorboard.js';
+import { resolve } from 'node:path';
 
 /** Exit code for an error: 2 for a bad spec or flag (any field error), 130 for an interrupt, 1 otherwise. */
 export function exitCodeFor(error: unknown): number {
@@ -22,6 +27,9 @@ interface RunCliOptions {
   threads?: string;
   checkpoint?: string;
   cacheDir?: string;
+  report?: string;
+  attentionImages: string;
+  tensorboard?: string;
 }
 
 export function registerRun(program: Command): void {
@@ -34,6 +42,9 @@ export function registerRun(program: Command): void {
     .option('--threads <n>', 'torch CPU threads for a started worker')
     .option('--checkpoint <path>', 'where to write the final model (default: under the cache)')
     .option('--cache-dir <dir>', 'pretrained sources and run outputs (default: $AFA_CACHE or ~/.cache/afa-transfer/cache)')
+    .option('--report <file>', 'write an HTML report of the run: stages, curves, where the attention looks')
+    .option('--tensorboard <dir>', 'write TensorBoard event files into <dir>/<experiment name>')
+    .option('--attention-images <n>', 'images on which stages with attention show where it looks (0-16)', '4')
     .action(async (file: string, opts: RunCliOptions) => {
       process.exitCode = await runCommand(file, opts);
     });
@@ -44,15 +55,34 @@ async function runCommand(file: string, opts: RunCliOptions): Promise<number> {
   const progress = new Progress();
   let worker: Worker | undefined;
   try {
+    const attentionImages = Number(opts.attentionImages);
+    if (!Number.isInteger(attentionImages) || attentionImages < 0 || attentionImages > LIMITS.attentionImages) {
+      throw new UsageError('--attention-images', `must be a whole number in [0, ${LIMITS.attentionImages}], got ${opts.attentionImages}`);
+    }
     const spec = parseExperiment(await loadSpecFile(file));
     worker = opts.worker
       ? await Worker.connect(opts.worker)
       : await Worker.start({ python: opts.python, threads: opts.threads ? Number(opts.threads) : undefined, signal: interrupt.signal });
-    const run = worker.run(spec, { signal: interrupt.signal, checkpoint: opts.checkpoint, cacheDir: opts.cacheDir });
-    for await (const event of run.events) progress.handle(event);
+    const run = worker.run(spec, { signal: interrupt.signal, checkpoint: opts.checkpoint, cacheDir: opts.cacheDir,
+      attentionImages });
+    const board = opts.tensorboard ? new TensorBoardWriter(opts.tensorboard, { python: opts.python }) : undefined;
+    const boardRun = board?.run(spec.name);
+    try {
+      for await (const event of run.events) {
+        progress.handle(event);
+        boardRun?.handle(event);
+      }
+    } finally {
+      await board?.close();
+    }
     const result = await run.result;
-    if (opts.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    if (opts.json) process.stdout.write(toJsonText(result));
     else process.stdout.write(`\n${formatResult(result)}\n`);
+    if (opts.report) {
+      const path = resolve(opts.report);
+      writeHtml(path, renderRunReport({ spec, result }));
+      process.stderr.write(`report: ${path}\n`);
+    }
     return EXIT.OK;
   } catch (error) {
     progress.close();

@@ -12,6 +12,9 @@ import { EXIT } from './exit.js';
 import { abortOnSigint } from './interrupt.js';
 import { loadSpecFile } from './load.js';
 import { exitCodeFor } from './run.js';
+import { TensorBoardWriter, type TensorBoardRun } from '../report/tensorboard.js';
+import { configLabel, type TrialPlan } from '../sweep/trials.js';
+import type { RunEvent } from '../run/events.js';
 
 interface SweepCliOptions {
   workers: string;
@@ -23,6 +26,7 @@ interface SweepCliOptions {
   threads?: string;
   python?: string;
   maxAttempts: string;
+  tensorboard?: string;
 }
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -40,6 +44,7 @@ export function registerSweep(program: Command): void {
     .option('--threads <n>', 'torch threads per local worker')
     .option('--python <path>', 'Python interpreter for local workers')
     .option('--max-attempts <n>', 'attempts per trial when its worker crashes', '2')
+    .option('--tensorboard <dir>', 'write TensorBoard event files, one run directory per trial named by its labels')
     .action(async (file: string, opts: SweepCliOptions) => {
       process.exitCode = await sweepCommand(file, opts);
     });
@@ -54,6 +59,14 @@ async function sweepCommand(file: string, opts: SweepCliOptions): Promise<number
     const workers = Number(opts.workers);
     if (!Number.isInteger(workers) || workers < 1) throw new UsageError('--workers', `must be a whole number >= 1, got ${opts.workers}`);
     const outDir = resolve(opts.out ?? join('afa-sweeps', sweep.name.replace(/[^A-Za-z0-9_.-]+/g, '-')));
+    const board = opts.tensorboard ? new TensorBoardWriter(opts.tensorboard, { python: opts.python }) : undefined;
+    const boardRuns = new Map<string, TensorBoardRun>();
+    const onTrialEvent = board && ((trial: TrialPlan, event: RunEvent) => {
+      if (event.type === 'stage-start' && event.index === 0 && event.phase === 'transfer') boardRuns.delete(trial.trialId); // a retry starts over
+      let run = boardRuns.get(trial.trialId);
+      if (!run) boardRuns.set(trial.trialId, (run = board.run(`${configLabel(trial.labels, ' ') || 'base'} seed=${trial.seed}`)));
+      run.handle(event);
+    });
     const slots = planSlots({ local: workers, remote: opts.worker, threads: opts.threads ? Number(opts.threads) : undefined, python: opts.python });
     const outcome = await runSweep(sweep, {
       outDir,
@@ -64,7 +77,8 @@ async function sweepCommand(file: string, opts: SweepCliOptions): Promise<number
       maxAttempts: Number(opts.maxAttempts),
       signal: interrupt.signal,
       onEvent: (e) => progress.handle(e),
-    });
+      onTrialEvent,
+    }).finally(() => board?.close());
     progress.close();
     const summaries = summarize(outcome.records, sweep.metric, sweep.goal);
     process.stdout.write(`\n${sweep.name}: ${outcome.records.length} trials in ${outDir}/results.jsonl ` +

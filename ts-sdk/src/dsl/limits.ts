@@ -18,6 +18,7 @@ export const LIMITS = {
   imageSize: 1024,
   classes: 100_000,
   layers: 256,
+  attentionImages: 16,
 } as const;
 
 /** The largest value a uint32 field of the contract holds. */

@@ -1,123 +1,264 @@
 /**
- * `afa report`: one self-contained HTML file (inline SVG and CSS, nothing fetched) with the metric
- * against each swept parameter, learning curves per configuration and the comparison of
- * configurations with error bars.
+ * `afa report` on a sweep: one self-contained HTML file (inline SVG and CSS, nothing fetched) laid
+ * out as sweep dashboards are: the configurations as sorted horizontal bars with the fine-tuning
+ * reference drawn, the test accuracy's paired difference to it, the metric against each swept
+ * parameter (log axis where values span decades), learning curves as small multiples on shared
+ * axes, and the attention entropy per configuration.
  */
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import type { SweepDirectory } from '../sweep/load.js';
-import { formatSummaryTable, meanStd, summarize } from '../sweep/summary.js';
-import type { TrialRecord } from '../sweep/store.js';
+import { formatSummaryTable, meanStd, summarize, type ConfigSummary } from '../sweep/summary.js';
+import { trialRunDir, type TrialRecord } from '../sweep/store.js';
 import { configLabel } from '../sweep/trials.js';
-import { barChart, xyChart, type Series } from './svg.js';
+import { CSS, esc } from './page.js';
+import { hBarChart, PALETTE, textWidth, xyChart, type Series } from './svg.js';
+import { imageRgb, overlayRgb } from './heatmap.js';
+import { pngDataUrl } from './png.js';
+import { renderRunReport } from './run-report.js';
+import { isRunDirectory, readRunRecord, type RunRecord } from '../run/result-file.js';
 
-const CSS = `body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1180px;color:#222}
-h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd;padding-bottom:4px}
-.charts{display:flex;flex-wrap:wrap;gap:12px}svg{background:#fff;border:1px solid #e4e4e4}
-.title{font-size:13px;font-weight:600}.tick{font-size:10px;fill:#555}.label{font-size:11px;fill:#333}.legend{font-size:10px}
-.axis{stroke:#333}.grid{stroke:#eee}pre{background:#f7f7f7;padding:10px;overflow-x:auto;font-size:12px}.muted{color:#666}`;
 
-function esc(text: string): string {
-  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-}
+const pctFormat = (v: number) => `${(100 * v).toFixed(1)}%`;
+const pointsFormat = (v: number) => `${v >= 0 ? '+' : ''}${(100 * v).toFixed(1)}`;
 
-function configName(labels: Record<string, string>): string {
+/** A configuration's name: the values alone when one parameter is swept, else name=value pairs. */
+function nameOf(labels: Record<string, string>, dimensions: number): string {
+  if (dimensions === 1) return Object.values(labels)[0] ?? 'base';
   return configLabel(labels, ', ') || 'base';
 }
 
-function parameterCharts(loaded: SweepDirectory, completed: TrialRecord[]): string[] {
-  const metric = loaded.sweep.metric;
+/** The fine-tuning configuration the others are compared with: one named "reference", else "fine-tune". */
+function referenceOf(summaries: ConfigSummary[], dimensions: number): ConfigSummary | undefined {
+  const named = summaries.map((s) => ({ s, name: nameOf(s.labels, dimensions).toLowerCase() }));
+  return named.find(({ name }) => /fine-?tun/.test(name) && name.includes('reference'))?.s ??
+    named.find(({ name }) => /^fine-?tun(e|ing)$/.test(name))?.s;
+}
+
+function metricFormat(metric: string): (v: number) => string {
+  return metric === 'finalValLoss' ? (v) => v.toFixed(3) : pctFormat;
+}
+
+function comparison(loaded: SweepDirectory, summaries: ConfigSummary[], reference: ConfigSummary | undefined, dims: number): string {
+  const { metric } = loaded.sweep;
+  const format = metricFormat(metric);
+  const shown = summaries.filter((s) => s.n > 0);
+  const values = shown.flatMap((s) => [s.metricMean - s.metricStd, s.metricMean + s.metricStd]);
   const percent = metric !== 'finalValLoss';
-  const yFormat = (v: number) => (percent ? `${Math.round(100 * v)}%` : v.toFixed(2));
+  const lo = percent ? Math.max(0, Math.floor(10 * Math.min(...values)) / 10) : 0;
+  const hi = percent ? Math.min(1, Math.ceil(10 * Math.max(...values)) / 10) : Math.max(...values) * 1.05;
+  const charts = [hBarChart(`${metric}, mean ± std over seeds (selection, validation only), best first`,
+    shown.map((s, i) => ({ label: nameOf(s.labels, dims), value: s.metricMean, err: s.metricStd, color: s === reference ? PALETTE[1] : PALETTE[0],
+      title: `${nameOf(s.labels, dims)}: ${format(s.metricMean)} ± ${format(s.metricStd)} (n=${s.n}, rank ${i + 1})` })),
+    { min: lo, max: hi, base: lo, format, width: 640, reference: reference ? { value: reference.metricMean, label: 'fine-tuning' } : undefined },
+    'comparison')];
+  const paired = reference ? pairedTestDifferences(loaded.records, shown, reference) : [];
+  if (paired.length) {
+    // Zero inside, each side as far as the data goes: a method far below does not squash the rest.
+    const lo = Math.floor(100 * Math.min(-0.01, ...paired.map((p) => p.mean - p.std))) / 100;
+    const hi = Math.ceil(100 * Math.max(0.01, ...paired.map((p) => p.mean + p.std))) / 100;
+    charts.push(hBarChart('test accuracy minus fine-tuning\'s, paired by seed (points, mean ± std)',
+      paired.map((p) => ({ label: nameOf(p.summary.labels, dims), value: p.mean, err: p.std, color: p.mean >= 0 ? PALETTE[2] : PALETTE[1],
+        title: `${nameOf(p.summary.labels, dims)}: ${pointsFormat(p.mean)} ± ${(100 * p.std).toFixed(1)} points over ${p.n} seeds` })),
+      { min: lo, max: hi, base: 0, format: pointsFormat, width: 640 }, 'paired-difference'));
+  }
+  return charts.join('');
+}
+
+/** Per configuration: test(config, seed) - test(reference, seed) over the seeds both completed. */
+function pairedTestDifferences(records: TrialRecord[], summaries: ConfigSummary[], reference: ConfigSummary) {
+  const test = (configId: string) => new Map(records
+    .filter((r) => r.configId === configId && r.status === 'completed' && r.metrics.testAccuracy !== null)
+    .map((r) => [r.seed, r.metrics.testAccuracy!]));
+  const base = test(reference.configId);
+  return summaries.filter((s) => s !== reference).flatMap((summary) => {
+    const diffs = [...test(summary.configId)].filter(([seed]) => base.has(seed)).map(([seed, acc]) => acc - base.get(seed)!);
+    return diffs.length ? [{ summary, n: diffs.length, ...meanStd(diffs) }] : [];
+  });
+}
+
+function parameterCharts(loaded: SweepDirectory, completed: TrialRecord[]): string[] {
+  const { metric, space } = loaded.sweep;
+  const format = metricFormat(metric);
+  const paths = Object.keys(space);
   const charts: string[] = [];
-  for (const [path, dim] of Object.entries(loaded.sweep.space)) {
+  for (const [path, dim] of Object.entries(space)) {
+    const name = path.split('.').at(-1)!;
     const numeric = completed.every((r) => typeof r.values[path] === 'number');
-    const others = Object.keys(loaded.sweep.space).filter((p) => p !== path);
+    if (!numeric) {
+      if (paths.length === 1) continue; // the comparison above already is this chart
+      const byValue = new Map<string, number[]>();
+      completed.forEach((r) => byValue.set(r.labels[path]!, [...(byValue.get(r.labels[path]!) ?? []), r.metrics[metric]]));
+      const bars = [...byValue.entries()].map(([label, ys]) => ({ label, ...meanStd(ys) })).sort((a, b) => b.mean - a.mean);
+      charts.push(hBarChart(`${metric} by ${name} (mean over the other parameters and seeds)`,
+        bars.map((b) => ({ label: b.label, value: b.mean, err: b.std })), { min: 0, max: 1, format, width: 640 }, `param-${path}`));
+      continue;
+    }
+    const others = paths.filter((p) => p !== path);
     // One series per setting of the other parameters, so the effect of this one is read along a line.
     const groups = new Map<string, TrialRecord[]>();
     for (const r of completed) {
       const key = others.map((p) => `${p.split('.').at(-1)}=${r.labels[p]}`).join(', ') || 'all';
       groups.set(key, [...(groups.get(key) ?? []), r]);
     }
-    const categories = numeric ? undefined : [...new Set(completed.map((r) => r.labels[path]!))];
-    const xOf = (r: TrialRecord) => (numeric ? (r.values[path] as number) : categories!.indexOf(r.labels[path]!));
-    const series: Series[] = [...groups.entries()].map(([name, rs]) => {
+    const series: Series[] = [...groups.entries()].map(([group, rs]) => {
       const byX = new Map<number, number[]>();
-      rs.forEach((r) => byX.set(xOf(r), [...(byX.get(xOf(r)) ?? []), r.metrics[metric]]));
+      rs.forEach((r) => byX.set(r.values[path] as number, [...(byX.get(r.values[path] as number) ?? []), r.metrics[metric]]));
       return {
-        name,
-        line: numeric,
+        name: group, line: true,
         points: [...byX.entries()].map(([x, ys]) => {
           const { mean, std } = meanStd(ys);
-          return { x, y: mean, err: std, title: `${name}, ${path.split('.').at(-1)}=${numeric ? x : categories![x]}: ${yFormat(mean)} ± ${yFormat(std)} (n=${ys.length})` };
+          return { x, y: mean, err: std, title: `${group}, ${name}=${x}: ${format(mean)} ± ${format(std)} (n=${ys.length})` };
         }),
       };
     });
-    const xs = completed.map(xOf);
-    const positive = xs.every((v) => v > 0);
-    const log = numeric && positive && (dim.kind === 'logUniform' || Math.max(...xs) / Math.min(...xs) >= 20);
+    const xs = completed.map((r) => r.values[path] as number);
+    const log = xs.every((v) => v > 0) && (dim.kind === 'logUniform' || Math.max(...xs) / Math.min(...xs) >= 20);
     const ys = series.flatMap((s) => s.points.flatMap((p) => [p.y - (p.err ?? 0), p.y + (p.err ?? 0)]));
+    const percent = metric !== 'finalValLoss';
     const yMin = percent ? Math.max(0, Math.floor(10 * Math.min(...ys)) / 10) : Math.min(...ys);
     const yMax = percent ? Math.min(1, Math.ceil(10 * Math.max(...ys)) / 10) : Math.max(...ys);
-    charts.push(xyChart(`${metric} vs ${path}`,
-      { label: path, min: numeric ? Math.min(...xs) : 0, max: numeric ? Math.max(...xs) : 1, log, categories, format: (v) => Number(v.toPrecision(3)).toString() },
-      { label: `${metric} (mean ± std over seeds)`, min: yMin, max: yMax === yMin ? yMin + 1 : yMax, format: yFormat }, series, `param-${path}`));
+    charts.push(xyChart(`${metric} vs ${name}${log ? ' (log axis)' : ''}`,
+      { label: path, min: Math.min(...xs), max: Math.max(...xs), log, format: (v) => Number(v.toPrecision(3)).toString() },
+      { label: `${metric} (mean ± std over seeds)`, min: yMin, max: yMax === yMin ? yMin + 1 : yMax, format }, series, `param-${path}`));
   }
   return charts;
 }
 
-function learningCurves(completed: TrialRecord[]): string {
+function meanCurve(records: TrialRecord[]): { x: number; y: number }[] {
+  const byStep = new Map<number, number[]>();
+  records.forEach((r) => r.curve.forEach((p) => byStep.set(p.globalStep, [...(byStep.get(p.globalStep) ?? []), p.accuracy])));
+  return [...byStep.entries()].map(([x, ys]) => ({ x, y: meanStd(ys).mean })).sort((a, b) => a.x - b.x);
+}
+
+/** One small chart per configuration on shared axes, the fine-tuning reference dashed in each. */
+function learningCurves(completed: TrialRecord[], summaries: ConfigSummary[], reference: ConfigSummary | undefined, dims: number): string {
   const byConfig = new Map<string, TrialRecord[]>();
-  completed.forEach((r) => byConfig.set(configName(r.labels), [...(byConfig.get(configName(r.labels)) ?? []), r]));
-  const series: Series[] = [...byConfig.entries()].map(([name, rs]) => {
-    const byStep = new Map<number, number[]>();
-    rs.forEach((r) => r.curve.forEach((p) => byStep.set(p.globalStep, [...(byStep.get(p.globalStep) ?? []), p.accuracy])));
-    return { name, line: true, points: [...byStep.entries()].map(([x, ys]) => ({ x, y: meanStd(ys).mean, title: `${name} step ${x}: ${(100 * meanStd(ys).mean).toFixed(1)}%` })) };
+  completed.forEach((r) => byConfig.set(r.configId, [...(byConfig.get(r.configId) ?? []), r]));
+  const xMax = Math.max(1, ...completed.flatMap((r) => r.curve.map((p) => p.globalStep)));
+  const refCurve = reference ? meanCurve(byConfig.get(reference.configId) ?? []) : [];
+  const size = { width: 330, height: 200 };
+  return summaries.filter((s) => byConfig.has(s.configId)).map((s, i) => {
+    const name = nameOf(s.labels, dims);
+    const room = Math.floor((size.width - 20) / textWidth('x', 13));
+    const title = name.length > room ? `${name.slice(0, room - 1)}…` : name;
+    const series: Series[] = [{ name, line: true, color: PALETTE[0], points: meanCurve(byConfig.get(s.configId)!).map((p) => ({ ...p, title: `${name} step ${p.x}: ${pctFormat(p.y)}` })) }];
+    if (reference && s !== reference && refCurve.length) series.push({ name: 'fine-tuning', dashed: true, color: '#999', points: refCurve });
+    return xyChart(title, { label: 'step (all stages)', min: 0, max: xMax }, { label: 'val accuracy', min: 0, max: 1, format: (v) => `${Math.round(100 * v)}%` },
+      series, `curve-${i}`, size, { legend: false }).replace('<text ', `<title>${esc(name)}</title><text `);
+  }).join('');
+}
+
+/** Mean attention entropy per configuration, attentive stage and layer, as a share of the uniform maximum. */
+function attentionTable(completed: TrialRecord[], summaries: ConfigSummary[], dims: number): string {
+  const withAttention = completed.filter((r) => r.attention?.length);
+  if (!withAttention.length) return '';
+  const layers = [...new Set(withAttention.flatMap((r) => r.attention!.map((a) => a.layer)))];
+  // `stage` counts the run's stages (promote steps are not stages).
+  const stageName = (r: TrialRecord, stage: number) =>
+    r.spec.schedule.filter((s) => s.kind !== 'promoteTargetToSource').map((s) => (s as { name: string }).name)[stage] ?? `stage ${stage}`;
+  const rows = summaries.flatMap((s) => {
+    const rs = withAttention.filter((r) => r.configId === s.configId);
+    const stages = [...new Set(rs.flatMap((r) => r.attention!.map((a) => a.stage)))].sort((a, b) => a - b);
+    return stages.map((stage) => {
+      const cells = layers.map((layer) => {
+        const values = rs.flatMap((r) => r.attention!.filter((a) => a.stage === stage && a.layer === layer).map((a) => a.entropy / a.maxEntropy));
+        if (!values.length) return '<td></td>';
+        const v = meanStd(values).mean;
+        return `<td class="num" style="background:rgba(31,119,180,${(0.08 + 0.5 * v).toFixed(2)})">${v.toFixed(2)}</td>`;
+      });
+      return `<tr><td>${esc(nameOf(s.labels, dims))}</td><td>${esc(stageName(rs[0]!, stage))}</td>${cells.join('')}</tr>`;
+    });
   });
-  const xs = series.flatMap((s) => s.points.map((p) => p.x));
-  return xyChart('validation accuracy during training (mean over seeds)', { label: 'step (all stages)', min: Math.min(0, ...xs), max: Math.max(1, ...xs) },
-    { label: 'val accuracy', min: 0, max: 1, format: (v) => `${Math.round(100 * v)}%` }, series, 'curves');
+  return `<p class="muted">Attention entropy at the end of each attentive stage over its last batch, as a share of the uniform
+maximum (1 = spread evenly, 0 = all weight on one position or channel); mean over seeds.</p>
+<div class="scroll"><table><thead><tr><th>configuration</th><th>stage</th>${layers.map((l) => `<th>${esc(l)}</th>`).join('')}</tr></thead>
+<tbody>${rows.join('')}</tbody></table></div>`;
 }
 
-function comparison(loaded: SweepDirectory): string {
-  const summaries = summarize(loaded.records, loaded.sweep.metric, loaded.sweep.goal).filter((s) => s.n > 0);
-  const bars = summaries.slice(0, 16).map((s) => ({
-    category: configName(s.labels).replace(/^[^=]+=/, '').slice(0, 18),
-    values: [
-      { name: 'val (selection)', mean: s.metricMean, std: s.metricStd },
-      ...(s.testMean !== null ? [{ name: 'test (reported)', mean: s.testMean, std: s.testStd ?? 0 }] : []),
-    ],
-  }));
-  return barChart('configurations, best first: accuracy mean ± std over seeds', 'accuracy', bars, 'comparison');
+/** The run record of each configuration's first completed seed that kept one (sweeps from this version on). */
+function firstRuns(loaded: SweepDirectory, summaries: ConfigSummary[]): Map<string, { record: RunRecord; dir: string; seed: number }> {
+  const runs = new Map<string, { record: RunRecord; dir: string; seed: number }>();
+  for (const s of summaries) {
+    const trial = loaded.records.filter((r) => r.configId === s.configId && r.status === 'completed').sort((a, b) => a.seed - b.seed)
+      .find((r) => isRunDirectory(trialRunDir(loaded.dir, r.trialId)));
+    if (trial) runs.set(s.configId, { record: readRunRecord(trialRunDir(loaded.dir, trial.trialId)), dir: trialRunDir(loaded.dir, trial.trialId), seed: trial.seed });
+  }
+  return runs;
 }
 
-export function renderReport(loaded: SweepDirectory): string {
+const THUMB = 84;
+
+/** Per configuration (first seed): each AST layer's map over the first image, ACT's entropy, and a link to the run's report. */
+function attentionGallery(loaded: SweepDirectory, summaries: ConfigSummary[], runs: ReturnType<typeof firstRuns>, dims: number,
+  reportDir: string): string {
+  const rows = summaries.flatMap((s) => {
+    const run = runs.get(s.configId);
+    if (!run) return [];
+    const link = `<a href="${esc(relative(reportDir, join(run.dir, 'report.html')))}">seed ${run.seed}</a>`;
+    return run.record.result.stages.flatMap((stage) => {
+      const snap = stage.attentionSnapshot;
+      if (!snap) return [];
+      const image = snap.images[0]!;
+      const base = imageRgb(image, snap.width, snap.height, snap.channels);
+      const cells = snap.layers.map((l) => {
+        const share = (l.entropy / l.maxEntropy).toFixed(2);
+        if (l.kind === 'channel') return `<td class="muted small">${esc(l.layer)}<br>entropy ${share}, peak ${Math.max(...l.peakOverUniform).toFixed(1)}x</td>`;
+        const src = pngDataUrl(snap.width, snap.height, overlayRgb(base, l.spatial[0]!));
+        return `<td><img src="${src}" width="${THUMB}" height="${Math.round((THUMB * snap.height) / snap.width)}" alt="${esc(l.layer)}">` +
+          `<div class="muted small">${esc(l.layer)}: ${share}, peak ${(l.peakOverUniform[0] ?? 1).toFixed(1)}x</div></td>`;
+      });
+      return [`<tr><td>${esc(nameOf(s.labels, dims))}</td><td>${esc(stage.name)}</td>${cells.join('')}<td>${link}</td></tr>`];
+    });
+  });
+  if (!rows.length) return '';
+  return `<p class="muted">Where the attention looks at the end of each attentive stage, on the first validation image of each
+configuration's first seed (entropy as a share of uniform, and the peak weight over the uniform one); the seed's own report has every image.</p>
+<div class="scroll"><table class="heat"><tbody>${rows.join('')}</tbody></table></div>`;
+}
+
+export function renderReport(loaded: SweepDirectory, reportDir = loaded.dir): string {
   const completed = loaded.records.filter((r) => r.status === 'completed');
   const { sweep } = loaded;
+  const dims = Object.keys(sweep.space).length;
   const counts = ['completed', 'pruned', 'failed'].map((s) => `${loaded.records.filter((r) => r.status === s).length} ${s}`).join(', ');
   const summaries = summarize(loaded.records, sweep.metric, sweep.goal);
-  const percentMetric = sweep.metric !== 'finalValLoss';
+  const reference = referenceOf(summaries, dims);
+  const params = completed.length ? parameterCharts(loaded, completed) : [];
+  const runs = firstRuns(loaded, summaries);
+  const attention = attentionTable(completed, summaries, dims) + attentionGallery(loaded, summaries, runs, dims, reportDir);
   const sections = completed.length
     ? [
-        `<h2>Comparison</h2><div class="charts">${comparison(loaded)}</div>`,
-        `<h2>Metric against each swept parameter</h2><div class="charts">${parameterCharts(loaded, completed).join('')}</div>`,
-        `<h2>Learning curves</h2><div class="charts">${learningCurves(completed)}</div>`,
+        `<h2>Configurations</h2><div class="charts">${comparison(loaded, summaries, reference, dims)}</div>`,
+        params.length ? `<h2>Metric against each swept parameter</h2><div class="charts">${params.join('')}</div>` : '',
+        `<h2>Learning curves</h2><p class="muted">Validation accuracy, mean over seeds, one chart per configuration in the order above` +
+          `${reference ? '; dashed: fine-tuning' : ''}.</p><div class="charts">${learningCurves(completed, summaries, reference, dims)}</div>`,
+        attention ? `<h2>Attention</h2>${attention}` : '',
       ]
     : ['<p>No completed trials yet.</p>'];
-  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${esc(sweep.name)}: afa sweep report</title><style>${CSS}</style></head><body>
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${esc(sweep.name)}: afa sweep report</title><style>${CSS}</style></head><body>
 <h1>${esc(sweep.name)}</h1>
 <p class="muted">${loaded.records.length} trials (${counts}); seeds ${sweep.seeds.join(', ')}; ${sweep.search} search; selection on
-<b>${esc(sweep.metric)}</b> (${sweep.goal}, validation only${percentMetric ? '' : ''}); test accuracy is reported, never used to select.</p>
-${sections.join('\n')}
+<b>${esc(sweep.metric)}</b> (${sweep.goal}, validation only); test accuracy is reported, never used to select.</p>
+${sections.filter(Boolean).join('\n')}
 <h2>Table</h2><pre>${esc(formatSummaryTable(summaries, sweep.metric))}</pre>
 <p class="muted">Generated by afa report from ${esc(loaded.dir)}.</p>
 </body></html>
 `;
 }
 
-export function writeReport(loaded: SweepDirectory, path: string): void {
+function writeAtomically(path: string, html: string): void {
   mkdirSync(dirname(path), { recursive: true });
   const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, renderReport(loaded));
+  writeFileSync(tmp, html);
   renameSync(tmp, path);
+}
+
+/** The sweep's report at `path`, and each kept trial run's own report in its run directory (linked from it). */
+export function writeReport(loaded: SweepDirectory, path: string): void {
+  for (const { record, dir } of firstRuns(loaded, summarize(loaded.records, loaded.sweep.metric, loaded.sweep.goal)).values()) {
+    writeAtomically(join(dir, 'report.html'), renderRunReport(record));
+  }
+  writeAtomically(path, renderReport(loaded, dirname(path)));
 }

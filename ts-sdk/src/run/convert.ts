@@ -80,7 +80,13 @@ export function toLrScheduleMessage(l: LrScheduleSpec): LrSchedule {
   }
 }
 
-export function toStageMessage(s: StageSpec, defaultSeed: number): StageMessage {
+/** What a run asks of a stage besides its spec: observations that do not change the training. */
+export interface StageObservation {
+  /** Images in the attention snapshot of a stage with attention; 0 = none. */
+  attentionImages?: number;
+}
+
+export function toStageMessage(s: StageSpec, defaultSeed: number, observe: StageObservation = {}): StageMessage {
   return {
     name: s.name,
     regularizer: toRegularizerMessage(s.regularizer),
@@ -97,6 +103,7 @@ export function toStageMessage(s: StageSpec, defaultSeed: number): StageMessage 
     attentionLrMultiplier: s.attentionLrMultiplier ?? 0,
     featureCacheMb: s.featureCacheMb ?? 0,
     noFeatureCache: s.featureCache === false,
+    attentionImages: observe.attentionImages ?? 0,
   };
 }
 

@@ -1,9 +1,14 @@
 /** Typed events and results of stages and experiments. */
 import { StageStatus, type EvalMetrics, type LayerAttention, type StageEvent, type StageSummary, type StepMetrics } from '../gen/afa/v1/afa.js';
 
+import { fromSnapshotMessage, type AttentionSnapshot } from './attention.js';
+
 export type Phase = 'pretrain' | 'transfer';
 
-/** One StepMetrics message of the contract: step, ceLoss, regLoss, totalLoss, lr, trainAccuracy, imagesPerSecond. */
+/**
+ * One StepMetrics message of the contract: step, ceLoss, regLoss, totalLoss, lr, trainAccuracy,
+ * imagesPerSecond, and for stages with attention its entropy per layer (`attention`).
+ */
 export type StepPoint = StepMetrics;
 /** One EvalMetrics message of the contract: step, split, loss, accuracy, isBest. */
 export type EvalPoint = EvalMetrics;
@@ -33,6 +38,8 @@ export interface StageResult {
   attention: AttentionStat[];
   /** Bytes of source feature maps the worker cached for this stage (0 when it ran the source forward). */
   featureCacheBytes: number;
+  /** Where the attention looks at the end of a stage with attention (see `RunOptions.attentionImages`). */
+  attentionSnapshot?: AttentionSnapshot;
   history: { steps: StepPoint[]; evals: EvalPoint[] };
 }
 
@@ -101,7 +108,7 @@ export class StageAccumulator {
         this.iterations = e.value.iterations;
         return { ...base, type: 'stage-start', index: this.index, iterations: e.value.iterations, regularizer: e.value.regularizer };
       case 'step': {
-        const point: StepPoint = { ...e.value };
+        const point: StepPoint = { ...e.value, attention: e.value.attention.map((a) => ({ ...a })) };
         this.steps.push(point);
         return { ...base, type: 'step', iterations: this.iterations, ...point };
       }
@@ -133,6 +140,7 @@ export class StageAccumulator {
       message: s.message,
       attention: s.attention.map((a) => ({ ...a })),
       featureCacheBytes: s.featureCacheBytes,
+      ...(s.attentionSnapshot?.images.length ? { attentionSnapshot: fromSnapshotMessage(s.attentionSnapshot) } : {}),
       history: { steps: this.steps, evals: this.evals },
     };
   }

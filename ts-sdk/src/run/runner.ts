@@ -15,7 +15,9 @@ import { cacheDir, isCached, sourceCachePath } from './cache.js';
 import { toCreateSessionRequest } from './convert.js';
 import type { ExperimentResult, RunEvent, StageResult } from './events.js';
 import { AsyncQueue } from './queue.js';
-import { Session } from './session.js';
+import { checkAttentionImages, Session } from './session.js';
+import { DEFAULT_ATTENTION_IMAGES } from './attention.js';
+import { writeRunRecord } from './result-file.js';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 
 export interface RunOptions {
@@ -25,6 +27,16 @@ export interface RunOptions {
   cacheDir?: string;
   /** Where to write the final target model; `false` for none. @default <cacheDir>/runs/<specHash>/target.safetensors */
   checkpoint?: string | false;
+  /**
+   * Images on which each stage with attention reports where it looks at its end
+   * (`StageResult.attentionSnapshot`); 0 for none, at most 16. @default 4
+   */
+  attentionImages?: number;
+  /**
+   * Where to write `result.json` (the spec and this result, for `afa report <dir>`); `false` for
+   * nowhere. @default <cacheDir>/runs/<specHash>
+   */
+  resultDir?: string | false;
 }
 
 /** A running experiment: typed events as they come, and the typed result. */
@@ -98,6 +110,7 @@ export async function obtainSource(client: WorkerClient, spec: Pick<ExperimentSp
 async function execute(client: WorkerClient, spec: ExperimentSpec, options: RunOptions,
   emit: (e: RunEvent) => void): Promise<ExperimentResult> {
   const { signal } = options;
+  checkAttentionImages(options.attentionImages ?? DEFAULT_ATTENTION_IMAGES);
   const started = performance.now();
   const hash = specHash(spec);
   const dir = cacheDir(options.cacheDir);
@@ -122,7 +135,8 @@ async function execute(client: WorkerClient, spec: ExperimentSpec, options: RunO
         if (step.kind === 'promoteTargetToSource') {
           emit({ type: 'promote', phase: 'transfer', tensorsCopied: await session.promoteTargetToSource({ signal }) });
         } else {
-          stages.push(await runStageTo(session, step, { signal, phase: 'transfer', index, seed: spec.seed }, emit));
+          stages.push(await runStageTo(session, step,
+            { signal, phase: 'transfer', index, seed: spec.seed, attentionImages: options.attentionImages }, emit));
         }
       }
       let test: { loss: number; accuracy: number; count: number } | undefined;
@@ -138,7 +152,7 @@ async function execute(client: WorkerClient, spec: ExperimentSpec, options: RunO
         emit({ type: 'checkpoint', phase: 'transfer', path: saved.path, bytes: saved.bytes });
       }
       const finished = performance.now();
-      return {
+      const result: ExperimentResult = {
         name: spec.name,
         specHash: hash,
         seed: spec.seed,
@@ -155,6 +169,8 @@ async function execute(client: WorkerClient, spec: ExperimentSpec, options: RunO
           sourceCached,
         },
       };
+      if (options.resultDir !== false) writeRunRecord(options.resultDir ?? join(dir, 'runs', hash), { spec, result });
+      return result;
     } finally {
       await session.close().catch(() => undefined);
     }

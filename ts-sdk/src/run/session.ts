@@ -4,7 +4,9 @@
  */
 import type { WorkerClient } from '../client/client.js';
 import type { CallOptions } from '../client/calls.js';
-import { AfaError, CancelledError } from '../errors.js';
+import { AfaError, CancelledError, UsageError } from '../errors.js';
+import { LIMITS } from '../dsl/limits.js';
+import { DEFAULT_ATTENTION_IMAGES } from './attention.js';
 import { Split, type CreateSessionResponse } from '../gen/afa/v1/afa.js';
 import type { StageSpec } from '../dsl/stage.js';
 import { toStageMessage } from './convert.js';
@@ -26,6 +28,20 @@ export interface StageRunOptions {
   seed?: number;
   phase?: Phase;
   index?: number;
+  /**
+   * Images (the first of each class of the validation split) on which a stage with attention reports where its
+   * attention looks at the end, in `StageResult.attentionSnapshot`; 0 for none. At most 16.
+   * @default 4
+   */
+  attentionImages?: number;
+}
+
+/** `attentionImages` as given, or a UsageError naming it. */
+export function checkAttentionImages(value: number): number {
+  if (!Number.isInteger(value) || value < 0 || value > LIMITS.attentionImages) {
+    throw new UsageError('attentionImages', `must be a whole number in [0, ${LIMITS.attentionImages}], got ${value}`);
+  }
+  return value;
 }
 
 export class Session {
@@ -47,7 +63,8 @@ export class Session {
     if (this.closed) throw new AfaError(`session ${this.id} is closed`);
     const queue = new AsyncQueue<RunEvent>();
     const acc = new StageAccumulator(options.phase ?? 'transfer', stage.name, options.index ?? this.stageCount++);
-    const message = toStageMessage(stage, options.seed ?? this.seed);
+    const attentionImages = checkAttentionImages(options.attentionImages ?? DEFAULT_ATTENTION_IMAGES);
+    const message = toStageMessage(stage, options.seed ?? this.seed, { attentionImages });
     const result = (async () => {
       let summary: StageResult | undefined;
       try {

@@ -16,7 +16,7 @@ import { isWorkerLoss, retryOnWorkerLoss, type RetryPolicy } from './retry.js';
 import { FifoScheduler, type TrialScheduler } from './scheduler.js';
 import type { SweepSpec } from './space.js';
 import { changedPaths } from './diff.js';
-import { appendRecord, latestByTrial, readRecords, repairForAppend, resultsPath, SWEEP_FILE, type CurvePoint, type TrialRecord } from './store.js';
+import { appendRecord, latestByTrial, readRecords, repairForAppend, resultsPath, SWEEP_FILE, trialRunDir, type CurvePoint, type TrialRecord } from './store.js';
 import { failedRecord, runTrial } from './trial-run.js';
 import { planTrials, type TrialPlan } from './trials.js';
 
@@ -51,6 +51,8 @@ export interface SweepRunOptions {
   retry?: RetryPolicy;
   signal?: AbortSignal;
   onEvent?: (event: SweepEvent) => void;
+  /** Every event of every trial's run (each attempt), e.g. for a TensorBoard writer. */
+  onTrialEvent?: (trial: TrialPlan, event: RunEvent) => void;
 }
 
 export interface SweepOutcome {
@@ -160,7 +162,7 @@ export async function runSweep(sweep: SweepSpec, options: SweepRunOptions): Prom
         const started = performance.now();
         let record: TrialRecord;
         try {
-          record = await runTrial(slot, trial, scheduler, signal, emit);
+          record = await runTrial(slot, trial, scheduler, signal, emit, options.onTrialEvent, trialRunDir(outDir, trial.trialId));
         } catch (error) {
           if (signal?.aborted) return; // interrupted: an unfinished trial is not recorded
           const message = error instanceof Error ? error.message : String(error);

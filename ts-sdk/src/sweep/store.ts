@@ -51,6 +51,11 @@ export interface TrialRecord {
 export const RESULTS_FILE = 'results.jsonl';
 export const SWEEP_FILE = 'sweep.json';
 
+/** Where a trial's `result.json` goes (its curves and attention snapshots, for `afa report`). */
+export function trialRunDir(dir: string, trialId: string): string {
+  return join(dir, 'runs', trialId);
+}
+
 export function resultsPath(dir: string): string {
   return join(dir, RESULTS_FILE);
 }

@@ -5,6 +5,7 @@ import type { SweepEvent } from './runner.js';
 import type { WorkerSlot } from './pool.js';
 import type { CurvePoint, TrialRecord } from './store.js';
 import type { TrialPlan } from './trials.js';
+import type { RunEvent } from '../run/events.js';
 
 function baseRecord(trial: TrialPlan): Omit<TrialRecord, 'status' | 'metrics' | 'curve'> {
   return {
@@ -36,7 +37,7 @@ function prunedRecord(trial: TrialPlan, curve: CurvePoint[], reason: string): Tr
 
 /** Runs the trial; a scheduler's stop ends it as 'pruned'. Throws what the run throws otherwise. */
 export async function runTrial(slot: WorkerSlot, trial: TrialPlan, scheduler: TrialScheduler, signal: AbortSignal | undefined,
-  emit: (e: SweepEvent) => void): Promise<TrialRecord> {
+  emit: (e: SweepEvent) => void, onRunEvent?: (trial: TrialPlan, event: RunEvent) => void, resultDir?: string): Promise<TrialRecord> {
   const controller = new AbortController();
   const onAbort = () => controller.abort(signal?.reason);
   signal?.addEventListener('abort', onAbort, { once: true });
@@ -46,8 +47,9 @@ export async function runTrial(slot: WorkerSlot, trial: TrialPlan, scheduler: Tr
   let currentIterations = 0;
   let pruned: string | undefined;
   try {
-    const run = slot.worker!.run(trial.spec, { signal: controller.signal, checkpoint: false });
+    const run = slot.worker!.run(trial.spec, { signal: controller.signal, checkpoint: false, resultDir: resultDir ?? false });
     for await (const event of run.events) {
+      onRunEvent?.(trial, event);
       if (event.phase !== 'transfer') continue;
       if (event.type === 'stage-start') {
         offset += currentIterations;

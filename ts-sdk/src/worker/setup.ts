@@ -81,7 +81,8 @@ async function installWorker(run: Run, python: string): Promise<void> {
       recursive: true,
       filter: (src) => !src.includes('__pycache__'),
     });
-    await run(python, ['-m', 'pip', 'install', build]);
+    // The [tensorboard] extra: `--tensorboard` writes event files with the tensorboard package.
+    await run(python, ['-m', 'pip', 'install', `${build}[tensorboard]`]);
   } finally {
     rmSync(build, { recursive: true, force: true });
   }

@@ -506,6 +506,12 @@ export interface StageSpec {
    * logits move by large steps and the softmax can collapse onto one channel within a few steps.
    */
   attentionLrMultiplier: number;
+  /**
+   * At the end of a stage with attention (AST, ACT), the attention on this many fixed images (the
+   * first image of each class of the validation split, else of the training split) in
+   * StageSummary.attention_snapshot; 0 = none. At most 16.
+   */
+  attentionImages: number;
 }
 
 export interface RunStageRequest {
@@ -529,6 +535,8 @@ export interface StepMetrics {
   lr: number;
   trainAccuracy: number;
   imagesPerSecond: number;
+  /** Attention entropy per aligned layer over the last batch (stages with attention only). */
+  attention: LayerAttention[];
 }
 
 export interface EvalMetrics {
@@ -568,6 +576,50 @@ export interface StageSummary {
    * worker buffers up to 256 events per stage): no training runs meanwhile.
    */
   deliveryWaitSeconds: number;
+  /**
+   * Where the attention looks at the end of the stage (StageSpec.attention_images > 0 and a stage
+   * with attention).
+   */
+  attentionSnapshot: AttentionSnapshot | undefined;
+}
+
+export interface AttentionImage {
+  /** Pixels as uint8, height x width x channels, row-major (the data set's images, not normalised). */
+  pixels: Buffer;
+  label: number;
+}
+
+export interface LayerAttentionSnapshot {
+  layer: string;
+  /** "spatial" (AST: one weight per position) or "channel" (ACT: one weight per channel). */
+  kind: string;
+  /**
+   * Spatial: per image, the weights upsampled (bilinear) from the layer's map_height x map_width
+   * to the input's height x width, as uint8 scaled so that the image's largest weight is 255.
+   */
+  spatial: Buffer[];
+  mapHeight: number;
+  mapWidth: number;
+  /** Channel: the weights averaged over the images (they sum to 1). */
+  channel: number[];
+  /** Mean entropy of the per-image distributions over these images (nats), and the uniform maximum. */
+  entropy: number;
+  maxEntropy: number;
+  /**
+   * Per image: the largest weight over the uniform weight (1 = uniform; the number of positions or
+   * channels = all weight on one). The uint8 maps are scaled to each image's peak, so this says how
+   * concentrated a map that looks sharp really is.
+   */
+  peakOverUniform: number[];
+}
+
+export interface AttentionSnapshot {
+  split: string;
+  height: number;
+  width: number;
+  channels: number;
+  images: AttentionImage[];
+  layers: LayerAttentionSnapshot[];
 }
 
 export interface StageEvent {
@@ -3849,6 +3901,7 @@ function createBaseStageSpec(): StageSpec {
     featureCacheMb: 0,
     noFeatureCache: false,
     attentionLrMultiplier: 0,
+    attentionImages: 0,
   };
 }
 
@@ -3898,6 +3951,9 @@ export const StageSpec: MessageFns<StageSpec> = {
     }
     if (message.attentionLrMultiplier !== 0) {
       writer.uint32(121).double(message.attentionLrMultiplier);
+    }
+    if (message.attentionImages !== 0) {
+      writer.uint32(128).uint32(message.attentionImages);
     }
     return writer;
   },
@@ -4035,6 +4091,14 @@ export const StageSpec: MessageFns<StageSpec> = {
             message.attentionLrMultiplier = reader.double();
             continue;
           }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.attentionImages = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4104,6 +4168,11 @@ export const StageSpec: MessageFns<StageSpec> = {
         : isSet(object.attention_lr_multiplier)
         ? globalThis.Number(object.attention_lr_multiplier)
         : 0,
+      attentionImages: isSet(object.attentionImages)
+        ? globalThis.Number(object.attentionImages)
+        : isSet(object.attention_images)
+        ? globalThis.Number(object.attention_images)
+        : 0,
     };
   },
 
@@ -4154,6 +4223,9 @@ export const StageSpec: MessageFns<StageSpec> = {
     if (message.attentionLrMultiplier !== 0) {
       obj.attentionLrMultiplier = floatToJson(message.attentionLrMultiplier);
     }
+    if (message.attentionImages !== 0) {
+      obj.attentionImages = Math.round(message.attentionImages);
+    }
     return obj;
   },
 
@@ -4183,6 +4255,7 @@ export const StageSpec: MessageFns<StageSpec> = {
     message.featureCacheMb = object.featureCacheMb ?? 0;
     message.noFeatureCache = object.noFeatureCache ?? false;
     message.attentionLrMultiplier = object.attentionLrMultiplier ?? 0;
+    message.attentionImages = object.attentionImages ?? 0;
     return message;
   },
 };
@@ -4420,7 +4493,7 @@ export const StageStarted: MessageFns<StageStarted> = {
 };
 
 function createBaseStepMetrics(): StepMetrics {
-  return { step: 0, ceLoss: 0, regLoss: 0, totalLoss: 0, lr: 0, trainAccuracy: 0, imagesPerSecond: 0 };
+  return { step: 0, ceLoss: 0, regLoss: 0, totalLoss: 0, lr: 0, trainAccuracy: 0, imagesPerSecond: 0, attention: [] };
 }
 
 export const StepMetrics: MessageFns<StepMetrics> = {
@@ -4445,6 +4518,9 @@ export const StepMetrics: MessageFns<StepMetrics> = {
     }
     if (message.imagesPerSecond !== 0) {
       writer.uint32(57).double(message.imagesPerSecond);
+    }
+    for (const v of message.attention) {
+      LayerAttention.encode(v!, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -4518,6 +4594,14 @@ export const StepMetrics: MessageFns<StepMetrics> = {
             message.imagesPerSecond = reader.double();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.attention.push(LayerAttention.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4559,6 +4643,9 @@ export const StepMetrics: MessageFns<StepMetrics> = {
         : isSet(object.images_per_second)
         ? globalThis.Number(object.images_per_second)
         : 0,
+      attention: globalThis.Array.isArray(object?.attention)
+        ? object.attention.map((e: any) => LayerAttention.fromJSON(e))
+        : [],
     };
   },
 
@@ -4585,6 +4672,9 @@ export const StepMetrics: MessageFns<StepMetrics> = {
     if (message.imagesPerSecond !== 0) {
       obj.imagesPerSecond = floatToJson(message.imagesPerSecond);
     }
+    if (message.attention?.length) {
+      obj.attention = message.attention.map((e) => LayerAttention.toJSON(e));
+    }
     return obj;
   },
 
@@ -4600,6 +4690,7 @@ export const StepMetrics: MessageFns<StepMetrics> = {
     message.lr = object.lr ?? 0;
     message.trainAccuracy = object.trainAccuracy ?? 0;
     message.imagesPerSecond = object.imagesPerSecond ?? 0;
+    message.attention = object.attention?.map((e) => LayerAttention.fromPartial(e)) || [];
     return message;
   },
 };
@@ -4862,6 +4953,7 @@ function createBaseStageSummary(): StageSummary {
     imagesPerSecond: 0,
     featureCacheBytes: 0,
     deliveryWaitSeconds: 0,
+    attentionSnapshot: undefined,
   };
 }
 
@@ -4908,6 +5000,9 @@ export const StageSummary: MessageFns<StageSummary> = {
     }
     if (message.deliveryWaitSeconds !== 0) {
       writer.uint32(113).double(message.deliveryWaitSeconds);
+    }
+    if (message.attentionSnapshot !== undefined) {
+      AttentionSnapshot.encode(message.attentionSnapshot, writer.uint32(122).fork()).join();
     }
     return writer;
   },
@@ -5037,6 +5132,14 @@ export const StageSummary: MessageFns<StageSummary> = {
             message.deliveryWaitSeconds = reader.double();
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.attentionSnapshot = AttentionSnapshot.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5107,6 +5210,11 @@ export const StageSummary: MessageFns<StageSummary> = {
         : isSet(object.delivery_wait_seconds)
         ? globalThis.Number(object.delivery_wait_seconds)
         : 0,
+      attentionSnapshot: isSet(object.attentionSnapshot)
+        ? AttentionSnapshot.fromJSON(object.attentionSnapshot)
+        : isSet(object.attention_snapshot)
+        ? AttentionSnapshot.fromJSON(object.attention_snapshot)
+        : undefined,
     };
   },
 
@@ -5154,6 +5262,9 @@ export const StageSummary: MessageFns<StageSummary> = {
     if (message.deliveryWaitSeconds !== 0) {
       obj.deliveryWaitSeconds = floatToJson(message.deliveryWaitSeconds);
     }
+    if (message.attentionSnapshot !== undefined) {
+      obj.attentionSnapshot = AttentionSnapshot.toJSON(message.attentionSnapshot);
+    }
     return obj;
   },
 
@@ -5176,6 +5287,500 @@ export const StageSummary: MessageFns<StageSummary> = {
     message.imagesPerSecond = object.imagesPerSecond ?? 0;
     message.featureCacheBytes = object.featureCacheBytes ?? 0;
     message.deliveryWaitSeconds = object.deliveryWaitSeconds ?? 0;
+    message.attentionSnapshot = (object.attentionSnapshot !== undefined && object.attentionSnapshot !== null)
+      ? AttentionSnapshot.fromPartial(object.attentionSnapshot)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseAttentionImage(): AttentionImage {
+  return { pixels: Buffer.alloc(0), label: 0 };
+}
+
+export const AttentionImage: MessageFns<AttentionImage> = {
+  encode(message: AttentionImage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pixels.length !== 0) {
+      writer.uint32(10).bytes(message.pixels);
+    }
+    if (message.label !== 0) {
+      writer.uint32(16).uint32(message.label);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AttentionImage {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAttentionImage();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.pixels = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.label = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AttentionImage {
+    return {
+      pixels: isSet(object.pixels) ? Buffer.from(bytesFromBase64(object.pixels)) : Buffer.alloc(0),
+      label: isSet(object.label) ? globalThis.Number(object.label) : 0,
+    };
+  },
+
+  toJSON(message: AttentionImage): unknown {
+    const obj: any = {};
+    if (message.pixels.length !== 0) {
+      obj.pixels = base64FromBytes(message.pixels);
+    }
+    if (message.label !== 0) {
+      obj.label = Math.round(message.label);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AttentionImage>, I>>(base?: I): AttentionImage {
+    return AttentionImage.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AttentionImage>, I>>(object: I): AttentionImage {
+    const message = createBaseAttentionImage();
+    message.pixels = object.pixels ?? Buffer.alloc(0);
+    message.label = object.label ?? 0;
+    return message;
+  },
+};
+
+function createBaseLayerAttentionSnapshot(): LayerAttentionSnapshot {
+  return {
+    layer: "",
+    kind: "",
+    spatial: [],
+    mapHeight: 0,
+    mapWidth: 0,
+    channel: [],
+    entropy: 0,
+    maxEntropy: 0,
+    peakOverUniform: [],
+  };
+}
+
+export const LayerAttentionSnapshot: MessageFns<LayerAttentionSnapshot> = {
+  encode(message: LayerAttentionSnapshot, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.layer !== "") {
+      writer.uint32(10).string(message.layer);
+    }
+    if (message.kind !== "") {
+      writer.uint32(18).string(message.kind);
+    }
+    for (const v of message.spatial) {
+      writer.uint32(26).bytes(v!);
+    }
+    if (message.mapHeight !== 0) {
+      writer.uint32(32).uint32(message.mapHeight);
+    }
+    if (message.mapWidth !== 0) {
+      writer.uint32(40).uint32(message.mapWidth);
+    }
+    if (message.channel.length !== 0) {
+      writer.uint32(50).fork();
+      for (const v of message.channel) {
+        writer.float(v);
+      }
+      writer.join();
+    }
+    if (message.entropy !== 0) {
+      writer.uint32(57).double(message.entropy);
+    }
+    if (message.maxEntropy !== 0) {
+      writer.uint32(65).double(message.maxEntropy);
+    }
+    if (message.peakOverUniform.length !== 0) {
+      writer.uint32(74).fork();
+      for (const v of message.peakOverUniform) {
+        writer.float(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LayerAttentionSnapshot {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLayerAttentionSnapshot();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.layer = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.spatial.push(Buffer.from(reader.bytes()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.mapHeight = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.mapWidth = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag === 53) {
+              message.channel.push(reader.float());
+
+              continue;
+            }
+
+            if (tag === 50) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.channel.push(reader.float());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 7: {
+            if (tag !== 57) {
+              break;
+            }
+
+            message.entropy = reader.double();
+            continue;
+          }
+          case 8: {
+            if (tag !== 65) {
+              break;
+            }
+
+            message.maxEntropy = reader.double();
+            continue;
+          }
+          case 9: {
+            if (tag === 77) {
+              message.peakOverUniform.push(reader.float());
+
+              continue;
+            }
+
+            if (tag === 74) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.peakOverUniform.push(reader.float());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LayerAttentionSnapshot {
+    return {
+      layer: isSet(object.layer) ? globalThis.String(object.layer) : "",
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      spatial: globalThis.Array.isArray(object?.spatial)
+        ? object.spatial.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : [],
+      mapHeight: isSet(object.mapHeight)
+        ? globalThis.Number(object.mapHeight)
+        : isSet(object.map_height)
+        ? globalThis.Number(object.map_height)
+        : 0,
+      mapWidth: isSet(object.mapWidth)
+        ? globalThis.Number(object.mapWidth)
+        : isSet(object.map_width)
+        ? globalThis.Number(object.map_width)
+        : 0,
+      channel: globalThis.Array.isArray(object?.channel)
+        ? object.channel.map((e: any) => globalThis.Number(e))
+        : [],
+      entropy: isSet(object.entropy) ? globalThis.Number(object.entropy) : 0,
+      maxEntropy: isSet(object.maxEntropy)
+        ? globalThis.Number(object.maxEntropy)
+        : isSet(object.max_entropy)
+        ? globalThis.Number(object.max_entropy)
+        : 0,
+      peakOverUniform: globalThis.Array.isArray(object?.peakOverUniform)
+        ? object.peakOverUniform.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.peak_over_uniform)
+        ? object.peak_over_uniform.map((e: any) => globalThis.Number(e))
+        : [],
+    };
+  },
+
+  toJSON(message: LayerAttentionSnapshot): unknown {
+    const obj: any = {};
+    if (message.layer !== "") {
+      obj.layer = message.layer;
+    }
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.spatial?.length) {
+      obj.spatial = message.spatial.map((e) => base64FromBytes(e));
+    }
+    if (message.mapHeight !== 0) {
+      obj.mapHeight = Math.round(message.mapHeight);
+    }
+    if (message.mapWidth !== 0) {
+      obj.mapWidth = Math.round(message.mapWidth);
+    }
+    if (message.channel?.length) {
+      obj.channel = message.channel.map((e) => floatToJson(e));
+    }
+    if (message.entropy !== 0) {
+      obj.entropy = floatToJson(message.entropy);
+    }
+    if (message.maxEntropy !== 0) {
+      obj.maxEntropy = floatToJson(message.maxEntropy);
+    }
+    if (message.peakOverUniform?.length) {
+      obj.peakOverUniform = message.peakOverUniform.map((e) => floatToJson(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LayerAttentionSnapshot>, I>>(base?: I): LayerAttentionSnapshot {
+    return LayerAttentionSnapshot.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LayerAttentionSnapshot>, I>>(object: I): LayerAttentionSnapshot {
+    const message = createBaseLayerAttentionSnapshot();
+    message.layer = object.layer ?? "";
+    message.kind = object.kind ?? "";
+    message.spatial = object.spatial?.map((e) => e) || [];
+    message.mapHeight = object.mapHeight ?? 0;
+    message.mapWidth = object.mapWidth ?? 0;
+    message.channel = object.channel?.map((e) => e) || [];
+    message.entropy = object.entropy ?? 0;
+    message.maxEntropy = object.maxEntropy ?? 0;
+    message.peakOverUniform = object.peakOverUniform?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseAttentionSnapshot(): AttentionSnapshot {
+  return { split: "", height: 0, width: 0, channels: 0, images: [], layers: [] };
+}
+
+export const AttentionSnapshot: MessageFns<AttentionSnapshot> = {
+  encode(message: AttentionSnapshot, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.split !== "") {
+      writer.uint32(10).string(message.split);
+    }
+    if (message.height !== 0) {
+      writer.uint32(16).uint32(message.height);
+    }
+    if (message.width !== 0) {
+      writer.uint32(24).uint32(message.width);
+    }
+    if (message.channels !== 0) {
+      writer.uint32(32).uint32(message.channels);
+    }
+    for (const v of message.images) {
+      AttentionImage.encode(v!, writer.uint32(42).fork()).join();
+    }
+    for (const v of message.layers) {
+      LayerAttentionSnapshot.encode(v!, writer.uint32(50).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AttentionSnapshot {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAttentionSnapshot();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.split = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.height = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.width = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.channels = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.images.push(AttentionImage.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.layers.push(LayerAttentionSnapshot.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AttentionSnapshot {
+    return {
+      split: isSet(object.split) ? globalThis.String(object.split) : "",
+      height: isSet(object.height) ? globalThis.Number(object.height) : 0,
+      width: isSet(object.width) ? globalThis.Number(object.width) : 0,
+      channels: isSet(object.channels) ? globalThis.Number(object.channels) : 0,
+      images: globalThis.Array.isArray(object?.images) ? object.images.map((e: any) => AttentionImage.fromJSON(e)) : [],
+      layers: globalThis.Array.isArray(object?.layers)
+        ? object.layers.map((e: any) => LayerAttentionSnapshot.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: AttentionSnapshot): unknown {
+    const obj: any = {};
+    if (message.split !== "") {
+      obj.split = message.split;
+    }
+    if (message.height !== 0) {
+      obj.height = Math.round(message.height);
+    }
+    if (message.width !== 0) {
+      obj.width = Math.round(message.width);
+    }
+    if (message.channels !== 0) {
+      obj.channels = Math.round(message.channels);
+    }
+    if (message.images?.length) {
+      obj.images = message.images.map((e) => AttentionImage.toJSON(e));
+    }
+    if (message.layers?.length) {
+      obj.layers = message.layers.map((e) => LayerAttentionSnapshot.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AttentionSnapshot>, I>>(base?: I): AttentionSnapshot {
+    return AttentionSnapshot.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AttentionSnapshot>, I>>(object: I): AttentionSnapshot {
+    const message = createBaseAttentionSnapshot();
+    message.split = object.split ?? "";
+    message.height = object.height ?? 0;
+    message.width = object.width ?? 0;
+    message.channels = object.channels ?? 0;
+    message.images = object.images?.map((e) => AttentionImage.fromPartial(e)) || [];
+    message.layers = object.layers?.map((e) => LayerAttentionSnapshot.fromPartial(e)) || [];
     return message;
   },
 };
@@ -6115,6 +6720,14 @@ export const AfaWorkerClient = makeGenericClientConstructor(AfaWorkerService, "a
   service: typeof AfaWorkerService;
   serviceName: string;
 };
+
+function bytesFromBase64(b64: string): Uint8Array {
+  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+}
+
+function base64FromBytes(arr: Uint8Array): string {
+  return globalThis.Buffer.from(arr).toString("base64");
+}
 
 function floatToJson(value: number | null | undefined): number | string | null | undefined {
   return typeof value === "number" && !globalThis.Number.isFinite(value) ? globalThis.String(value) : value;
