@@ -5,7 +5,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AFA_CLI, tempDir, waitUntil } from './helpers.js';
 import { tinyFineTune } from './fixtures/specs.js';
-import { REGULARIZER_KINDS } from '../ts-sdk/src/index.js';
+import { afaChannel, experiment, featureMap, REGULARIZER_KINDS, relative, sgd, stage, type ExperimentResult } from '../ts-sdk/src/index.js';
 
 const [node, cliArgs] = AFA_CLI;
 
@@ -115,6 +115,24 @@ describe('afa CLI', () => {
     wrapper.kill('SIGKILL'); // not awaited: the wrapper's output pipes stay open while its child lives
     const gone = (pid: number) => { try { process.kill(pid, 0); return false; } catch { return true; } };
     expect(await waitUntil(() => [cli!, ...workers].every(gone), 120_000)).to.equal(true, 'the CLI or its worker outlived the wrapper');
+  });
+
+  it('relative(x) sets alpha from the stability limit the worker estimates; an alpha above the limit gets a warning line', async () => {
+    const file = join(tempDir(), 'relative.json');
+    const schedule = [
+      stage({ name: 'fm', regularizer: featureMap({ alpha: relative(0.3) }), iterations: 3, evalEvery: 3, optimizer: sgd({ lr: 0.05 }) }),
+      stage({ name: 'act', regularizer: afaChannel({ alpha: 1 }), iterations: 3, evalEvery: 3, optimizer: sgd({ lr: 0.05 }) }),
+    ];
+    writeFileSync(file, JSON.stringify(experiment({ ...tinyFineTune(), name: 'relative', schedule })));
+    const result = await afa(['run', file, '--json', '--threads', '1']);
+    expect(result.exitCode, result.stderr).to.equal(0);
+    const [fm, act] = (JSON.parse(result.stdout) as ExperimentResult).stages.map((s) => s.stability!);
+    expect(fm.alphaRatio).to.be.closeTo(0.3, 1e-9);
+    expect(fm.alpha).to.be.closeTo(0.3 * fm.alphaMax, 1e-12);
+    expect(fm.alphaMax).to.be.closeTo(3.8 / (0.05 * fm.lambdaMax), 1e-9);
+    expect(act.alpha).to.equal(1);
+    expect(result.stderr).to.match(/^fm: alpha \S+ = 0\.30x the stability limit \S+ \(lambda_max \S+, \d+\.\ds\)$/m);
+    expect(result.stderr).to.match(/^warning: act: alpha 1\.0 = \d+x the stability limit .*above 1x, expect alpha x Omega to blow up$/m);
   });
 
   it('afa info lists what the worker offers', async () => {

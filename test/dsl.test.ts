@@ -18,7 +18,9 @@ import {
   parseExperiment,
   pretrain,
   promoteTargetToSource,
+  relative,
   specHash,
+  toStageMessage,
   stage,
   weights,
 } from '../ts-sdk/src/index.js';
@@ -115,6 +117,30 @@ describe('DSL', () => {
         expect((error as InvalidSpecError).field).to.equal(field);
         expect((error as Error).message).to.match(message);
       }
+    });
+  }
+
+  it('relative(x) travels as the stage\'s alphaRelative with the regulariser\'s alpha 0; an absolute alpha as before', () => {
+    const [fm] = baseline.featureMap({ alpha: relative(0.3), iterations: 10 });
+    const message = toStageMessage(fm as Parameters<typeof toStageMessage>[0], 0);
+    expect(message.alphaRelative).to.equal(0.3);
+    expect(message.regularizer?.kind).to.deep.equal({ $case: 'featureMap', value: { alpha: 0 } });
+    const [act] = baseline.afaChannel({ alpha: 1e-3, iterations: 10 });
+    const absolute = toStageMessage(act as Parameters<typeof toStageMessage>[0], 0);
+    expect([absolute.alphaRelative, (absolute.regularizer?.kind?.value as { alpha: number }).alpha]).to.deep.equal([0, 1e-3]);
+    const spec = experiment({ ...tinyAfa(), schedule: afa({ spatial: { alpha: relative(0.1) }, channel: { alpha: relative(0.5) } }) });
+    expect(parseExperiment(JSON.parse(JSON.stringify(spec)))).to.deep.equal(JSON.parse(JSON.stringify(spec)));
+  });
+
+  for (const [bad, message] of [
+    [{ relative: 0 }, /schedule\[0\]\.regularizer\.alpha\.relative: must be > 0/],
+    [{ relative: 2000 }, /schedule\[0\]\.regularizer\.alpha\.relative: must be <= 1000/],
+    [{ relative: 0.3, absolute: 1 }, /schedule\[0\]\.regularizer\.alpha\.absolute/],
+  ] as const) {
+    it(`a relative alpha ${JSON.stringify(bad)} is refused naming the field`, () => {
+      const spec = JSON.parse(JSON.stringify(tinyAfa()));
+      spec.schedule[0].regularizer.alpha = bad;
+      expect(() => parseExperiment(spec)).to.throw(InvalidSpecError, message);
     });
   }
 

@@ -67,6 +67,10 @@ class StagePlan:
     feature_cache_mb: int
     #: Images in the attention snapshot at the end of the stage; 0 = none.
     attention_images: int = 0
+    #: > 0: alpha = this x the stability limit estimated at the stage's start.
+    alpha_relative: float = 0.0
+    #: Estimate lambda_max and the stability limit at the start (stages with a term).
+    estimate_stability: bool = True
 
     @property
     def check_every(self) -> int:
@@ -118,12 +122,33 @@ def _count(value: int, field: str, *, allow_zero: bool = False) -> int:
     return int(value)
 
 
+def _alpha_relative(stage: pb.StageSpec, regularizer: RegularizerPlan, optimizer: OptimizerPlan) -> float:
+    """The relative strength, refused where no limit can be estimated or the alpha is given twice."""
+    value = check_finite(stage.alpha_relative, "stage.alpha_relative")
+    if not value:
+        return 0.0
+    module = regularizer.entry.module
+    if not module.has_term or module.freezes_backbone:
+        raise SpecError("stage.alpha_relative", f"needs a regulariser with a term in the backbone weights, not "
+                                                f"{regularizer.kind}", ["l2sp", "feature_map", "delta", "afa_spatial", "afa_channel"])
+    if regularizer.options.get("alpha"):
+        raise SpecError("stage.alpha_relative", f"the regulariser's own alpha must be 0 with a relative alpha, got "
+                                                f"{regularizer.options['alpha']}")
+    if optimizer.kind != "sgd":
+        raise SpecError("stage.alpha_relative", "needs SGD: Adam's step is not lr x gradient, so it has no such limit",
+                        ["sgd"])
+    if stage.no_stability_estimate:
+        raise SpecError("stage.no_stability_estimate", "a relative alpha needs the stability estimate")
+    return value
+
+
 def parse_stage(stage: pb.StageSpec) -> StagePlan:
     """Validates every field of the stage and applies the worker's defaults."""
+    regularizer, optimizer = parse_regularizer(stage.regularizer), _optimizer(stage.optimizer)
     return StagePlan(
         name=stage.name,
-        regularizer=parse_regularizer(stage.regularizer),
-        optimizer=_optimizer(stage.optimizer),
+        regularizer=regularizer,
+        optimizer=optimizer,
         lr_schedule=parse_lr_schedule(stage.lr_schedule),
         iterations=check_max(_count(stage.iterations, "stage.iterations"), "stage.iterations", "iterations"),
         batch_size=check_max(_count(stage.batch_size, "stage.batch_size"), "stage.batch_size", "batch_size"),
@@ -137,4 +162,6 @@ def parse_stage(stage: pb.StageSpec) -> StagePlan:
         feature_cache_mb=0 if stage.no_feature_cache else check_max(
             stage.feature_cache_mb, "stage.feature_cache_mb", "feature_cache_mb") or DEFAULT_FEATURE_CACHE_MB,
         attention_images=check_max(stage.attention_images, "stage.attention_images", "attention_images"),
+        alpha_relative=_alpha_relative(stage, regularizer, optimizer),
+        estimate_stability=not stage.no_stability_estimate,
     )

@@ -27,6 +27,7 @@ from afa_worker.data import TensorSplit
 from afa_worker.selection import MetricWindow, ModelSelection
 from afa_worker.session import Session
 from afa_worker.snapshot import attention_snapshot, layer_attention
+from afa_worker.stability import Stability, estimate_stability
 from afa_worker.stage_plan import StagePlan
 from afa_worker.stage_setup import StageRun, prepare_stage
 
@@ -159,6 +160,14 @@ def _cancelled_summary(plan: StagePlan, reason: Cancelled, wall: float) -> pb.St
                            final_train_loss=float("nan"), wall_seconds=wall)
 
 
+def _stability(run: StageRun) -> Stability | None:
+    """The estimate at the stage's start; a relative alpha becomes absolute here."""
+    stability = estimate_stability(run) if run.plan.estimate_stability else None
+    if stability is not None and run.plan.alpha_relative:
+        run.reg.alpha = run.plan.alpha_relative * stability.alpha_max
+    return stability
+
+
 def _train_stage(session: Session, plan: StagePlan, cancel: threading.Event) -> Iterator[pb.StageEvent]:
     started_at = time.perf_counter()
     selection, progress = ModelSelection(session.target, plan.restore_best), _Progress()
@@ -168,15 +177,20 @@ def _train_stage(session: Session, plan: StagePlan, cancel: threading.Event) -> 
         yield pb.StageEvent(summary=_cancelled_summary(plan, reason, time.perf_counter() - started_at))
         return
     with run:
+        stability = _stability(run)
         yield pb.StageEvent(started=pb.StageStarted(
             name=plan.name, iterations=plan.iterations, regularizer=plan.regularizer.kind,
-            trainable_parameters=run.trainable_parameters, attention_parameters=run.attention_parameters))
+            trainable_parameters=run.trainable_parameters, attention_parameters=run.attention_parameters,
+            stability=stability.message(run.reg.alpha) if stability else None))
         window = MetricWindow(session.device)
         yield from _train(run, cancel, window, selection, progress)
         snapshot = attention_snapshot(run) if progress.status != pb.STAGE_STATUS_CANCELLED else None
     if progress.status == pb.STAGE_STATUS_COMPLETED and selection.restore() and session.data.val is not None:
         selection.last_eval = evaluate(session, session.data.val)
-    yield pb.StageEvent(summary=_summary(run, progress, window, selection, time.perf_counter() - started_at, snapshot))
+    summary = _summary(run, progress, window, selection, time.perf_counter() - started_at, snapshot)
+    if stability:
+        summary.stability.CopyFrom(stability.message(run.reg.alpha))
+    yield pb.StageEvent(summary=summary)
 
 
 def run_stage(session: Session, plan: StagePlan, cancel: threading.Event) -> Iterator[pb.StageEvent]:

@@ -74,6 +74,8 @@ def _comparable(events: list[pb.StageEvent]) -> list:
         for timing in ("images_per_second", "wall_seconds", "delivery_wait_seconds"):
             if hasattr(copy, timing):
                 setattr(copy, timing, 0)
+        if hasattr(copy, "stability"):
+            copy.stability.seconds = 0
         out.append((which, copy.SerializeToString(deterministic=True)))
     return out
 
@@ -403,3 +405,86 @@ def test_attention_in_step_events_and_the_snapshot_only_when_asked(source_weight
     plain = events(pb.Regularizer(feature_map=pb.FeatureMap(alpha=1e-3)), 2)
     assert not plain[-1].summary.HasField("attention_snapshot")
     assert all(not e.step.attention for e in plain if e.WhichOneof("event") == "step")
+
+
+def test_power_iteration_finds_the_top_hessian_eigenvalue_of_a_feature_distance():
+    """Omega of a conv layer's maps against fixed source maps, through the twice-differentiable
+    distance: the estimate equals the largest eigenvalue of the full Hessian (torch.func, eigvalsh)."""
+    from afa_worker.regularizers.distance import twice_differentiable, weighted_sq_distance
+    from afa_worker.stability import _power_iteration
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(2, 3, 3, bias=True).double()
+    x = torch.randn(4, 2, 5, 5, dtype=torch.float64)
+    fs = torch.randn(4, 3, 3, 3, dtype=torch.float64)
+    weights = torch.tensor([1.0, 2.0, 0.5], dtype=torch.float64)
+
+    def omega_of(flat: torch.Tensor) -> torch.Tensor:
+        w, b = flat[:54].view(3, 2, 3, 3), flat[54:]
+        ft = torch.nn.functional.conv2d(torch.tanh(x), w, b)
+        return 0.5 * weighted_sq_distance(torch.tanh(ft), fs, weights, over="channel")
+
+    flat = torch.cat([conv.weight.detach().flatten(), conv.bias.detach()])
+    with twice_differentiable():
+        exact = torch.linalg.eigvalsh(torch.autograd.functional.hessian(omega_of, flat)).max().item()
+        param = torch.nn.Parameter(flat.clone())
+        estimate, products = _power_iteration(omega_of(param), [param], torch.Generator().manual_seed(1))
+    assert estimate == pytest.approx(exact, rel=0.02) and products <= 20
+
+
+def test_stability_estimate_sets_a_relative_alpha_and_reports_where_an_absolute_one_sits(source_weights):
+    def first_and_last(regularizer, **kw):
+        session = create_session(_transfer_request(source_weights))
+        events = list(run_stage(session, parse_stage(_stage(regularizer, iterations=2, **kw)), threading.Event()))
+        assert events[0].started.HasField("stability") == events[-1].summary.HasField("stability")
+        return events[0].started.stability, events[-1].summary.stability
+
+    started, summary = first_and_last(pb.Regularizer(feature_map=pb.FeatureMap()), alpha_relative=0.3)
+    assert started.lambda_max > 0 and started.products > 0 and started.seconds > 0
+    # SGD momentum 0.9 at lr 0.01 (the _stage default): alpha_max = 2 (1 + 0.9) / (0.01 lambda)
+    assert started.alpha_max == pytest.approx(3.8 / (0.01 * started.lambda_max))
+    assert started.alpha == pytest.approx(0.3 * started.alpha_max) and started.alpha_ratio == pytest.approx(0.3)
+    assert summary == started
+    started, _ = first_and_last(pb.Regularizer(afa_channel=pb.AfaChannel(alpha=1e-3)))
+    assert started.alpha == pytest.approx(1e-3) and started.alpha_ratio == pytest.approx(1e-3 / started.alpha_max)
+    started, _ = first_and_last(pb.Regularizer(l2sp=pb.L2Sp(alpha=0.1)))  # exact: Omega's Hessian is the identity
+    assert (started.lambda_max, started.products) == (1.0, 0) and started.alpha_max == pytest.approx(380.0)
+    started, summary = first_and_last(pb.Regularizer(none=pb.NoRegularizer()))
+    assert started.lambda_max == 0 and summary.lambda_max == 0  # no field set
+    started, _ = first_and_last(pb.Regularizer(feature_map=pb.FeatureMap(alpha=1e-3)), no_stability_estimate=True)
+    assert started.lambda_max == 0
+
+
+def test_the_estimate_leaves_weights_and_batch_norm_statistics_as_they_were(source_weights):
+    from afa_worker.stability import estimate_stability
+    from afa_worker.stage_setup import prepare_stage
+
+    session = create_session(_transfer_request(source_weights))
+    before = {k: v.clone() for k, v in session.target.state_dict().items()}
+    with prepare_stage(session, parse_stage(_stage(pb.Regularizer(afa_spatial=pb.AfaSpatial(alpha=1e-3))))) as run:
+        assert estimate_stability(run).lambda_max > 0
+        assert all(p.grad is None for p in session.target.parameters())
+    after = session.target.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.parametrize("change, field", [
+    (dict(regularizer=pb.Regularizer(none=pb.NoRegularizer())), "stage.alpha_relative"),
+    (dict(regularizer=pb.Regularizer(l2fe=pb.L2Fe())), "stage.alpha_relative"),
+    (dict(regularizer=pb.Regularizer(feature_map=pb.FeatureMap(alpha=1e-3))), "stage.alpha_relative"),
+    (dict(optimizer=pb.OptimizerSpec(kind=pb.OPTIMIZER_KIND_ADAM, lr=1e-3)), "stage.alpha_relative"),
+    (dict(no_stability_estimate=True), "stage.no_stability_estimate"),
+    (dict(alpha_relative=float("nan")), "stage.alpha_relative"),
+])
+def test_a_relative_alpha_is_refused_where_it_has_no_meaning(change, field):
+    from afa_worker.errors import SpecError
+
+    stage = _stage(pb.Regularizer(feature_map=pb.FeatureMap()), alpha_relative=0.5)
+    for key, value in change.items():
+        if isinstance(value, float) or isinstance(value, bool):
+            setattr(stage, key, value)
+        else:
+            getattr(stage, key).CopyFrom(value)
+    with pytest.raises(SpecError) as err:
+        parse_stage(stage)
+    assert err.value.field == field

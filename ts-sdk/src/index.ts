@@ -65,11 +65,12 @@ export {
   delta,
   afaSpatial,
   afaChannel,
+  relative,
   needsSource,
   REGULARIZER_KINDS,
   DEFAULT_WEIGHT_DECAY,
 } from './dsl/regularizers.js';
-export type { RegularizerSpec, RegularizerKind } from './dsl/regularizers.js';
+export type { RegularizerSpec, RegularizerKind, Alpha, RelativeAlpha } from './dsl/regularizers.js';
 export { stage, promoteTargetToSource, sgd, adam, lr, PAPER_BETA } from './dsl/stage.js';
 export type { StageSpec, StageOptions, PromoteStep, ScheduleStep, OptimizerSpec, LrScheduleSpec } from './dsl/stage.js';
 export { afa, baseline, PAPER_ALPHAS } from './dsl/schedules.js';
@@ -85,7 +86,7 @@ export { contentHash, stableStringify } from './dsl/hash.js';
 export { Session } from './run/session.js';
 export type { StageRun, StageRunOptions, SplitName } from './run/session.js';
 export type { ExperimentRun, RunOptions } from './run/runner.js';
-export type { RunEvent, ExperimentResult, StageResult, StepPoint, EvalPoint, AttentionStat, Phase } from './run/events.js';
+export type { RunEvent, ExperimentResult, StageResult, StepPoint, EvalPoint, AttentionStat, Phase, Stability } from './run/events.js';
 export { bytesReplacer, bytesReviver, DEFAULT_ATTENTION_IMAGES } from './run/attention.js';
 export type { AttentionSnapshot, AttentionImage, LayerAttentionSnapshot, AttentionKind } from './run/attention.js';
 export { readRunRecord, writeRunRecord, isRunDirectory, RUN_RESULT_FILE } from './run/result-file.js';

@@ -42,6 +42,9 @@ class Regularizer(nn.Module):
     freezes_backbone = False
     #: Omega is not identically zero, so the trainer evaluates it.
     has_term = False
+    #: The top Hessian eigenvalue of Omega in the backbone weights when it is known in closed form
+    #: (None: the stability estimate measures it).
+    exact_lambda_max: float | None = None
 
     def __init__(self, alpha: float = 0.0, weight_decay: float = 0.0):
         super().__init__()

@@ -9,10 +9,33 @@ copying the maps into another layout; the backward is one scaled multiply."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+
 import torch
 from torch.autograd.function import once_differentiable
 
-__all__ = ["weighted_sq_distance"]
+__all__ = ["weighted_sq_distance", "twice_differentiable"]
+
+_PLAIN: ContextVar[bool] = ContextVar("afa_plain_distance", default=False)
+
+
+@contextlib.contextmanager
+def twice_differentiable() -> Iterator[None]:
+    """Within it the distance is the plain autograd expression, whose Hessian-vector products are
+    right (the stability estimate's power iteration needs them); slower, so only there."""
+    token = _PLAIN.set(True)
+    try:
+        yield
+    finally:
+        _PLAIN.reset(token)
+
+
+def _plain(target: torch.Tensor, source: torch.Tensor, weights: torch.Tensor, over_channels: bool) -> torch.Tensor:
+    diff = target.float() - source.float()
+    squared = diff.pow(2).flatten(2).sum(2) if over_channels else diff.pow(2).sum(1).flatten(1)
+    return (weights.float() * squared).sum()
 
 
 class _WeightedSqDistance(torch.autograd.Function):
@@ -65,4 +88,6 @@ def weighted_sq_distance(target: torch.Tensor, source: torch.Tensor, weights: to
     over_channels = over == "channel"
     if over_channels and weights.dim() == 1:
         weights = weights.expand(b, c)
+    if _PLAIN.get():
+        return _plain(target, source.detach(), weights, over_channels)
     return _WeightedSqDistance.apply(target, source.detach(), weights, over_channels)

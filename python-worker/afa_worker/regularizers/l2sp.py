@@ -19,6 +19,8 @@ class L2SP(Regularizer):
     name = "l2sp"
     has_term = True
     needs_source = True
+    #: Omega's Hessian in the regularised weights is the identity.
+    exact_lambda_max = 1.0
 
     def __init__(self, alpha: float, target: nn.Module, source: nn.Module, head_name: str):
         super().__init__(alpha)

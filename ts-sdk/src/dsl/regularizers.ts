@@ -11,6 +11,20 @@ import type { Regularizer as RegularizerMessage } from '../gen/afa/v1/afa.js';
 /** The regulariser kinds: the contract's `Regularizer.kind` oneof names them (the one list). */
 export type RegularizerKind = NonNullable<RegularizerMessage['kind']>['$case'];
 
+/**
+ * A strength relative to the step-size stability limit the worker estimates at the stage's start:
+ * alpha = fraction x alpha_max, alpha_max = 2 (1 + momentum) / (lr x lambda_max), lambda_max the top
+ * eigenvalue of Omega's Hessian in the backbone weights. SGD only.
+ */
+export interface RelativeAlpha {
+  readonly relative: number;
+}
+/** An absolute alpha, or one relative to the stability limit (`relative(0.3)`). */
+export type Alpha = number | RelativeAlpha;
+
+/** `alpha: relative(0.3)` = 0.3 x the stability limit alpha_max of the stage (see {@link RelativeAlpha}). */
+export const relative = (fraction: number): RelativeAlpha => ({ relative: fraction });
+
 /** Plain fine-tuning ("L2" in the paper): no alignment, ordinary weight decay on all weights. */
 export interface NoRegularizer {
   readonly kind: 'none';
@@ -24,17 +38,17 @@ export interface L2FeRegularizer {
 /** L2-SP: alpha * 0.5 * ||w - w_source||^2 over the backbone. */
 export interface L2SpRegularizer {
   readonly kind: 'l2sp';
-  readonly alpha: number;
+  readonly alpha: Alpha;
 }
 /** Feature-map alignment without attention. */
 export interface FeatureMapRegularizer {
   readonly kind: 'featureMap';
-  readonly alpha: number;
+  readonly alpha: Alpha;
 }
 /** DELTA: alignment weighted by fixed per-channel importance from ablation. */
 export interface DeltaRegularizer {
   readonly kind: 'delta';
-  readonly alpha: number;
+  readonly alpha: Alpha;
   /** Head-only steps before the ablation. @default 100 (worker default) */
   readonly headIterations?: number;
   /** Batches each ablation is measured on. @default 2 (worker default) */
@@ -45,14 +59,14 @@ export interface DeltaRegularizer {
 /** AFA spatial attentive transfer (AST). */
 export interface AfaSpatialRegularizer {
   readonly kind: 'afaSpatial';
-  readonly alpha: number;
+  readonly alpha: Alpha;
   /** Hidden units of the attention MLP. @default the feature map height */
   readonly hidden?: number;
 }
 /** AFA channel attentive transfer (ACT). */
 export interface AfaChannelRegularizer {
   readonly kind: 'afaChannel';
-  readonly alpha: number;
+  readonly alpha: Alpha;
   /** Hidden units of the attention MLP. @default the feature map height */
   readonly hidden?: number;
 }
@@ -105,8 +119,8 @@ export const noRegularizer = (options: { weightDecay?: number } = {}): NoRegular
   weightDecay: options.weightDecay ?? DEFAULT_WEIGHT_DECAY,
 });
 export const l2fe = (): L2FeRegularizer => ({ kind: 'l2fe' });
-export const l2sp = (options: { alpha: number }): L2SpRegularizer => ({ kind: 'l2sp', ...options });
-export const featureMap = (options: { alpha: number }): FeatureMapRegularizer => ({ kind: 'featureMap', ...options });
+export const l2sp = (options: { alpha: Alpha }): L2SpRegularizer => ({ kind: 'l2sp', ...options });
+export const featureMap = (options: { alpha: Alpha }): FeatureMapRegularizer => ({ kind: 'featureMap', ...options });
 export const delta = (options: Omit<DeltaRegularizer, 'kind'>): DeltaRegularizer => ({ kind: 'delta', ...options });
 export const afaSpatial = (options: Omit<AfaSpatialRegularizer, 'kind'>): AfaSpatialRegularizer => ({ kind: 'afaSpatial', ...options });
 export const afaChannel = (options: Omit<AfaChannelRegularizer, 'kind'>): AfaChannelRegularizer => ({ kind: 'afaChannel', ...options });

@@ -8,12 +8,13 @@ import {
   l2sp,
   noRegularizer,
   type RegularizerSpec,
+  type Alpha,
 } from './regularizers.js';
 import { lr, promoteTargetToSource, sgd, stage, type ScheduleStep, type StageOptions } from './stage.js';
 
 export interface AfaStageOptions {
   /** @default 0.1 (the paper's AST alpha for ResNet-101; far too strong across a large domain gap: sweep it) */
-  alpha?: number;
+  alpha?: Alpha;
   /** @default 4500 (T/2 with the paper's T = 9000) */
   iterations?: number;
   /** @default 0.01 for stage I, 0.001 for stage II (the paper's) */
@@ -73,13 +74,13 @@ export const baseline = {
   fineTune: (options: BaselineOptions & { weightDecay?: number } = {}) =>
     oneStage(noRegularizer({ weightDecay: options.weightDecay }), withoutKey(options, 'weightDecay')),
   l2fe: (options: BaselineOptions = {}) => oneStage(l2fe(), options),
-  l2sp: (options: BaselineOptions & { alpha: number }) => oneStage(l2sp({ alpha: options.alpha }), withoutKey(options, 'alpha')),
-  featureMap: (options: BaselineOptions & { alpha: number }) =>
+  l2sp: (options: BaselineOptions & { alpha: Alpha }) => oneStage(l2sp({ alpha: options.alpha }), withoutKey(options, 'alpha')),
+  featureMap: (options: BaselineOptions & { alpha: Alpha }) =>
     oneStage(featureMap({ alpha: options.alpha }), withoutKey(options, 'alpha')),
-  delta: (options: BaselineOptions & { alpha: number }) => oneStage(delta({ alpha: options.alpha }), withoutKey(options, 'alpha')),
-  afaSpatial: (options: BaselineOptions & { alpha: number }) =>
+  delta: (options: BaselineOptions & { alpha: Alpha }) => oneStage(delta({ alpha: options.alpha }), withoutKey(options, 'alpha')),
+  afaSpatial: (options: BaselineOptions & { alpha: Alpha }) =>
     oneStage(afaSpatial({ alpha: options.alpha }), withoutKey(options, 'alpha')),
-  afaChannel: (options: BaselineOptions & { alpha: number }) =>
+  afaChannel: (options: BaselineOptions & { alpha: Alpha }) =>
     oneStage(afaChannel({ alpha: options.alpha }), withoutKey(options, 'alpha')),
 } as const;
 

@@ -90,7 +90,19 @@ function describe(value: unknown): string {
   return typeof value === 'object' ? 'an object' : String(value);
 }
 
-const alpha = (c: Checker, v: unknown) => c.number(v, { min: 0 });
+/** A relative alpha above this many times the stability limit is a typo, not an experiment. */
+const MAX_RELATIVE_ALPHA = 1000;
+
+/** A number >= 0, or `relative(x)`: x in (0, 1000] times the stage's stability limit. */
+const alpha = (c: Checker, v: unknown) => {
+  if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
+    const r = c.object(v);
+    c.onlyKeys(r, ['relative']);
+    c.at('relative').number(r.relative, { minExclusive: 0, max: MAX_RELATIVE_ALPHA });
+    return;
+  }
+  c.number(v, { min: 0 });
+};
 
 function checkBackbone(c: Checker, value: unknown): void {
   const b = c.object(value);

@@ -2,7 +2,7 @@
  * Progress for a person: on a terminal one redrawn bar per stage with loss, accuracy and images/s;
  * without one (CI, pipes) one plain line per evaluation.
  */
-import type { RunEvent } from '../run/events.js';
+import type { RunEvent, Stability } from '../run/events.js';
 import { pct, secs } from '../text/table.js';
 
 export interface ProgressOptions {
@@ -14,6 +14,18 @@ export interface ProgressOptions {
 }
 
 const BAR = 24;
+
+const sci = (v: number) => (Number.isFinite(v) ? v.toPrecision(2) : String(v));
+
+/** Where alpha sits against the stability limit; a warning above it, where a blow-up is expected. */
+export function stabilityLine(stage: string, s: Stability): string {
+  if (!Number.isFinite(s.alphaMax)) {
+    return `${stage}: lambda_max ${sci(s.lambdaMax)} (${s.seconds.toFixed(1)}s); no stability limit for this optimiser`;
+  }
+  const ratio = s.alphaRatio >= 10 ? String(Math.round(s.alphaRatio)) : s.alphaRatio.toPrecision(2);
+  const where = `alpha ${sci(s.alpha)} = ${ratio}x the stability limit ${sci(s.alphaMax)} (lambda_max ${sci(s.lambdaMax)}, ${s.seconds.toFixed(1)}s)`;
+  return s.alphaRatio > 1 ? `warning: ${stage}: ${where}: above 1x, expect alpha x Omega to blow up` : `${stage}: ${where}`;
+}
 
 export class Progress {
   private readonly stream: NodeJS.WriteStream;
@@ -72,8 +84,9 @@ export class Progress {
         this.lastVal = NaN;
         this.stageStarted = performance.now();
         this.pending = undefined;
+        if (!this.interactive) this.print(`${event.stage}: ${event.iterations} steps, regulariser ${event.regularizer}`);
+        if (event.stability) this.print(stabilityLine(event.stage, event.stability));
         if (this.interactive) this.draw(event.stage, 0, event.iterations);
-        else this.print(`${event.stage}: ${event.iterations} steps, regulariser ${event.regularizer}`);
         break;
       case 'step':
         this.lastStep = { loss: event.totalLoss, acc: event.trainAccuracy, ips: event.imagesPerSecond, step: event.step };

@@ -2,42 +2,21 @@
  * Where the attention looks at the end of a stage, typed for a user's own plots, and its JSON form
  * (bytes as base64) for result files and `afa run --json`.
  */
-import type { AttentionSnapshot as SnapshotMessage } from '../gen/afa/v1/afa.js';
+import type {
+  AttentionImage as ImageMessage,
+  AttentionSnapshot as SnapshotMessage,
+  LayerAttentionSnapshot as LayerMessage,
+} from '../gen/afa/v1/afa.js';
 
 export type AttentionKind = 'spatial' | 'channel';
 
-export interface AttentionImage {
-  label: number;
-  /** uint8, height x width x channels, row-major: the data set's image as the network saw it before normalising. */
-  pixels: Uint8Array;
-}
-
-export interface LayerAttentionSnapshot {
-  layer: string;
-  kind: AttentionKind;
-  /** Spatial: per image, height x width uint8 weights upsampled from the layer's grid, 255 at the image's peak. */
-  spatial: Uint8Array[];
-  /** The layer's own grid (spatial). */
-  mapHeight: number;
-  mapWidth: number;
-  /** Channel: the weights averaged over the images (sum 1), in channel order. */
-  channel: number[];
-  /** Mean entropy of the per-image distributions (nats) and the uniform maximum. */
-  entropy: number;
-  maxEntropy: number;
-  /** Per image: the largest weight over the uniform weight (1 = uniform). The uint8 maps are scaled to each image's peak. */
-  peakOverUniform: number[];
-}
-
-export interface AttentionSnapshot {
-  /** Which split the images come from, the first of each class ("val", else "train"). */
-  split: string;
-  height: number;
-  width: number;
-  channels: number;
-  images: AttentionImage[];
-  layers: LayerAttentionSnapshot[];
-}
+/**
+ * The contract's messages (fields documented in proto/afa/v1/afa.proto), with plain byte arrays:
+ * `pixels` is height x width x channels uint8, each `spatial` entry height x width uint8.
+ */
+export type AttentionImage = Omit<ImageMessage, 'pixels'> & { pixels: Uint8Array };
+export type LayerAttentionSnapshot = Omit<LayerMessage, 'kind' | 'spatial'> & { kind: AttentionKind; spatial: Uint8Array[] };
+export type AttentionSnapshot = Omit<SnapshotMessage, 'images' | 'layers'> & { images: AttentionImage[]; layers: LayerAttentionSnapshot[] };
 
 /** Default images per snapshot: enough to see a pattern, a few KB per stage at 28x28. */
 export const DEFAULT_ATTENTION_IMAGES = 4;
@@ -45,20 +24,13 @@ export const DEFAULT_ATTENTION_IMAGES = 4;
 export function fromSnapshotMessage(m: SnapshotMessage | undefined): AttentionSnapshot | undefined {
   if (!m || !m.images.length) return undefined;
   return {
-    split: m.split,
-    height: m.height,
-    width: m.width,
-    channels: m.channels,
-    images: m.images.map((i) => ({ label: i.label, pixels: new Uint8Array(i.pixels) })),
+    ...m,
+    images: m.images.map((i) => ({ ...i, pixels: new Uint8Array(i.pixels) })),
     layers: m.layers.map((l) => ({
-      layer: l.layer,
+      ...l,
       kind: l.kind === 'channel' ? 'channel' : 'spatial',
       spatial: l.spatial.map((b) => new Uint8Array(b)),
-      mapHeight: l.mapHeight,
-      mapWidth: l.mapWidth,
       channel: [...l.channel],
-      entropy: l.entropy,
-      maxEntropy: l.maxEntropy,
       peakOverUniform: [...l.peakOverUniform],
     })),
   };

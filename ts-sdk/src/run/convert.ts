@@ -14,7 +14,7 @@ import {
 import type { BackboneSpec } from '../dsl/backbone.js';
 import type { DataSpec } from '../dsl/data.js';
 import type { Precision } from '../dsl/precision.js';
-import type { RegularizerSpec } from '../dsl/regularizers.js';
+import type { Alpha, RegularizerSpec } from '../dsl/regularizers.js';
 import type { LrScheduleSpec, OptimizerSpec, StageSpec } from '../dsl/stage.js';
 
 const COLORS = { native: ColorMode.COLOR_MODE_NATIVE, grayscale: ColorMode.COLOR_MODE_GRAYSCALE, rgb: ColorMode.COLOR_MODE_RGB } as const;
@@ -51,12 +51,12 @@ export function toDataMessage(d: DataSpec, defaultSeed: number): DataMessage {
 const REGULARIZERS = {
   none: (r) => ({ $case: 'none', value: { weightDecay: r.weightDecay } }),
   l2fe: () => ({ $case: 'l2fe', value: {} }),
-  l2sp: (r) => ({ $case: 'l2sp', value: { alpha: r.alpha } }),
-  featureMap: (r) => ({ $case: 'featureMap', value: { alpha: r.alpha } }),
+  l2sp: (r) => ({ $case: 'l2sp', value: { alpha: absoluteAlpha(r.alpha) } }),
+  featureMap: (r) => ({ $case: 'featureMap', value: { alpha: absoluteAlpha(r.alpha) } }),
   delta: (r) => ({ $case: 'delta',
-    value: { alpha: r.alpha, headIterations: r.headIterations ?? 0, ablationBatches: r.ablationBatches ?? 0, temperature: r.temperature ?? 0 } }),
-  afaSpatial: (r) => ({ $case: 'afaSpatial', value: { alpha: r.alpha, hidden: r.hidden ?? 0 } }),
-  afaChannel: (r) => ({ $case: 'afaChannel', value: { alpha: r.alpha, hidden: r.hidden ?? 0 } }),
+    value: { alpha: absoluteAlpha(r.alpha), headIterations: r.headIterations ?? 0, ablationBatches: r.ablationBatches ?? 0, temperature: r.temperature ?? 0 } }),
+  afaSpatial: (r) => ({ $case: 'afaSpatial', value: { alpha: absoluteAlpha(r.alpha), hidden: r.hidden ?? 0 } }),
+  afaChannel: (r) => ({ $case: 'afaChannel', value: { alpha: absoluteAlpha(r.alpha), hidden: r.hidden ?? 0 } }),
 } satisfies OneofTable<RegularizerSpec, Regularizer['kind']>;
 
 export function toRegularizerMessage(r: RegularizerSpec): Regularizer {
@@ -86,6 +86,16 @@ export interface StageObservation {
   attentionImages?: number;
 }
 
+/** The regulariser message's alpha: a relative one travels in the stage (`alphaRelative`) and is 0 here. */
+function absoluteAlpha(alpha: Alpha): number {
+  return typeof alpha === 'number' ? alpha : 0;
+}
+
+function relativeAlpha(regularizer: RegularizerSpec): number {
+  const alpha = 'alpha' in regularizer ? regularizer.alpha : 0;
+  return typeof alpha === 'number' ? 0 : alpha.relative;
+}
+
 export function toStageMessage(s: StageSpec, defaultSeed: number, observe: StageObservation = {}): StageMessage {
   return {
     name: s.name,
@@ -104,6 +114,8 @@ export function toStageMessage(s: StageSpec, defaultSeed: number, observe: Stage
     featureCacheMb: s.featureCacheMb ?? 0,
     noFeatureCache: s.featureCache === false,
     attentionImages: observe.attentionImages ?? 0,
+    alphaRelative: relativeAlpha(s.regularizer),
+    noStabilityEstimate: false,
   };
 }
 

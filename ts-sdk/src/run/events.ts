@@ -1,5 +1,5 @@
 /** Typed events and results of stages and experiments. */
-import { StageStatus, type EvalMetrics, type LayerAttention, type StageEvent, type StageSummary, type StepMetrics } from '../gen/afa/v1/afa.js';
+import { StageStatus, type EvalMetrics, type LayerAttention, type StabilityEstimate, type StageEvent, type StageSummary, type StepMetrics } from '../gen/afa/v1/afa.js';
 
 import { fromSnapshotMessage, type AttentionSnapshot } from './attention.js';
 
@@ -14,6 +14,13 @@ export type StepPoint = StepMetrics;
 export type EvalPoint = EvalMetrics;
 
 export type StageStatusName = 'completed' | 'cancelled' | 'diverged' | 'unknown';
+
+/**
+ * Where the stage's alpha sits against the step-size stability limit: lambdaMax (top eigenvalue of
+ * Omega's Hessian in the backbone weights), alphaMax = 2 (1 + momentum) / (lr x lambdaMax) (NaN for
+ * Adam), the alpha used and alphaRatio = alpha / alphaMax; the estimate's products and seconds.
+ */
+export type Stability = StabilityEstimate;
 
 /** Attention entropy of one aligned layer over the last batch (nats), and the uniform maximum. */
 export type AttentionStat = LayerAttention;
@@ -38,6 +45,8 @@ export interface StageResult {
   attention: AttentionStat[];
   /** Bytes of source feature maps the worker cached for this stage (0 when it ran the source forward). */
   featureCacheBytes: number;
+  /** The stability estimate of a stage with a regulariser term (absent for none and L2-FE). */
+  stability?: Stability;
   /** Where the attention looks at the end of a stage with attention (see `RunOptions.attentionImages`). */
   attentionSnapshot?: AttentionSnapshot;
   history: { steps: StepPoint[]; evals: EvalPoint[] };
@@ -56,7 +65,7 @@ export type RunEvent =
     /** Where and in what arithmetic the worker runs it, e.g. "cpu" and "fp32, source bf16". */
     device: string; precision: string;
   }
-  | (EventBase & { type: 'stage-start'; index: number; iterations: number; regularizer: string })
+  | (EventBase & { type: 'stage-start'; index: number; iterations: number; regularizer: string; stability?: Stability })
   | (EventBase & { type: 'step'; iterations: number } & StepPoint)
   | (EventBase & { type: 'eval'; iterations: number } & EvalPoint)
   | (EventBase & { type: 'stage-end'; result: StageResult })
@@ -106,7 +115,8 @@ export class StageAccumulator {
       case 'started':
         this.regularizer = e.value.regularizer;
         this.iterations = e.value.iterations;
-        return { ...base, type: 'stage-start', index: this.index, iterations: e.value.iterations, regularizer: e.value.regularizer };
+        return { ...base, type: 'stage-start', index: this.index, iterations: e.value.iterations, regularizer: e.value.regularizer,
+          ...(e.value.stability ? { stability: { ...e.value.stability } } : {}) };
       case 'step': {
         const point: StepPoint = { ...e.value, attention: e.value.attention.map((a) => ({ ...a })) };
         this.steps.push(point);
@@ -140,6 +150,7 @@ export class StageAccumulator {
       message: s.message,
       attention: s.attention.map((a) => ({ ...a })),
       featureCacheBytes: s.featureCacheBytes,
+      ...(s.stability ? { stability: { ...s.stability } } : {}),
       ...(s.attentionSnapshot?.images.length ? { attentionSnapshot: fromSnapshotMessage(s.attentionSnapshot) } : {}),
       history: { steps: this.steps, evals: this.evals },
     };

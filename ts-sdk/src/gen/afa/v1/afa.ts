@@ -512,6 +512,32 @@ export interface StageSpec {
    * StageSummary.attention_snapshot; 0 = none. At most 16.
    */
   attentionImages: number;
+  /**
+   * When > 0, the regulariser's strength is this times the stability limit alpha_max estimated at
+   * the stage's start (see StabilityEstimate); the regulariser's own alpha must then be 0. SGD only.
+   */
+  alphaRelative: number;
+  /** Skips the stability estimate (its cost is ~20 Hessian-vector products on one batch). */
+  noStabilityEstimate: boolean;
+}
+
+/**
+ * How strong the regulariser is against the step-size stability limit of SGD with momentum mu on
+ * alpha * Omega: alpha_max = 2 (1 + mu) / (lr * lambda_max), lambda_max the top eigenvalue of
+ * Omega's Hessian in the trainable backbone weights (power iteration on one batch at the start of
+ * the stage; exact for L2-SP, where it is 1). Above alpha_ratio 1 training is expected to diverge.
+ */
+export interface StabilityEstimate {
+  lambdaMax: number;
+  /** NaN for Adam (its step is not lr x gradient; no limit is computed). */
+  alphaMax: number;
+  /** The alpha the stage uses. */
+  alpha: number;
+  /** alpha / alpha_max. */
+  alphaRatio: number;
+  /** Hessian-vector products the estimate took, and its cost in seconds. */
+  products: number;
+  seconds: number;
 }
 
 export interface RunStageRequest {
@@ -525,6 +551,8 @@ export interface StageStarted {
   regularizer: string;
   trainableParameters: number;
   attentionParameters: number;
+  /** For stages with a regulariser term (unless StageSpec.no_stability_estimate). */
+  stability: StabilityEstimate | undefined;
 }
 
 export interface StepMetrics {
@@ -581,6 +609,7 @@ export interface StageSummary {
    * with attention).
    */
   attentionSnapshot: AttentionSnapshot | undefined;
+  stability: StabilityEstimate | undefined;
 }
 
 export interface AttentionImage {
@@ -3902,6 +3931,8 @@ function createBaseStageSpec(): StageSpec {
     noFeatureCache: false,
     attentionLrMultiplier: 0,
     attentionImages: 0,
+    alphaRelative: 0,
+    noStabilityEstimate: false,
   };
 }
 
@@ -3954,6 +3985,12 @@ export const StageSpec: MessageFns<StageSpec> = {
     }
     if (message.attentionImages !== 0) {
       writer.uint32(128).uint32(message.attentionImages);
+    }
+    if (message.alphaRelative !== 0) {
+      writer.uint32(137).double(message.alphaRelative);
+    }
+    if (message.noStabilityEstimate !== false) {
+      writer.uint32(144).bool(message.noStabilityEstimate);
     }
     return writer;
   },
@@ -4099,6 +4136,22 @@ export const StageSpec: MessageFns<StageSpec> = {
             message.attentionImages = reader.uint32();
             continue;
           }
+          case 17: {
+            if (tag !== 137) {
+              break;
+            }
+
+            message.alphaRelative = reader.double();
+            continue;
+          }
+          case 18: {
+            if (tag !== 144) {
+              break;
+            }
+
+            message.noStabilityEstimate = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4173,6 +4226,16 @@ export const StageSpec: MessageFns<StageSpec> = {
         : isSet(object.attention_images)
         ? globalThis.Number(object.attention_images)
         : 0,
+      alphaRelative: isSet(object.alphaRelative)
+        ? globalThis.Number(object.alphaRelative)
+        : isSet(object.alpha_relative)
+        ? globalThis.Number(object.alpha_relative)
+        : 0,
+      noStabilityEstimate: isSet(object.noStabilityEstimate)
+        ? globalThis.Boolean(object.noStabilityEstimate)
+        : isSet(object.no_stability_estimate)
+        ? globalThis.Boolean(object.no_stability_estimate)
+        : false,
     };
   },
 
@@ -4226,6 +4289,12 @@ export const StageSpec: MessageFns<StageSpec> = {
     if (message.attentionImages !== 0) {
       obj.attentionImages = Math.round(message.attentionImages);
     }
+    if (message.alphaRelative !== 0) {
+      obj.alphaRelative = floatToJson(message.alphaRelative);
+    }
+    if (message.noStabilityEstimate !== false) {
+      obj.noStabilityEstimate = message.noStabilityEstimate;
+    }
     return obj;
   },
 
@@ -4256,6 +4325,169 @@ export const StageSpec: MessageFns<StageSpec> = {
     message.noFeatureCache = object.noFeatureCache ?? false;
     message.attentionLrMultiplier = object.attentionLrMultiplier ?? 0;
     message.attentionImages = object.attentionImages ?? 0;
+    message.alphaRelative = object.alphaRelative ?? 0;
+    message.noStabilityEstimate = object.noStabilityEstimate ?? false;
+    return message;
+  },
+};
+
+function createBaseStabilityEstimate(): StabilityEstimate {
+  return { lambdaMax: 0, alphaMax: 0, alpha: 0, alphaRatio: 0, products: 0, seconds: 0 };
+}
+
+export const StabilityEstimate: MessageFns<StabilityEstimate> = {
+  encode(message: StabilityEstimate, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.lambdaMax !== 0) {
+      writer.uint32(9).double(message.lambdaMax);
+    }
+    if (message.alphaMax !== 0) {
+      writer.uint32(17).double(message.alphaMax);
+    }
+    if (message.alpha !== 0) {
+      writer.uint32(25).double(message.alpha);
+    }
+    if (message.alphaRatio !== 0) {
+      writer.uint32(33).double(message.alphaRatio);
+    }
+    if (message.products !== 0) {
+      writer.uint32(40).uint32(message.products);
+    }
+    if (message.seconds !== 0) {
+      writer.uint32(49).double(message.seconds);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StabilityEstimate {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStabilityEstimate();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 9) {
+              break;
+            }
+
+            message.lambdaMax = reader.double();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.alphaMax = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.alpha = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.alphaRatio = reader.double();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.products = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 49) {
+              break;
+            }
+
+            message.seconds = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StabilityEstimate {
+    return {
+      lambdaMax: isSet(object.lambdaMax)
+        ? globalThis.Number(object.lambdaMax)
+        : isSet(object.lambda_max)
+        ? globalThis.Number(object.lambda_max)
+        : 0,
+      alphaMax: isSet(object.alphaMax)
+        ? globalThis.Number(object.alphaMax)
+        : isSet(object.alpha_max)
+        ? globalThis.Number(object.alpha_max)
+        : 0,
+      alpha: isSet(object.alpha) ? globalThis.Number(object.alpha) : 0,
+      alphaRatio: isSet(object.alphaRatio)
+        ? globalThis.Number(object.alphaRatio)
+        : isSet(object.alpha_ratio)
+        ? globalThis.Number(object.alpha_ratio)
+        : 0,
+      products: isSet(object.products) ? globalThis.Number(object.products) : 0,
+      seconds: isSet(object.seconds) ? globalThis.Number(object.seconds) : 0,
+    };
+  },
+
+  toJSON(message: StabilityEstimate): unknown {
+    const obj: any = {};
+    if (message.lambdaMax !== 0) {
+      obj.lambdaMax = floatToJson(message.lambdaMax);
+    }
+    if (message.alphaMax !== 0) {
+      obj.alphaMax = floatToJson(message.alphaMax);
+    }
+    if (message.alpha !== 0) {
+      obj.alpha = floatToJson(message.alpha);
+    }
+    if (message.alphaRatio !== 0) {
+      obj.alphaRatio = floatToJson(message.alphaRatio);
+    }
+    if (message.products !== 0) {
+      obj.products = Math.round(message.products);
+    }
+    if (message.seconds !== 0) {
+      obj.seconds = floatToJson(message.seconds);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StabilityEstimate>, I>>(base?: I): StabilityEstimate {
+    return StabilityEstimate.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StabilityEstimate>, I>>(object: I): StabilityEstimate {
+    const message = createBaseStabilityEstimate();
+    message.lambdaMax = object.lambdaMax ?? 0;
+    message.alphaMax = object.alphaMax ?? 0;
+    message.alpha = object.alpha ?? 0;
+    message.alphaRatio = object.alphaRatio ?? 0;
+    message.products = object.products ?? 0;
+    message.seconds = object.seconds ?? 0;
     return message;
   },
 };
@@ -4352,7 +4584,14 @@ export const RunStageRequest: MessageFns<RunStageRequest> = {
 };
 
 function createBaseStageStarted(): StageStarted {
-  return { name: "", iterations: 0, regularizer: "", trainableParameters: 0, attentionParameters: 0 };
+  return {
+    name: "",
+    iterations: 0,
+    regularizer: "",
+    trainableParameters: 0,
+    attentionParameters: 0,
+    stability: undefined,
+  };
 }
 
 export const StageStarted: MessageFns<StageStarted> = {
@@ -4371,6 +4610,9 @@ export const StageStarted: MessageFns<StageStarted> = {
     }
     if (message.attentionParameters !== 0) {
       writer.uint32(40).uint32(message.attentionParameters);
+    }
+    if (message.stability !== undefined) {
+      StabilityEstimate.encode(message.stability, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -4428,6 +4670,14 @@ export const StageStarted: MessageFns<StageStarted> = {
             message.attentionParameters = reader.uint32();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.stability = StabilityEstimate.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4455,6 +4705,7 @@ export const StageStarted: MessageFns<StageStarted> = {
         : isSet(object.attention_parameters)
         ? globalThis.Number(object.attention_parameters)
         : 0,
+      stability: isSet(object.stability) ? StabilityEstimate.fromJSON(object.stability) : undefined,
     };
   },
 
@@ -4475,6 +4726,9 @@ export const StageStarted: MessageFns<StageStarted> = {
     if (message.attentionParameters !== 0) {
       obj.attentionParameters = Math.round(message.attentionParameters);
     }
+    if (message.stability !== undefined) {
+      obj.stability = StabilityEstimate.toJSON(message.stability);
+    }
     return obj;
   },
 
@@ -4488,6 +4742,9 @@ export const StageStarted: MessageFns<StageStarted> = {
     message.regularizer = object.regularizer ?? "";
     message.trainableParameters = object.trainableParameters ?? 0;
     message.attentionParameters = object.attentionParameters ?? 0;
+    message.stability = (object.stability !== undefined && object.stability !== null)
+      ? StabilityEstimate.fromPartial(object.stability)
+      : undefined;
     return message;
   },
 };
@@ -4954,6 +5211,7 @@ function createBaseStageSummary(): StageSummary {
     featureCacheBytes: 0,
     deliveryWaitSeconds: 0,
     attentionSnapshot: undefined,
+    stability: undefined,
   };
 }
 
@@ -5003,6 +5261,9 @@ export const StageSummary: MessageFns<StageSummary> = {
     }
     if (message.attentionSnapshot !== undefined) {
       AttentionSnapshot.encode(message.attentionSnapshot, writer.uint32(122).fork()).join();
+    }
+    if (message.stability !== undefined) {
+      StabilityEstimate.encode(message.stability, writer.uint32(130).fork()).join();
     }
     return writer;
   },
@@ -5140,6 +5401,14 @@ export const StageSummary: MessageFns<StageSummary> = {
             message.attentionSnapshot = AttentionSnapshot.decode(reader, reader.uint32());
             continue;
           }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.stability = StabilityEstimate.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5215,6 +5484,7 @@ export const StageSummary: MessageFns<StageSummary> = {
         : isSet(object.attention_snapshot)
         ? AttentionSnapshot.fromJSON(object.attention_snapshot)
         : undefined,
+      stability: isSet(object.stability) ? StabilityEstimate.fromJSON(object.stability) : undefined,
     };
   },
 
@@ -5265,6 +5535,9 @@ export const StageSummary: MessageFns<StageSummary> = {
     if (message.attentionSnapshot !== undefined) {
       obj.attentionSnapshot = AttentionSnapshot.toJSON(message.attentionSnapshot);
     }
+    if (message.stability !== undefined) {
+      obj.stability = StabilityEstimate.toJSON(message.stability);
+    }
     return obj;
   },
 
@@ -5289,6 +5562,9 @@ export const StageSummary: MessageFns<StageSummary> = {
     message.deliveryWaitSeconds = object.deliveryWaitSeconds ?? 0;
     message.attentionSnapshot = (object.attentionSnapshot !== undefined && object.attentionSnapshot !== null)
       ? AttentionSnapshot.fromPartial(object.attentionSnapshot)
+      : undefined;
+    message.stability = (object.stability !== undefined && object.stability !== null)
+      ? StabilityEstimate.fromPartial(object.stability)
       : undefined;
     return message;
   },

@@ -1,0 +1,132 @@
+"""How strong a regulariser may be before plain SGD on alpha * Omega diverges.
+
+Omega is an unnormalised sum over every feature element, so its curvature in the backbone weights
+is large, and gradient descent with momentum mu on a quadratic of curvature c is stable only for
+lr * c < 2 (1 + mu). With c = alpha * lambda_max (the top eigenvalue of Omega's Hessian) that is
+
+    alpha < alpha_max = 2 (1 + mu) / (lr * lambda_max)
+
+lambda_max is estimated at the start of a stage by power iteration on Hessian-vector products of
+Omega (double backward through the plain, twice-differentiable distance) on one fixed batch, with
+the target's batch-norm statistics restored afterwards. For Adam no limit is computed: its step is
+not lr x gradient, and its stability depends on the preconditioned Hessian."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from afa_worker._gen.afa.v1 import afa_pb2 as pb
+from afa_worker.backbones import head_module
+from afa_worker.cancel import check_cancelled
+from afa_worker.regularizers.distance import twice_differentiable
+from afa_worker.stage_setup import StageRun
+
+__all__ = ["Stability", "estimate_stability", "stability_limit", "MAX_PRODUCTS", "PROBE_BATCH"]
+
+#: Hessian-vector products at most; the iteration stops earlier once lambda moves by < 1% (a limit, not a digit).
+MAX_PRODUCTS = 20
+TOLERANCE = 1e-2
+#: Images in the fixed batch the curvature is measured on.
+PROBE_BATCH = 16
+
+
+@dataclass(frozen=True)
+class Stability:
+    lambda_max: float
+    #: NaN for Adam (no limit computed).
+    alpha_max: float
+    products: int
+    seconds: float
+
+    def message(self, alpha: float) -> pb.StabilityEstimate:
+        ratio = alpha / self.alpha_max if math.isfinite(self.alpha_max) and self.alpha_max > 0 else math.nan
+        return pb.StabilityEstimate(lambda_max=self.lambda_max, alpha_max=self.alpha_max, alpha=alpha, alpha_ratio=ratio,
+                                    products=self.products, seconds=self.seconds)
+
+
+def stability_limit(lambda_max: float, optimizer) -> float:
+    """alpha_max for SGD with momentum at the stage's base lr (the schedule's peak); NaN for Adam."""
+    if optimizer.kind != "sgd":
+        return math.nan
+    if lambda_max <= 0:
+        return math.inf
+    return 2 * (1 + optimizer.momentum) / (optimizer.lr * lambda_max)
+
+
+def _backbone_parameters(model: nn.Module) -> list[nn.Parameter]:
+    head = {id(p) for p in head_module(model).parameters()}
+    return [p for p in model.parameters() if p.requires_grad and id(p) not in head]
+
+
+def _bn_buffers(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [(b, b.detach().clone()) for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+            for b in m.buffers()]
+
+
+def _omega(run: StageRun, idx: torch.Tensor) -> torch.Tensor:
+    session = run.session
+    x = session.data.normalise(session.data.train.x[idx])
+    source_maps = {}
+    if run.source_tap is not None:
+        with torch.no_grad():
+            session.source(x)
+        source_maps = {k: v.float() for k, v in run.source_tap.take().items()}
+    session.target(x)
+    target_maps = run.target_tap.take() if run.target_tap is not None else {}
+    return run.reg(target_maps, source_maps)
+
+
+def _power_iteration(omega: torch.Tensor, params: list[nn.Parameter], generator: torch.Generator) -> tuple[float, int]:
+    # Weights after the last aligned layer do not reach Omega: their rows of the Hessian are zero.
+    first = torch.autograd.grad(omega, params, create_graph=True, allow_unused=True)
+    used = [(p, g) for p, g in zip(params, first) if g is not None and g.requires_grad]
+    if not used:
+        return 0.0, 0
+    params, grads = [p for p, _ in used], [g for _, g in used]
+    v = [torch.randn(p.shape, generator=generator).to(p.device) for p in params]
+    norm = torch.sqrt(sum((t * t).sum() for t in v))
+    v = [t / norm for t in v]
+    estimate, products = 0.0, 0
+    for products in range(1, MAX_PRODUCTS + 1):
+        check_cancelled("estimating the stability limit")
+        hv = [h if h is not None else torch.zeros_like(p) for h, p in
+              zip(torch.autograd.grad(grads, params, grad_outputs=v, retain_graph=True, allow_unused=True), params)]
+        previous, estimate = estimate, float(sum((a * b).sum() for a, b in zip(v, hv)))
+        norm = torch.sqrt(sum((t * t).sum() for t in hv))
+        if not torch.isfinite(norm) or norm == 0:
+            break
+        v = [t / norm for t in hv]
+        if products > 1 and abs(estimate - previous) <= TOLERANCE * abs(estimate):
+            break
+    return max(estimate, 0.0), products
+
+
+def estimate_stability(run: StageRun) -> Stability | None:
+    """lambda_max of Omega in the trainable backbone weights and the limit it sets; None when the
+    stage has no term to scale (no regulariser, L2-FE)."""
+    reg, plan = run.reg, run.plan
+    if not reg.has_term or reg.freezes_backbone:
+        return None
+    started = time.perf_counter()
+    if reg.exact_lambda_max is not None:
+        return Stability(reg.exact_lambda_max, stability_limit(reg.exact_lambda_max, plan.optimizer), 0, 0.0)
+    model = run.session.target
+    params = _backbone_parameters(model)
+    generator = torch.Generator().manual_seed(plan.seed + 2)
+    idx = torch.randperm(len(run.session.data.train), generator=generator)[:PROBE_BATCH].to(run.session.data.train.x.device)
+    saved = _bn_buffers(model)
+    try:
+        with twice_differentiable(), torch.enable_grad():
+            lambda_max, products = _power_iteration(_omega(run, idx), params, generator)
+    finally:
+        with torch.no_grad():
+            for buffer, value in saved:
+                buffer.copy_(value)
+        for p in params:
+            p.grad = None
+    return Stability(lambda_max, stability_limit(lambda_max, plan.optimizer), products, time.perf_counter() - started)
