@@ -56,7 +56,9 @@ test-python: setup
 test-ts: setup browser
 	$(MOCHA)
 
-test: setup check-proto typecheck test-python test-ts
+# Both suites at once (scripts/run-tests.sh); test-python and test-ts run one each.
+test: setup browser check-proto typecheck
+	scripts/run-tests.sh
 
 demo: setup
 	node_modules/.bin/tsx examples/demo.ts
