@@ -32,7 +32,7 @@ __all__ = ["Stability", "estimate_stability", "stability_limit", "MAX_PRODUCTS",
 MAX_PRODUCTS = 20
 TOLERANCE = 1e-2
 #: Images in the fixed batch the curvature is measured on.
-PROBE_BATCH = 16
+PROBE_BATCH = 8
 
 
 @dataclass(frozen=True)
