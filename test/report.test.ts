@@ -49,6 +49,16 @@ describe('reports and TensorBoard (real worker, real data, headless Chromium)', 
     result = JSON.parse(run.stdout, bytesReviver) as ExperimentResult;
   });
 
+  it('--tensorboard with a Python that cannot write event files fails before any training, saying why', async function () {
+    // The system's python3 as a user might pass it: without torch (skipped where it has torch and tensorboard).
+    if ((await execa('python3', ['-c', 'import torch.utils.tensorboard'], { reject: false })).exitCode === 0) this.skip();
+    const spec = join(dir, 'spec.json');
+    const run = await afa(['run', spec, '--threads', '1', '--tensorboard', join(dir, 'no-tb'), '--python', 'python3'], { AFA_CACHE: cache });
+    expect(run.exitCode).to.equal(1);
+    expect(run.stderr).to.match(/the TensorBoard writer \(python3\) could not start \(exit 3\): .*install the tensorboard package/);
+    expect(run.stderr).to.not.include('target:');
+  });
+
   it('the result carries an attention snapshot per attentive stage; --json writes its bytes as base64', () => {
     const [spatial, channel] = result.stages.map((s) => s.attentionSnapshot!);
     expect(spatial.images).to.have.length(4);

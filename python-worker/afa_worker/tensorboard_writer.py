@@ -20,10 +20,12 @@ import re
 import sys
 from typing import IO
 
-__all__ = ["main", "run_name"]
+__all__ = ["main", "run_name", "READY"]
 
 #: A line longer than this is refused: the SDK sends small scalars and images of a few hundred KB.
 MAX_LINE = 16 << 20
+#: Printed on stdout once the writer can write.
+READY = "AFA_TENSORBOARD_READY"
 #: Runs open at once (each holds a file); a sweep writes to one run per trial.
 MAX_OPEN_RUNS = 64
 
@@ -80,6 +82,7 @@ def serve_stdin(logdir: str, stdin: IO[str] = sys.stdin) -> int:
         print(f"afa-worker tensorboard: {exc}: install the tensorboard package into this Python "
               "(`pip install tensorboard`, or `afa worker setup` again)", file=sys.stderr)
         return 3
+    print(READY, flush=True)  # the SDK waits for it before training, so a missing package fails at once
     bad = 0
     try:
         while line := stdin.readline(MAX_LINE):

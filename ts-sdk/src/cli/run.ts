@@ -54,27 +54,27 @@ async function runCommand(file: string, opts: RunCliOptions): Promise<number> {
   const interrupt = abortOnSigint('cancelling the running stage');
   const progress = new Progress();
   let worker: Worker | undefined;
+  let board: TensorBoardWriter | undefined;
   try {
     const attentionImages = Number(opts.attentionImages);
     if (!Number.isInteger(attentionImages) || attentionImages < 0 || attentionImages > LIMITS.attentionImages) {
       throw new UsageError('--attention-images', `must be a whole number in [0, ${LIMITS.attentionImages}], got ${opts.attentionImages}`);
     }
     const spec = parseExperiment(await loadSpecFile(file));
+    // Before the worker: a Python that cannot write event files fails now, not after the training.
+    board = opts.tensorboard ? await TensorBoardWriter.open(opts.tensorboard, { python: opts.python }) : undefined;
     worker = opts.worker
       ? await Worker.connect(opts.worker)
       : await Worker.start({ python: opts.python, threads: opts.threads ? Number(opts.threads) : undefined, signal: interrupt.signal });
     const run = worker.run(spec, { signal: interrupt.signal, checkpoint: opts.checkpoint, cacheDir: opts.cacheDir,
       attentionImages });
-    const board = opts.tensorboard ? new TensorBoardWriter(opts.tensorboard, { python: opts.python }) : undefined;
     const boardRun = board?.run(spec.name);
-    try {
-      for await (const event of run.events) {
-        progress.handle(event);
-        boardRun?.handle(event);
-      }
-    } finally {
-      await board?.close();
+    for await (const event of run.events) {
+      progress.handle(event);
+      boardRun?.handle(event);
     }
+    await board?.close();
+    board = undefined;
     const result = await run.result;
     if (opts.json) process.stdout.write(toJsonText(result));
     else process.stdout.write(`\n${formatResult(result)}\n`);
@@ -92,6 +92,7 @@ async function runCommand(file: string, opts: RunCliOptions): Promise<number> {
     return code;
   } finally {
     interrupt.dispose();
+    await board?.close().catch(() => undefined);
     await worker?.stop();
   }
 }

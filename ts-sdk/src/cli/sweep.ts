@@ -59,7 +59,7 @@ async function sweepCommand(file: string, opts: SweepCliOptions): Promise<number
     const workers = Number(opts.workers);
     if (!Number.isInteger(workers) || workers < 1) throw new UsageError('--workers', `must be a whole number >= 1, got ${opts.workers}`);
     const outDir = resolve(opts.out ?? join('afa-sweeps', sweep.name.replace(/[^A-Za-z0-9_.-]+/g, '-')));
-    const board = opts.tensorboard ? new TensorBoardWriter(opts.tensorboard, { python: opts.python }) : undefined;
+    const board = opts.tensorboard ? await TensorBoardWriter.open(opts.tensorboard, { python: opts.python }) : undefined;
     const boardRuns = new Map<string, TensorBoardRun>();
     const onTrialEvent = board && ((trial: TrialPlan, event: RunEvent) => {
       if (event.type === 'stage-start' && event.index === 0 && event.phase === 'transfer') boardRuns.delete(trial.trialId); // a retry starts over

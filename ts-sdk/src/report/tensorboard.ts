@@ -87,23 +87,49 @@ export class TensorBoardRun {
   }
 }
 
-/** One writer process for a log directory; `run(name)` for each experiment or trial, `close()` at the end. */
+const READY = 'AFA_TENSORBOARD_READY';
+
+/**
+ * One writer process for a log directory; `run(name)` for each experiment or trial, `close()` at the
+ * end. Open it with `TensorBoardWriter.open`, which waits until the process can write, so a Python
+ * without the tensorboard package fails before any training, not after it.
+ */
 export class TensorBoardWriter {
   private readonly child: ResultPromise;
   private stderr = '';
+  private readonly ready: Promise<void>;
 
-  constructor(readonly logDir: string, options: TensorBoardOptions = {}) {
+  /** Starts the writer and waits until it can write; throws (with its message) when it cannot. */
+  static async open(logDir: string, options: TensorBoardOptions = {}): Promise<TensorBoardWriter> {
+    const writer = new TensorBoardWriter(logDir, options);
+    await writer.ready;
+    return writer;
+  }
+
+  private constructor(readonly logDir: string, options: TensorBoardOptions = {}) {
     const dir = resolve(logDir);
     mkdirSync(dir, { recursive: true });
     const workerDir = pythonWorkerDir();
     this.child = execa(resolvePython(options.python), ['-m', 'afa_worker', 'tensorboard', '--logdir', dir], {
       cwd: workerDir,
       env: { PYTHONPATH: [workerDir, process.env.PYTHONPATH].filter(Boolean).join(':') },
-      stdin: 'pipe', stdout: 'ignore', stderr: 'pipe', buffer: false, reject: false, cleanup: true,
+      stdin: 'pipe', stdout: 'pipe', stderr: 'pipe', buffer: false, reject: false, cleanup: true,
     });
     this.child.stderr?.setEncoding('utf8');
     this.child.stderr?.on('data', (chunk: string) => (this.stderr = (this.stderr + chunk).slice(-4000)));
     this.child.stdin?.on('error', () => undefined); // a dead writer is reported by close()
+    this.ready = new Promise<void>((resolve, reject) => {
+      let out = '';
+      this.child.stdout?.setEncoding('utf8');
+      this.child.stdout?.on('data', (chunk: string) => {
+        out += chunk;
+        if (out.includes(READY)) resolve();
+      });
+      void this.child.then((result) => reject(new AfaError(
+        `the TensorBoard writer (${result.command.split(' ')[0]}) could not start (exit ${result.exitCode ?? result.signal}): ` +
+        `${this.stderr.trim() || 'no message'}`)));
+    });
+    this.ready.catch(() => undefined);
   }
 
   run(name: string): TensorBoardRun {
