@@ -4,6 +4,7 @@ import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   IllegalStateError,
+  PROTOCOL_VERSION,
   Worker,
   WorkerCrashedError,
   WorkerStartError,
@@ -77,6 +78,31 @@ describe('worker lifecycle (real worker process)', () => {
       expect(e.message).to.include('exited before its handshake');
     }
     expect(Date.now() - started).to.be.below(10000);
+  });
+
+  for (const [what, handshake, message] of [
+    ['another version', { protocol: PROTOCOL_VERSION, version: '0.0.1' }, /the worker is afa-worker 0\.0\.1, this SDK is afa-transfer \S+; run `npx afa worker setup`/],
+    ['another protocol', { protocol: PROTOCOL_VERSION + 1, version: '0.0.1' }, /the worker speaks protocol \d+, this SDK speaks \d+; run `npx afa worker setup`/],
+  ] as const) {
+    it(`refuses a worker whose handshake reports ${what}, naming the command that fixes it`, async () => {
+      const dir = tempDir();
+      const fake = join(dir, 'python');
+      const line = JSON.stringify({ port: 1, host: '127.0.0.1', pid: 1, tls: false, ...handshake });
+      writeFileSync(fake, `#!/bin/sh\necho 'AFA_WORKER_READY ${line}'\nexec sleep 30\n`);
+      chmodSync(fake, 0o755);
+      const error = await Worker.start({ python: fake }).then(() => undefined, (e: unknown) => e);
+      expect(error).to.be.instanceOf(WorkerStartError);
+      expect((error as Error).message).to.match(message);
+    });
+  }
+
+  it('a worker Python without the worker\'s requirements gets the command that installs them', async () => {
+    const dir = tempDir();
+    const fake = join(dir, 'python');
+    writeFileSync(fake, '#!/bin/sh\necho "ModuleNotFoundError: No module named \'grpc\'" >&2\nexit 1\n');
+    chmodSync(fake, 0o755);
+    const error = await Worker.start({ python: fake }).then(() => undefined, (e: unknown) => e);
+    expect((error as Error).message).to.match(/lacks the module grpc: run `npx afa worker setup`/);
   });
 
   it('fails with a clear message when the worker never prints a handshake', async () => {
