@@ -40,6 +40,11 @@ export function pythonWorkerDir(): string {
   return join(packageRoot(), 'python-worker');
 }
 
+/** PYTHONPATH for a process that imports the bundled worker: its sources first, so they win over any installed copy. */
+export function workerPythonPath(existing = process.env.PYTHONPATH): string {
+  return [pythonWorkerDir(), existing].filter(Boolean).join(':');
+}
+
 /** The venv `make setup` creates inside a repository checkout. */
 export function repoVenvPython(): string {
   return join(pythonWorkerDir(), '.venv', 'bin', 'python');

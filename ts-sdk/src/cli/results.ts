@@ -3,7 +3,8 @@ import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { AfaError } from '../errors.js';
 import { writeReport } from '../report/html.js';
-import { renderRunReport, writeHtml } from '../report/run-report.js';
+import { renderRunReport } from '../report/run-report.js';
+import { writeFileAtomically } from '../atomic-write.js';
 import { isRunDirectory, readRunRecord } from '../run/result-file.js';
 import { loadSweepDirectory } from '../sweep/load.js';
 import { formatSummaryTable, recordsToCsv, summarize } from '../sweep/summary.js';
@@ -45,7 +46,7 @@ export function registerResults(program: Command): void {
     .action((dir: string, opts: { out?: string }) =>
       guard(() => {
         const out = resolve(opts.out ?? join(dir, 'report.html'));
-        if (isRunDirectory(resolve(dir))) writeHtml(out, renderRunReport(readRunRecord(resolve(dir))));
+        if (isRunDirectory(resolve(dir))) writeFileAtomically(out, renderRunReport(readRunRecord(resolve(dir))));
         else writeReport(loadSweepDirectory(resolve(dir)), out);
         process.stdout.write(`report: ${out}\n`);
       }));

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { AfaError, CancelledError, FieldError, UsageError } from '../errors.js';
-import { LIMITS } from '../dsl/limits.js';
+import { AfaError, CancelledError, FieldError } from '../errors.js';
+import { checkAttentionImages } from '../run/session.js';
 import { parseExperiment } from '../dsl/validate.js';
 import { Worker } from '../worker/worker.js';
 import { EXIT } from './exit.js';
@@ -8,7 +8,8 @@ import { abortOnSigint } from './interrupt.js';
 import { loadSpecFile } from './load.js';
 import { Progress } from '../report/progress.js';
 import { formatResult } from '../report/result.js';
-import { renderRunReport, writeHtml } from '../report/run-report.js';
+import { renderRunReport } from '../report/run-report.js';
+import { writeFileAtomically } from '../atomic-write.js';
 import { toJsonText } from '../run/result-file.js';
 import { TensorBoardWriter } from '../report/tensorboard.js';
 import { resolve } from 'node:path';
@@ -56,10 +57,7 @@ async function runCommand(file: string, opts: RunCliOptions): Promise<number> {
   let worker: Worker | undefined;
   let board: TensorBoardWriter | undefined;
   try {
-    const attentionImages = Number(opts.attentionImages);
-    if (!Number.isInteger(attentionImages) || attentionImages < 0 || attentionImages > LIMITS.attentionImages) {
-      throw new UsageError('--attention-images', `must be a whole number in [0, ${LIMITS.attentionImages}], got ${opts.attentionImages}`);
-    }
+    const attentionImages = checkAttentionImages(Number(opts.attentionImages), '--attention-images');
     const spec = parseExperiment(await loadSpecFile(file));
     // Before the worker: a Python that cannot write event files fails now, not after the training.
     board = opts.tensorboard ? await TensorBoardWriter.open(opts.tensorboard, { python: opts.python }) : undefined;
@@ -80,7 +78,7 @@ async function runCommand(file: string, opts: RunCliOptions): Promise<number> {
     else process.stdout.write(`\n${formatResult(result)}\n`);
     if (opts.report) {
       const path = resolve(opts.report);
-      writeHtml(path, renderRunReport({ spec, result }));
+      writeFileAtomically(path, renderRunReport({ spec, result }));
       process.stderr.write(`report: ${path}\n`);
     }
     return EXIT.OK;

@@ -5,7 +5,7 @@
  * parameter (log axis where values span decades), learning curves as small multiples on shared
  * axes, and the attention entropy per configuration.
  */
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { writeFileAtomically } from '../atomic-write.js';
 import { dirname, join, relative } from 'node:path';
 import type { SweepDirectory } from '../sweep/load.js';
 import { formatSummaryTable, meanStd, summarize, type ConfigSummary } from '../sweep/summary.js';
@@ -248,17 +248,10 @@ ${sections.filter(Boolean).join('\n')}
 `;
 }
 
-function writeAtomically(path: string, html: string): void {
-  mkdirSync(dirname(path), { recursive: true });
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, html);
-  renameSync(tmp, path);
-}
-
 /** The sweep's report at `path`, and each kept trial run's own report in its run directory (linked from it). */
 export function writeReport(loaded: SweepDirectory, path: string): void {
   for (const { record, dir } of firstRuns(loaded, summarize(loaded.records, loaded.sweep.metric, loaded.sweep.goal)).values()) {
-    writeAtomically(join(dir, 'report.html'), renderRunReport(record));
+    writeFileAtomically(join(dir, 'report.html'), renderRunReport(record));
   }
-  writeAtomically(path, renderReport(loaded, dirname(path)));
+  writeFileAtomically(path, renderReport(loaded, dirname(path)));
 }

@@ -9,7 +9,7 @@ import { execa, type ResultPromise } from 'execa';
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { AfaError } from '../errors.js';
-import { pythonWorkerDir } from '../paths.js';
+import { pythonWorkerDir, workerPythonPath } from '../paths.js';
 import { imageRgb, overlayRgb } from './heatmap.js';
 import { resolvePython } from '../worker/python.js';
 import type { AttentionSnapshot } from '../run/attention.js';
@@ -112,7 +112,7 @@ export class TensorBoardWriter {
     const workerDir = pythonWorkerDir();
     this.child = execa(resolvePython(options.python), ['-m', 'afa_worker', 'tensorboard', '--logdir', dir], {
       cwd: workerDir,
-      env: { PYTHONPATH: [workerDir, process.env.PYTHONPATH].filter(Boolean).join(':') },
+      env: { PYTHONPATH: workerPythonPath() },
       stdin: 'pipe', stdout: 'pipe', stderr: 'pipe', buffer: false, reject: false, cleanup: true,
     });
     this.child.stderr?.setEncoding('utf8');

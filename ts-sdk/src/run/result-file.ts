@@ -2,7 +2,8 @@
  * A run directory's `result.json`: the spec and the typed result of one experiment, attention
  * snapshots included (bytes as base64), for `afa report <run dir>` and a user's own analysis.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { writeFileAtomically } from '../atomic-write.js';
 import { join } from 'node:path';
 import type { ExperimentSpec } from '../dsl/experiment.js';
 import { bytesReplacer, bytesReviver } from './attention.js';
@@ -25,11 +26,8 @@ export function toJsonText(value: unknown): string {
 }
 
 export function writeRunRecord(dir: string, record: RunRecord): string {
-  mkdirSync(dir, { recursive: true });
   const path = runResultPath(dir);
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, toJsonText(record));
-  renameSync(tmp, path);
+  writeFileAtomically(path, toJsonText(record));
   return path;
 }
 

@@ -36,10 +36,10 @@ export interface StageRunOptions {
   attentionImages?: number;
 }
 
-/** `attentionImages` as given, or a UsageError naming it. */
-export function checkAttentionImages(value: number): number {
+/** `attentionImages` as given, or a UsageError naming it (`field`: how the caller spelled it, e.g. a CLI flag). */
+export function checkAttentionImages(value: number, field = 'attentionImages'): number {
   if (!Number.isInteger(value) || value < 0 || value > LIMITS.attentionImages) {
-    throw new UsageError('attentionImages', `must be a whole number in [0, ${LIMITS.attentionImages}], got ${value}`);
+    throw new UsageError(field, `must be a whole number in [0, ${LIMITS.attentionImages}], got ${value}`);
   }
   return value;
 }

@@ -4,9 +4,10 @@
  * default: when its worker was lost, on a fresh worker, up to `maxAttempts`), then recorded as
  * failed, and the sweep goes on. A trial scheduler may stop trials early.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { UsageError } from '../errors.js';
+import { writeFileAtomically } from '../atomic-write.js';
 import { contentHash } from '../dsl/hash.js';
 import { sourceKey } from '../run/cache.js';
 import type { RunEvent } from '../run/events.js';
@@ -64,11 +65,8 @@ export interface SweepOutcome {
 }
 
 function writeSweepFile(dir: string, sweep: SweepSpec, trials: TrialPlan[]): void {
-  const path = join(dir, SWEEP_FILE);
-  const tmp = `${path}.${process.pid}.tmp`;
   const body = { sweep, sweepHash: contentHash(sweep), trials: trials.map((t) => ({ trialId: t.trialId, configId: t.configId, seed: t.seed, labels: t.labels })) };
-  writeFileSync(tmp, JSON.stringify(body, null, 2));
-  renameSync(tmp, path);
+  writeFileAtomically(join(dir, SWEEP_FILE), JSON.stringify(body, null, 2));
 }
 
 /**

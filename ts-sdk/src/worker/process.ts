@@ -4,7 +4,7 @@
  */
 import { execa, type ResultPromise } from 'execa';
 import { createInterface } from 'node:readline';
-import { packageVersion, pythonWorkerDir } from '../paths.js';
+import { packageVersion, pythonWorkerDir, workerPythonPath } from '../paths.js';
 import { WorkerStartError } from '../errors.js';
 import { SETUP_COMMAND } from './environment.js';
 
@@ -69,7 +69,7 @@ export async function spawnWorker(options: SpawnOptions): Promise<SpawnedWorker>
       env: {
         ...options.env,
         // The bundled sources win over any installed copy, so the SDK and worker always match.
-        PYTHONPATH: [workerDir, options.env?.PYTHONPATH ?? process.env.PYTHONPATH].filter(Boolean).join(":"),
+        PYTHONPATH: workerPythonPath(options.env?.PYTHONPATH ?? process.env.PYTHONPATH),
         PYTHONUNBUFFERED: '1',
       },
       stdin: 'pipe',
