@@ -53,8 +53,8 @@ describe('limits', () => {
     });
   }
 
-  it('every bound but the Evaluate batch and the attention images (run options) applies to a spec field', () => {
-    expect(Object.keys(LIMITS).filter((k) => !(k in FIELDS))).to.deep.equal(['evalBatchSize', 'attentionImages']);
+  it('every bound but the Evaluate batch, the attention images (run options) and the weights upload size applies to a spec field', () => {
+    expect(Object.keys(LIMITS).filter((k) => !(k in FIELDS))).to.deep.equal(['evalBatchSize', 'attentionImages', 'weightsBytes']);
   });
 
   it(`attentionImages, a run option: ${LIMITS.attentionImages} is accepted, ${LIMITS.attentionImages + 1} refused naming it (SDK and CLI)`, async () => {

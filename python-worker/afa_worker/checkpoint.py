@@ -23,7 +23,7 @@ from safetensors.torch import save as safetensors_bytes
 from afa_worker import __version__
 from afa_worker.errors import SpecError
 
-__all__ = ["save_checkpoint", "atomic_write_bytes", "CheckpointPolicy", "WriteRefused"]
+__all__ = ["save_checkpoint", "checkpoint_bytes", "atomic_write_bytes", "CheckpointPolicy", "WriteRefused"]
 
 
 class WriteRefused(SpecError):
@@ -106,6 +106,13 @@ def _is_our_sidecar(path: Path) -> bool:
     return isinstance(body, dict) and "worker_version" in body and "sha256" in body
 
 
+def checkpoint_bytes(model: torch.nn.Module) -> bytes:
+    """The model's state as a safetensors file marked as this worker's."""
+    # safetensors refuses shared storage; clone makes every tensor its own contiguous buffer.
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    return safetensors_bytes(tensors, metadata={"format": "pt", "afa_worker": __version__})
+
+
 def save_checkpoint(model: torch.nn.Module, path: str, metadata: dict,
                     policy: CheckpointPolicy | None = None) -> tuple[str, str, int, str]:
     policy = policy or CheckpointPolicy(Path(os.path.realpath(".")), anywhere=True)
@@ -115,9 +122,7 @@ def save_checkpoint(model: torch.nn.Module, path: str, metadata: dict,
     _refuse_foreign(sidecar, _is_our_sidecar)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        # safetensors refuses shared storage; clone makes every tensor its own contiguous buffer.
-        tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-        data = safetensors_bytes(tensors, metadata={"format": "pt", "afa_worker": __version__})
+        data = checkpoint_bytes(model)
         atomic_write_bytes(target, data)
         digest = hashlib.sha256(data).hexdigest()
         body = {**metadata, "weights": target.name, "sha256": digest, "saved_at": time.time(), "worker_version": __version__}

@@ -31,6 +31,8 @@ def _parser() -> argparse.ArgumentParser:
                                                                          "write under (repeatable)")
     serve.add_argument("--allow-write-anywhere", action="store_true", help="SaveCheckpoint may write wherever this "
                                                                            "user can (the SDK's own local worker)")
+    serve.add_argument("--weight-store", default="", help="where weights uploaded by hash are kept (default: "
+                                                          "$AFA_CACHE/weights, else ~/.cache/afa-transfer/cache/weights)")
     sub.add_parser("version", help="print the worker and protocol versions")
     board = sub.add_parser("tensorboard", help="write TensorBoard event files from JSON lines on stdin (for the SDK)")
     board.add_argument("--logdir", required=True, help="the log directory; one subdirectory per run")
@@ -65,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return serve(ServerOptions(host=args.host, port=args.port, token=token, tls_cert=args.tls_cert,
                                    tls_key=args.tls_key, grace_seconds=args.grace, checkpoint_dir=args.checkpoint_dir,
-                                   allow_write=tuple(args.allow_write), allow_write_anywhere=args.allow_write_anywhere),
+                                   allow_write=tuple(args.allow_write), allow_write_anywhere=args.allow_write_anywhere,
+                                   weight_store_dir=args.weight_store),
                      exit_with_stdin=args.exit_with_stdin)
     except (ValueError, OSError) as exc:
         print(f"afa-worker: {exc}", file=sys.stderr)

@@ -32,6 +32,8 @@ LIMITS: dict[str, int] = {
     "classes": 100_000,  # entries in a class subset
     "layers": 256,  # aligned layers
     "attention_images": 16,  # images in a stage's attention snapshot
+    # weights over the wire
+    "weights_bytes": 8 << 30,  # one uploaded weights file (ResNet-101 is ~170 MB)
 }
 
 

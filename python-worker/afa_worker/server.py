@@ -26,6 +26,7 @@ from afa_worker.checkpoint import CheckpointPolicy
 from afa_worker.health import NOT_SERVING, SERVING, HealthServicer
 from afa_worker.servicer import AfaWorkerServicer
 from afa_worker.streams import MAX_STREAMS, UNARY_RESERVE, StreamLimiter
+from afa_worker.weight_store import WeightStore
 
 __all__ = ["ServerOptions", "WorkerServer", "HANDSHAKE_PREFIX", "MAX_MESSAGE_BYTES"]
 
@@ -51,6 +52,8 @@ class ServerOptions:
     allow_write: tuple[str, ...] = ()
     allow_write_anywhere: bool = False
     grace_seconds: float = 5.0
+    #: The weight store (uploaded and stored weights by sha256); "" = weight_store.default_store_dir().
+    weight_store_dir: str = ""
 
 
 class _TokenInterceptor(grpc.ServerInterceptor):
@@ -62,8 +65,12 @@ class _TokenInterceptor(grpc.ServerInterceptor):
         def deny(_request, context):
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong token (set AFA_TOKEN or the token option)")
 
+        def deny_upload(request_iterator, context):
+            deny(None, context)
+
         self._deny = grpc.unary_unary_rpc_method_handler(deny)
         self._deny_stream = grpc.unary_stream_rpc_method_handler(deny)
+        self._deny_upload = grpc.stream_unary_rpc_method_handler(deny_upload)
 
     def intercept_service(self, continuation, handler_call_details):
         metadata = dict(handler_call_details.invocation_metadata or ())
@@ -71,6 +78,8 @@ class _TokenInterceptor(grpc.ServerInterceptor):
         if hmac.compare_digest(given, self._expected):
             return continuation(handler_call_details)
         handler = continuation(handler_call_details)
+        if handler is not None and handler.request_streaming:
+            return self._deny_upload
         return self._deny_stream if handler is not None and handler.response_streaming else self._deny
 
 
@@ -104,7 +113,8 @@ class WorkerServer:
             futures.ThreadPoolExecutor(max_workers=options.max_workers), interceptors=interceptors,
             options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                      ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
-        self.servicer = AfaWorkerServicer(_checkpoint_policy(options))
+        store = WeightStore(Path(options.weight_store_dir).expanduser()) if options.weight_store_dir else WeightStore()
+        self.servicer = AfaWorkerServicer(_checkpoint_policy(options), store)
         self.health = HealthServicer([SERVICE_NAME])
         pbgrpc.add_AfaWorkerServicer_to_server(self.servicer, self.server)
         hgrpc.add_HealthServicer_to_server(self.health, self.server)

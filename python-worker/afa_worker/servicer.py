@@ -3,6 +3,7 @@ the client goes away or the server shuts down."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ import grpc
 from afa_worker._gen.afa.v1 import afa_pb2 as pb
 from afa_worker._gen.afa.v1 import afa_pb2_grpc as pbgrpc
 from afa_worker.cancel import Cancelled, cancellable
-from afa_worker.checkpoint import CheckpointPolicy, save_checkpoint
+from afa_worker.checkpoint import CheckpointPolicy, atomic_write_bytes, checkpoint_bytes, save_checkpoint
 from afa_worker.compute import ComputeThread
 from afa_worker.errors import BusyError, NotFoundError, SpecError, clip
 from afa_worker.info import worker_info
@@ -22,6 +23,7 @@ from afa_worker.session import Session, create_session
 from afa_worker.stage_plan import parse_stage
 from afa_worker.status import abort_invalid_argument
 from afa_worker.trainer import evaluate, run_stage
+from afa_worker.weight_store import WeightStore
 
 __all__ = ["AfaWorkerServicer"]
 
@@ -51,8 +53,9 @@ def _status_mapping(context: grpc.ServicerContext):
 
 
 class AfaWorkerServicer(pbgrpc.AfaWorkerServicer):
-    def __init__(self, checkpoints: CheckpointPolicy) -> None:
+    def __init__(self, checkpoints: CheckpointPolicy, store: WeightStore | None = None) -> None:
         self._checkpoints = checkpoints
+        self._store = store or WeightStore()
         self._sessions: dict[str, Session] = {}
         # Each session's torch work runs on its own thread (see compute.py). Closed sessions hand
         # theirs back for the next session, which then starts on warm buffers and thread teams.
@@ -128,7 +131,7 @@ class AfaWorkerServicer(pbgrpc.AfaWorkerServicer):
                 with self._guard:
                     others_active = bool(self._sessions)
                 with self._cancel_on_exit(context) as cancel:
-                    session = compute.call(_create_cancellably, request, cancel, others_active)
+                    session = compute.call(_create_cancellably, request, cancel, others_active, self._store)
             except BaseException:
                 self._release_compute(compute)
                 raise
@@ -138,14 +141,15 @@ class AfaWorkerServicer(pbgrpc.AfaWorkerServicer):
             backbone, head = session.parameter_counts()
             _log.info("session %s: %s on %s, %d train / %d val images, source %s", session.id[:8], request.backbone.name,
                       session.device, len(session.data.train), len(session.data.val) if session.data.val else 0,
-                      request.source_weights or "none")
+                      request.source_weights or (f"sha256 {request.source_weights_sha256[:12]}" if request.source_weights_sha256 else "none"))
             return pb.CreateSessionResponse(
                 session_id=session.id,
                 layers=[pb.LayerInfo(name=n, shape=list(s)) for n, s in session.layer_shapes.items()],
                 backbone_parameters=backbone, head_parameters=head, num_classes=session.data.num_classes,
                 train_size=len(session.data.train), val_size=len(session.data.val) if session.data.val else 0,
                 test_size=len(session.data.test) if session.data.test else 0, device=str(session.device),
-                has_source=session.source is not None, precision=session.precision.describe())
+                has_source=session.source is not None, precision=session.precision.describe(),
+                source_sha256=session.source_sha256)
 
     def RunStage(self, request, context) -> Iterator[pb.StageEvent]:  # noqa: N802
         with _status_mapping(context):
@@ -189,8 +193,19 @@ class AfaWorkerServicer(pbgrpc.AfaWorkerServicer):
     def SaveCheckpoint(self, request, context):  # noqa: N802
         with _status_mapping(context):
             session, compute = self._session(request.session_id)
+            if request.to_weight_store:
+                if request.path:
+                    raise SpecError("path", "give a path or to_weight_store, not both")
+                with self._exclusive(session, "SaveCheckpoint"):
+                    data = compute.call(checkpoint_bytes, session.target)
+                digest = hashlib.sha256(data).hexdigest()
+                path = self._store.path(digest)
+                if self._store.size(digest) != len(data):
+                    self._store.root.mkdir(parents=True, exist_ok=True)
+                    atomic_write_bytes(path, data)
+                return pb.SaveCheckpointResponse(path=str(path), bytes=len(data), sha256=digest)
             if not request.path:
-                raise SpecError("path", "a checkpoint path is required")
+                raise SpecError("path", "a checkpoint path is required (or to_weight_store)")
             origin = session.provenance
             metadata = {
                 "backbone": {"name": origin.backbone, "in_channels": session.data.in_channels,
@@ -203,6 +218,26 @@ class AfaWorkerServicer(pbgrpc.AfaWorkerServicer):
                 path, meta, size, digest = compute.call(save_checkpoint, session.target, request.path, metadata,
                                                         self._checkpoints)
             return pb.SaveCheckpointResponse(path=path, metadata_path=meta, bytes=size, sha256=digest)
+
+    def HasWeights(self, request, context):  # noqa: N802
+        with _status_mapping(context):
+            size = self._store.size(request.sha256)
+            return pb.HasWeightsResponse(present=size is not None, bytes=size or 0)
+
+    def PutWeights(self, request_iterator, context):  # noqa: N802
+        with _status_mapping(context):
+            chunks = ((c.sha256, c.total_bytes, c.data) for c in request_iterator)
+            sha256, size, present = self._store.put(chunks)
+            _log.info("weights %s: %s (%d bytes)", sha256[:12], "already stored" if present else "stored", size)
+            return pb.PutWeightsResponse(sha256=sha256, bytes=size, already_present=present)
+
+    def GetWeights(self, request, context):  # noqa: N802
+        with _status_mapping(context):
+            size = self._store.size(request.sha256)
+            first = True
+            for block in self._store.read(request.sha256):
+                yield pb.WeightsChunk(sha256=request.sha256 if first else "", total_bytes=size if first else 0, data=block)
+                first = False
 
     def CloseSession(self, request, context):  # noqa: N802
         """Frees the session; a stage it is running is cancelled first (it stops at its next step)."""
@@ -225,6 +260,7 @@ class AfaWorkerServicer(pbgrpc.AfaWorkerServicer):
             return pb.CloseSessionResponse()
 
 
-def _create_cancellably(request: pb.CreateSessionRequest, cancel: threading.Event, others_active: bool) -> Session:
+def _create_cancellably(request: pb.CreateSessionRequest, cancel: threading.Event, others_active: bool,
+                        store: WeightStore) -> Session:
     with cancellable(cancel):
-        return create_session(request, others_active)
+        return create_session(request, others_active, store)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import copy
 import json
+import socket
 import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -21,6 +23,7 @@ from afa_worker.cancel import check_cancelled
 from afa_worker.features import FeatureTap
 from afa_worker.limits import LIMITS, check_max, max_threads
 from afa_worker.precision import PrecisionPlan, resolve_precision
+from afa_worker.weight_store import WeightStore, file_sha256
 from afa_worker.weights import load_into, read_state_dict
 
 __all__ = ["Session", "Provenance", "create_session", "resolve_device"]
@@ -61,6 +64,8 @@ class Session:
     layers: list[str]
     layer_shapes: dict[str, tuple[int, int, int]]
     precision: PrecisionPlan
+    #: sha256 of the source weights file ("" without one).
+    source_sha256: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
     running_stage: str | None = None
     #: Set to cancel the running stage (CloseSession does).
@@ -184,7 +189,24 @@ def _set_threads(requested: int, others_active: bool) -> None:
     torch.set_num_threads(requested)
 
 
-def create_session(request: pb.CreateSessionRequest, others_active: bool = False) -> Session:
+def _source_file(request: pb.CreateSessionRequest, store: WeightStore | None) -> tuple[str, str]:
+    """The source weights' path on this machine and their sha256 (("", "") for none)."""
+    if request.source_weights and request.source_weights_sha256:
+        raise SpecError("source_weights_sha256", "give the source as a path (source_weights) or by hash, not both")
+    if request.source_weights_sha256:
+        store = store or WeightStore()
+        return str(store.require(request.source_weights_sha256, "source_weights_sha256")), request.source_weights_sha256
+    if request.source_weights:
+        path = Path(request.source_weights)
+        if not path.is_file():
+            raise SpecError("source_weights", f"weights file {request.source_weights} does not exist on {socket.gethostname()}"
+                                              " (a worker on another machine gets the source by hash: PutWeights)")
+        return request.source_weights, file_sha256(path)
+    return "", ""
+
+
+def create_session(request: pb.CreateSessionRequest, others_active: bool = False, store: WeightStore | None = None) -> Session:
+    source_path, source_sha256 = _source_file(request, store)
     spec = _spec_of(request.spec_json)
     device = resolve_device(request.device)
     precision = resolve_precision(request.precision, device)
@@ -205,8 +227,8 @@ def create_session(request: pb.CreateSessionRequest, others_active: bool = False
     finally:
         torch.random.set_rng_state(gen_state)
     source = None
-    if request.source_weights:
-        load_into(model, read_state_dict(request.source_weights), model.head_name, request.source_weights)
+    if source_path:
+        load_into(model, read_state_dict(source_path), model.head_name, source_path)
         if not request.no_source:
             source = copy.deepcopy(model)
             _freeze(source)
@@ -218,6 +240,6 @@ def create_session(request: pb.CreateSessionRequest, others_active: bool = False
     # here on CPU: a fine-tuning step 8-23 % faster at widths 8-64 than channels-first).
     model = model.to(device, memory_format=torch.channels_last)
     source = source.to(device, memory_format=torch.channels_last) if source is not None else None
-    provenance = Provenance(request.backbone.name, request.backbone.width, request.backbone.depth, request.source_weights, spec)
+    provenance = Provenance(request.backbone.name, request.backbone.width, request.backbone.depth, source_path, spec)
     return Session(uuid.uuid4().hex, provenance, bool(request.data.augment), device, data.to(device), model, source, layers,
-                   layer_shapes, precision)
+                   layer_shapes, precision, source_sha256)

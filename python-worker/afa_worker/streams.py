@@ -1,4 +1,4 @@
-"""Bounds on open server-streaming calls (RunStage, Health.Watch). The sync gRPC server gives each
+"""Bounds on open streaming calls (RunStage, Health.Watch, GetWeights, PutWeights). The sync gRPC server gives each
 open stream a thread for its whole life, so idle Health.Watch streams or running stages could take
 every thread and leave none for GetInfo, Health.Check or CreateSession. Streams past the bound
 are refused at once with RESOURCE_EXHAUSTED; the thread pool keeps a reserve for unary calls."""
@@ -48,8 +48,10 @@ class StreamLimiter(grpc.ServerInterceptor):
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
-        if handler is None or not handler.response_streaming or handler.request_streaming:
+        if handler is None or handler.response_streaming == handler.request_streaming:
             return handler
+        if handler.request_streaming:
+            return self._limit_upload(handler)
         inner = handler.unary_stream
 
         def limited(request, context):
@@ -63,4 +65,20 @@ class StreamLimiter(grpc.ServerInterceptor):
                 self._release(peer)
 
         return grpc.unary_stream_rpc_method_handler(limited, request_deserializer=handler.request_deserializer,
+                                                    response_serializer=handler.response_serializer)
+
+    def _limit_upload(self, handler):
+        inner = handler.stream_unary
+
+        def limited(request_iterator, context):
+            peer = context.peer()
+            refused = self._acquire(peer)
+            if refused is not None:
+                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refused)
+            try:
+                return inner(request_iterator, context)
+            finally:
+                self._release(peer)
+
+        return grpc.stream_unary_rpc_method_handler(limited, request_deserializer=handler.request_deserializer,
                                                     response_serializer=handler.response_serializer)

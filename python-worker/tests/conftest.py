@@ -13,9 +13,10 @@ configure_torch(threads=1)
 
 
 @pytest.fixture
-def server():
+def server(tmp_path_factory):
     # tests save checkpoints under pytest's temporary folders, as the SDK's own local worker may
-    srv = WorkerServer(ServerOptions(port=0, grace_seconds=1.0, allow_write_anywhere=True))
+    store = tmp_path_factory.mktemp("weight-store")
+    srv = WorkerServer(ServerOptions(port=0, grace_seconds=1.0, allow_write_anywhere=True, weight_store_dir=str(store)))
     srv.start()
     yield srv
     srv.shutdown()

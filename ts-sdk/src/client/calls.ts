@@ -1,5 +1,5 @@
 /** Promise and AsyncIterable wrappers over grpc-js calls, with deadlines, AbortSignal and typed errors. */
-import type { ClientReadableStream, ClientUnaryCall, Metadata, ServiceError } from '@grpc/grpc-js';
+import type { ClientReadableStream, ClientUnaryCall, ClientWritableStream, Metadata, ServiceError } from '@grpc/grpc-js';
 import { CancelledError, fromGrpcError, type AfaError } from '../errors.js';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 
@@ -75,5 +75,52 @@ export async function* serverStream<Res>(
   } finally {
     signal?.removeEventListener('abort', onAbort);
     call.cancel();
+  }
+}
+
+/**
+ * A client stream: writes every message of `messages` (waiting when the transport is full), then
+ * the response. Aborting the signal, or `messages` throwing, cancels the call.
+ */
+export async function clientStream<Req, Res>(
+  method: string,
+  open: (callback: (error: ServiceError | null, response?: Res) => void) => ClientWritableStream<Req>,
+  messages: AsyncIterable<Req>,
+  options: CallOptions,
+  translate: ErrorTranslator,
+): Promise<Res> {
+  const { signal } = options;
+  if (signal?.aborted) throw abortError(method, signal);
+  let settle!: { resolve: (r: Res) => void; reject: (e: unknown) => void };
+  let answered = false;
+  const response = new Promise<Res>((resolve, reject) => (settle = { resolve, reject }));
+  const call = open((error, result) => {
+    answered = true;
+    if (!error) return settle.resolve(result as Res);
+    if (signal?.aborted) return settle.reject(abortError(method, signal));
+    translate(method, error).then(settle.reject, settle.reject);
+  });
+  const onAbort = () => call.cancel();
+  signal?.addEventListener('abort', onAbort, { once: true });
+  // An early answer (a refusal) ends the writing: the rest of the messages are not read.
+  const answer = response.then(() => undefined, () => undefined);
+  const writing = (async () => {
+    try {
+      for await (const message of messages) {
+        if (answered) return;
+        if (!call.write(message)) await Promise.race([new Promise<void>((r) => call.once('drain', () => r())), answer]);
+      }
+      call.end();
+    } catch (error) {
+      call.cancel();
+      throw error;
+    }
+  })();
+  writing.catch(() => undefined);
+  try {
+    const [result] = await Promise.all([response, writing]);
+    return result;
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
   }
 }

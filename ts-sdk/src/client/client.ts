@@ -13,13 +13,16 @@ import {
   type Split,
   type StageEvent,
   type StageSpec,
+  type WeightsChunk,
   type WorkerInfo,
+  type HasWeightsResponse,
+  type PutWeightsResponse,
 } from '../gen/afa/v1/afa.js';
 import {
   HealthCheckResponse_ServingStatus as ServingStatus,
   HealthClient,
 } from '../gen/grpc/health/v1/health.js';
-import { defaultTranslator, serverStream, unary, type CallOptions, type ErrorTranslator } from './calls.js';
+import { clientStream, defaultTranslator, serverStream, unary, type CallOptions, type ErrorTranslator } from './calls.js';
 import { UnauthenticatedError } from '../errors.js';
 
 export const AFA_SERVICE = 'afa.v1.AfaWorker';
@@ -84,8 +87,24 @@ export class WorkerClient {
     return unary('PromoteTargetToSource', this.afa.promoteTargetToSource.bind(this.afa), { sessionId }, this.metadata, options, this.translate);
   }
 
-  saveCheckpoint(sessionId: string, path: string, options: CallOptions = {}): Promise<SaveCheckpointResponse> {
-    return unary('SaveCheckpoint', this.afa.saveCheckpoint.bind(this.afa), { sessionId, path }, this.metadata, options, this.translate);
+  /** Writes the target to `path` on the worker's machine, or (`path` undefined) into its weight store. */
+  saveCheckpoint(sessionId: string, path: string | undefined, options: CallOptions = {}): Promise<SaveCheckpointResponse> {
+    const request = { sessionId, path: path ?? '', toWeightStore: path === undefined };
+    return unary('SaveCheckpoint', this.afa.saveCheckpoint.bind(this.afa), request, this.metadata, options, this.translate);
+  }
+
+  hasWeights(sha256: string, options: CallOptions = {}): Promise<HasWeightsResponse> {
+    return unary('HasWeights', this.afa.hasWeights.bind(this.afa), { sha256 }, this.metadata, options, this.translate);
+  }
+
+  /** Uploads a weights file as chunks (the first naming its sha256 and size). */
+  putWeights(chunks: AsyncIterable<WeightsChunk>, options: CallOptions = {}): Promise<PutWeightsResponse> {
+    return clientStream('PutWeights', (callback) => this.afa.putWeights(this.metadata, callback), chunks, options, this.translate);
+  }
+
+  /** Downloads a file of the worker's weight store as chunks. */
+  getWeights(sha256: string, options: CallOptions = {}): AsyncGenerator<WeightsChunk, void, undefined> {
+    return serverStream('GetWeights', () => this.afa.getWeights({ sha256 }, this.metadata), options, this.translate);
   }
 
   async closeSession(sessionId: string, options: CallOptions = {}): Promise<void> {

@@ -19,6 +19,7 @@ export const LIMITS = {
   classes: 100_000,
   layers: 256,
   attentionImages: 16,
+  weightsBytes: 8 * 2 ** 30,
 } as const;
 
 /** The largest value a uint32 field of the contract holds. */

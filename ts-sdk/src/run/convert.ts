@@ -124,6 +124,8 @@ export interface SessionOptions {
   data: DataSpec;
   seed: number;
   sourceWeights?: string;
+  /** The source from the worker's weight store by hash (uploaded first), instead of a path. */
+  sourceWeightsSha256?: string;
   device?: string;
   precision?: Precision;
   specJson?: string;
@@ -145,7 +147,8 @@ export function toCreateSessionRequest(o: SessionOptions): CreateSessionRequest 
     device: o.device ?? '',
     numThreads: 0,
     specJson: o.specJson ?? '',
-    noSource: !o.sourceWeights,
+    noSource: !o.sourceWeights && !o.sourceWeightsSha256,
     precision: PRECISION_MESSAGES[o.precision ?? 'auto'],
+    sourceWeightsSha256: o.sourceWeightsSha256 ?? '',
   };
 }

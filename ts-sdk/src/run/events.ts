@@ -64,6 +64,8 @@ export type RunEvent =
     layers: { name: string; shape: number[] }[];
     /** Where and in what arithmetic the worker runs it, e.g. "cpu" and "fp32, source bf16". */
     device: string; precision: string;
+    /** sha256 of the source weights the worker loaded (transfer sessions with a source). */
+    sourceSha256?: string;
   }
   | (EventBase & { type: 'stage-start'; index: number; iterations: number; regularizer: string; stability?: Stability })
   | (EventBase & { type: 'step'; iterations: number } & StepPoint)
@@ -85,6 +87,8 @@ export interface ExperimentResult {
   testLoss: number | undefined;
   checkpointPath: string | undefined;
   sourcePath: string | undefined;
+  /** sha256 of the source weights the worker loaded: the same bytes on every worker. */
+  sourceSha256?: string;
   timings: { totalSeconds: number; pretrainSeconds: number; transferSeconds: number; sourceCached: boolean };
 }
 

@@ -18,6 +18,8 @@ import { AsyncQueue } from './queue.js';
 import { checkAttentionImages, Session } from './session.js';
 import { DEFAULT_ATTENTION_IMAGES } from './attention.js';
 import { writeRunRecord } from './result-file.js';
+import { downloadWeights, uploadWeights, type WeightsAccess } from './weights.js';
+import { writeFileAtomically } from '../atomic-write.js';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 
 export interface RunOptions {
@@ -45,9 +47,10 @@ export interface ExperimentRun {
   readonly result: Promise<ExperimentResult>;
 }
 
-export function runExperiment(client: WorkerClient, spec: ExperimentSpec, options: RunOptions = {}): ExperimentRun {
+/** `access`: how the worker reaches weight files ('upload' for a worker that does not share this disk). */
+export function runExperiment(client: WorkerClient, spec: ExperimentSpec, options: RunOptions = {}, access: WeightsAccess = 'path'): ExperimentRun {
   const queue = new AsyncQueue<RunEvent>();
-  const result = execute(client, spec, options, (e) => queue.push(e)).then(
+  const result = execute(client, spec, options, access, (e) => queue.push(e)).then(
     (r) => {
       queue.end();
       return r;
@@ -72,9 +75,13 @@ async function runStageTo(session: Session, s: Parameters<Session['runStage']>[0
   return result;
 }
 
-/** The pretrained source's weights file: from the cache, or pretrained now and cached. */
+/**
+ * The pretrained source's weights file: from the cache, or pretrained now and cached. A worker that
+ * does not share this disk ('upload') saves it into its weight store, and it is downloaded from there.
+ */
 export async function obtainSource(client: WorkerClient, spec: Pick<ExperimentSpec, 'backbone' | 'device'> & { precision?: Precision },
-  source: PretrainSource, dir: string, signal: AbortSignal | undefined, emit: (e: RunEvent) => void): Promise<{ path: string; cached: boolean }> {
+  source: PretrainSource, dir: string, signal: AbortSignal | undefined, emit: (e: RunEvent) => void,
+  access: WeightsAccess = 'path'): Promise<{ path: string; cached: boolean }> {
   const path = sourceCachePath(dir, spec.backbone, source, spec.precision);
   if (isCached(path)) {
     emit({ type: 'source', phase: 'pretrain', cached: true, path });
@@ -99,7 +106,14 @@ export async function obtainSource(client: WorkerClient, spec: Pick<ExperimentSp
       restoreBest: false,
     });
     await runStageTo(session, pretrainStage, { signal, phase: 'pretrain', index: 0, seed: source.seed }, emit);
-    await session.saveCheckpoint(path, { signal });
+    if (access === 'path') {
+      await session.saveCheckpoint(path, { signal });
+    } else {
+      const saved = await session.saveToWeightStore({ signal });
+      await downloadWeights(client, saved.sha256, path, signal);
+      writeFileAtomically(path.replace(/\.safetensors$/, '.json'), JSON.stringify({ pretrain: source, backbone: spec.backbone,
+        sha256: saved.sha256, downloaded_from: client.address, worker_version: '', saved_at: Date.now() / 1000 }, null, 2));
+    }
   } finally {
     await session.close().catch(() => undefined);
   }
@@ -107,7 +121,15 @@ export async function obtainSource(client: WorkerClient, spec: Pick<ExperimentSp
   return { path, cached: false };
 }
 
-async function execute(client: WorkerClient, spec: ExperimentSpec, options: RunOptions,
+/** The source as a CreateSession request names it: a path the worker reads, or a hash in its store (uploaded now if missing). */
+export async function sourceReference(client: WorkerClient, path: string | undefined, access: WeightsAccess, signal?: AbortSignal):
+  Promise<{ sourceWeights?: string; sourceWeightsSha256?: string }> {
+  if (!path) return {};
+  if (access === 'path') return { sourceWeights: path };
+  return { sourceWeightsSha256: (await uploadWeights(client, path, signal)).sha256 };
+}
+
+async function execute(client: WorkerClient, spec: ExperimentSpec, options: RunOptions, access: WeightsAccess,
   emit: (e: RunEvent) => void): Promise<ExperimentResult> {
   const { signal } = options;
   checkAttentionImages(options.attentionImages ?? DEFAULT_ATTENTION_IMAGES);
@@ -119,17 +141,18 @@ async function execute(client: WorkerClient, spec: ExperimentSpec, options: RunO
     let sourceCached = false;
     if (spec.source.kind === 'weights') sourcePath = spec.source.path;
     if (spec.source.kind === 'pretrain') {
-      ({ path: sourcePath, cached: sourceCached } = await obtainSource(client, spec, spec.source, dir, signal, emit));
+      ({ path: sourcePath, cached: sourceCached } = await obtainSource(client, spec, spec.source, dir, signal, emit, access));
     }
     const pretrainDone = performance.now();
 
+    const source = await sourceReference(client, sourcePath, access, signal);
     const request = toCreateSessionRequest({ backbone: spec.backbone, data: spec.target, seed: spec.seed, device: spec.device,
-      precision: spec.precision, sourceWeights: sourcePath, specJson: JSON.stringify(spec) });
+      precision: spec.precision, ...source, specJson: JSON.stringify(spec) });
     const session = new Session(client, await client.createSession(request, { signal }), spec.seed);
     try {
       emit({ type: 'session', phase: 'transfer', sessionId: session.id, trainSize: session.info.trainSize,
         valSize: session.info.valSize, testSize: session.info.testSize, layers: session.info.layers, device: session.info.device,
-        precision: session.info.precision });
+        precision: session.info.precision, sourceSha256: session.info.sourceSha256 || undefined });
       const stages: StageResult[] = [];
       for (const [index, step] of spec.schedule.entries()) {
         if (step.kind === 'promoteTargetToSource') {
@@ -162,6 +185,7 @@ async function execute(client: WorkerClient, spec: ExperimentSpec, options: RunO
         testLoss: test?.loss,
         checkpointPath,
         sourcePath,
+        sourceSha256: session.info.sourceSha256 || undefined,
         timings: {
           totalSeconds: (finished - started) / 1000,
           pretrainSeconds: (pretrainDone - started) / 1000,

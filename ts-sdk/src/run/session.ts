@@ -106,6 +106,12 @@ export class Session {
     return { path: r.path, metadataPath: r.metadataPath, bytes: r.bytes, sha256: r.sha256 };
   }
 
+  /** Writes the target into the worker's weight store (for `WorkerClient.getWeights`), returning its sha256. */
+  async saveToWeightStore(options: CallOptions = {}): Promise<{ sha256: string; bytes: number }> {
+    const r = await this.client.saveCheckpoint(this.id, undefined, options);
+    return { sha256: r.sha256, bytes: r.bytes };
+  }
+
   /** Frees the session; waits briefly for a just-cancelled stage to release it. Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return;

@@ -16,7 +16,8 @@ import type { BackboneSpec } from '../dsl/backbone.js';
 import type { DataSpec } from '../dsl/data.js';
 import type { Precision } from '../dsl/precision.js';
 import { toCreateSessionRequest } from '../run/convert.js';
-import { obtainSource, runExperiment, type ExperimentRun, type RunOptions } from '../run/runner.js';
+import { obtainSource, runExperiment, sourceReference, type ExperimentRun, type RunOptions } from '../run/runner.js';
+import type { WeightsAccess } from '../run/weights.js';
 import { cacheDir } from '../run/cache.js';
 import { packageVersion } from '../paths.js';
 import type { PretrainSource } from '../dsl/source.js';
@@ -55,6 +56,11 @@ export type WorkerStartOptionsWithDefaults = Required<Omit<WorkerStartOptions, '
 export interface WorkerConnectOptions extends ClientOptions {
   /** Milliseconds to wait for health SERVING. @default 10000 */
   timeoutMs?: number;
+  /**
+   * The worker reads this machine's files by path (same machine and user, or shared storage).
+   * Without it, source weights travel over the contract by hash. @default false
+   */
+  sharedFilesystem?: boolean;
 }
 
 function withStartDefaults(options: WorkerStartOptions): WorkerStartOptionsWithDefaults {
@@ -87,6 +93,8 @@ export class Worker {
     private readonly stderr?: TailBuffer,
     readonly handshake?: Handshake,
     private readonly stopTimeoutMs = 10_000,
+    /** How this worker reaches weight files: by path (a spawned worker shares this disk) or uploaded by hash. */
+    readonly weightsAccess: WeightsAccess = 'path',
   ) {
     this.token = clientOptions.token ?? process.env.AFA_TOKEN;
     this.client = new WorkerClient(address, { ...clientOptions, translate: (m, e) => this.translate(m, e) });
@@ -131,7 +139,7 @@ export class Worker {
 
   /** Attaches to a running worker (e.g. `afa-worker serve --host 0.0.0.0 --token ...` elsewhere). */
   static async connect(address: string, options: WorkerConnectOptions = {}): Promise<Worker> {
-    const worker = new Worker(address, options);
+    const worker = new Worker(address, options, undefined, undefined, undefined, 10_000, options.sharedFilesystem ? 'path' : 'upload');
     const serving = await worker.client.waitForServing(options.timeoutMs ?? 10_000);
     if (!serving) {
       worker.setState('FAILED');
@@ -195,7 +203,7 @@ export class Worker {
    */
   run(spec: ExperimentSpec, options: RunOptions = {}): ExperimentRun {
     this.assertRunning('run');
-    return runExperiment(this.client, spec, options);
+    return runExperiment(this.client, spec, options, this.weightsAccess);
   }
 
   /**
@@ -207,7 +215,7 @@ export class Worker {
   ): Promise<{ path: string; cached: boolean }> {
     this.assertRunning('prepareSource');
     return obtainSource(this.client, { backbone, device: options.device ?? '', precision: options.precision }, source, cacheDir(options.cacheDir), options.signal,
-      options.onEvent ?? (() => undefined));
+      options.onEvent ?? (() => undefined), this.weightsAccess);
   }
 
   /** Opens a session to drive stages one by one (custom schedules, branching between stages). */
@@ -224,7 +232,9 @@ export class Worker {
   }): Promise<Session> {
     this.assertRunning('createSession');
     const seed = options.seed ?? 0;
-    const response = await this.client.createSession(toCreateSessionRequest({ ...options, seed }), { signal: options.signal });
+    const source = await sourceReference(this.client, options.sourceWeights, this.weightsAccess, options.signal);
+    const request = toCreateSessionRequest({ ...options, sourceWeights: undefined, ...source, seed });
+    const response = await this.client.createSession(request, { signal: options.signal });
     return new Session(this.client, response, seed);
   }
 

@@ -69,6 +69,21 @@ class AfaWorkerStub:
                 request_serializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.CloseSessionRequest.SerializeToString,
                 response_deserializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.CloseSessionResponse.FromString,
                 _registered_method=True)
+        self.HasWeights = channel.unary_unary(
+                '/afa.v1.AfaWorker/HasWeights',
+                request_serializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.HasWeightsRequest.SerializeToString,
+                response_deserializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.HasWeightsResponse.FromString,
+                _registered_method=True)
+        self.PutWeights = channel.stream_unary(
+                '/afa.v1.AfaWorker/PutWeights',
+                request_serializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.WeightsChunk.SerializeToString,
+                response_deserializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.PutWeightsResponse.FromString,
+                _registered_method=True)
+        self.GetWeights = channel.unary_stream(
+                '/afa.v1.AfaWorker/GetWeights',
+                request_serializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.GetWeightsRequest.SerializeToString,
+                response_deserializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.WeightsChunk.FromString,
+                _registered_method=True)
 
 
 class AfaWorkerServicer:
@@ -123,6 +138,30 @@ class AfaWorkerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def HasWeights(self, request, context):
+        """Weights travel over the contract, content-addressed, so a worker on another machine needs
+        nothing from the SDK's disk. Each worker keeps a store of weight files named by their sha256.
+        Whether the store holds these bytes (an upload is skipped when it does).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutWeights(self, request_iterator, context):
+        """Uploads a weights file in chunks; the first names the sha256 and size; kept only when the
+        bytes hash to that sha256.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetWeights(self, request, context):
+        """Downloads a file of the store (e.g. a source this worker pretrained) in chunks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AfaWorkerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -160,6 +199,21 @@ def add_AfaWorkerServicer_to_server(servicer, server):
                     servicer.CloseSession,
                     request_deserializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.CloseSessionRequest.FromString,
                     response_serializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.CloseSessionResponse.SerializeToString,
+            ),
+            'HasWeights': grpc.unary_unary_rpc_method_handler(
+                    servicer.HasWeights,
+                    request_deserializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.HasWeightsRequest.FromString,
+                    response_serializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.HasWeightsResponse.SerializeToString,
+            ),
+            'PutWeights': grpc.stream_unary_rpc_method_handler(
+                    servicer.PutWeights,
+                    request_deserializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.WeightsChunk.FromString,
+                    response_serializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.PutWeightsResponse.SerializeToString,
+            ),
+            'GetWeights': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetWeights,
+                    request_deserializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.GetWeightsRequest.FromString,
+                    response_serializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.WeightsChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -351,6 +405,87 @@ class AfaWorker:
             '/afa.v1.AfaWorker/CloseSession',
             afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.CloseSessionRequest.SerializeToString,
             afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.CloseSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HasWeights(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/afa.v1.AfaWorker/HasWeights',
+            afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.HasWeightsRequest.SerializeToString,
+            afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.HasWeightsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutWeights(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/afa.v1.AfaWorker/PutWeights',
+            afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.WeightsChunk.SerializeToString,
+            afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.PutWeightsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWeights(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/afa.v1.AfaWorker/GetWeights',
+            afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.GetWeightsRequest.SerializeToString,
+            afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.WeightsChunk.FromString,
             options,
             channel_credentials,
             insecure,

@@ -13,6 +13,8 @@ import {
   type ClientOptions,
   type ClientReadableStream,
   type ClientUnaryCall,
+  type ClientWritableStream,
+  type handleClientStreamingCall,
   type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
@@ -356,6 +358,11 @@ export interface CreateSessionRequest {
   noSource: boolean;
   /** The arithmetic of training and of the frozen source's forward; see Precision. */
   precision: Precision;
+  /**
+   * Source weights from the worker's weight store by sha256 (see PutWeights); instead of
+   * source_weights, which is a path on the worker's machine.
+   */
+  sourceWeightsSha256: string;
 }
 
 export interface LayerInfo {
@@ -377,6 +384,8 @@ export interface CreateSessionResponse {
   hasSource: boolean;
   /** The precision the worker resolved for this device, e.g. "fp32, source bf16" or "bf16". */
   precision: string;
+  /** sha256 of the source weights file the session loaded ("" without one). */
+  sourceSha256: string;
 }
 
 export interface CloseSessionRequest {
@@ -686,12 +695,45 @@ export interface SaveCheckpointRequest {
   sessionId: string;
   /** Path of the .safetensors file; a .json sidecar is written beside it. */
   path: string;
+  /** Instead of a path: into the worker's weight store under its sha256, for GetWeights. */
+  toWeightStore: boolean;
 }
 
 export interface SaveCheckpointResponse {
   path: string;
   metadataPath: string;
   bytes: number;
+  sha256: string;
+}
+
+export interface HasWeightsRequest {
+  /** Lower-case hex sha256 of the file. */
+  sha256: string;
+}
+
+export interface HasWeightsResponse {
+  present: boolean;
+  bytes: number;
+}
+
+/**
+ * A piece of a weights file. The first chunk of a PutWeights stream carries sha256 and
+ * total_bytes; chunks hold at most 4 MiB of data (the message limit is 16 MiB).
+ */
+export interface WeightsChunk {
+  sha256: string;
+  totalBytes: number;
+  data: Buffer;
+}
+
+export interface PutWeightsResponse {
+  sha256: string;
+  bytes: number;
+  /** The store held the file already; the upload was read and dropped. */
+  alreadyPresent: boolean;
+}
+
+export interface GetWeightsRequest {
   sha256: string;
 }
 
@@ -1933,6 +1975,7 @@ function createBaseCreateSessionRequest(): CreateSessionRequest {
     specJson: "",
     noSource: false,
     precision: 0,
+    sourceWeightsSha256: "",
   };
 }
 
@@ -1967,6 +2010,9 @@ export const CreateSessionRequest: MessageFns<CreateSessionRequest> = {
     }
     if (message.precision !== 0) {
       writer.uint32(80).int32(message.precision);
+    }
+    if (message.sourceWeightsSha256 !== "") {
+      writer.uint32(90).string(message.sourceWeightsSha256);
     }
     return writer;
   },
@@ -2064,6 +2110,14 @@ export const CreateSessionRequest: MessageFns<CreateSessionRequest> = {
             message.precision = reader.int32() as any;
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.sourceWeightsSha256 = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2104,6 +2158,11 @@ export const CreateSessionRequest: MessageFns<CreateSessionRequest> = {
         ? globalThis.Boolean(object.no_source)
         : false,
       precision: isSet(object.precision) ? precisionFromJSON(object.precision) : 0,
+      sourceWeightsSha256: isSet(object.sourceWeightsSha256)
+        ? globalThis.String(object.sourceWeightsSha256)
+        : isSet(object.source_weights_sha256)
+        ? globalThis.String(object.source_weights_sha256)
+        : "",
     };
   },
 
@@ -2139,6 +2198,9 @@ export const CreateSessionRequest: MessageFns<CreateSessionRequest> = {
     if (message.precision !== 0) {
       obj.precision = precisionToJSON(message.precision);
     }
+    if (message.sourceWeightsSha256 !== "") {
+      obj.sourceWeightsSha256 = message.sourceWeightsSha256;
+    }
     return obj;
   },
 
@@ -2159,6 +2221,7 @@ export const CreateSessionRequest: MessageFns<CreateSessionRequest> = {
     message.specJson = object.specJson ?? "";
     message.noSource = object.noSource ?? false;
     message.precision = object.precision ?? 0;
+    message.sourceWeightsSha256 = object.sourceWeightsSha256 ?? "";
     return message;
   },
 };
@@ -2275,6 +2338,7 @@ function createBaseCreateSessionResponse(): CreateSessionResponse {
     device: "",
     hasSource: false,
     precision: "",
+    sourceSha256: "",
   };
 }
 
@@ -2312,6 +2376,9 @@ export const CreateSessionResponse: MessageFns<CreateSessionResponse> = {
     }
     if (message.precision !== "") {
       writer.uint32(90).string(message.precision);
+    }
+    if (message.sourceSha256 !== "") {
+      writer.uint32(98).string(message.sourceSha256);
     }
     return writer;
   },
@@ -2417,6 +2484,14 @@ export const CreateSessionResponse: MessageFns<CreateSessionResponse> = {
             message.precision = reader.string();
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.sourceSha256 = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2474,6 +2549,11 @@ export const CreateSessionResponse: MessageFns<CreateSessionResponse> = {
         ? globalThis.Boolean(object.has_source)
         : false,
       precision: isSet(object.precision) ? globalThis.String(object.precision) : "",
+      sourceSha256: isSet(object.sourceSha256)
+        ? globalThis.String(object.sourceSha256)
+        : isSet(object.source_sha256)
+        ? globalThis.String(object.source_sha256)
+        : "",
     };
   },
 
@@ -2512,6 +2592,9 @@ export const CreateSessionResponse: MessageFns<CreateSessionResponse> = {
     if (message.precision !== "") {
       obj.precision = message.precision;
     }
+    if (message.sourceSha256 !== "") {
+      obj.sourceSha256 = message.sourceSha256;
+    }
     return obj;
   },
 
@@ -2531,6 +2614,7 @@ export const CreateSessionResponse: MessageFns<CreateSessionResponse> = {
     message.device = object.device ?? "";
     message.hasSource = object.hasSource ?? false;
     message.precision = object.precision ?? "";
+    message.sourceSha256 = object.sourceSha256 ?? "";
     return message;
   },
 };
@@ -6579,7 +6663,7 @@ export const PromoteTargetToSourceResponse: MessageFns<PromoteTargetToSourceResp
 };
 
 function createBaseSaveCheckpointRequest(): SaveCheckpointRequest {
-  return { sessionId: "", path: "" };
+  return { sessionId: "", path: "", toWeightStore: false };
 }
 
 export const SaveCheckpointRequest: MessageFns<SaveCheckpointRequest> = {
@@ -6589,6 +6673,9 @@ export const SaveCheckpointRequest: MessageFns<SaveCheckpointRequest> = {
     }
     if (message.path !== "") {
       writer.uint32(18).string(message.path);
+    }
+    if (message.toWeightStore !== false) {
+      writer.uint32(24).bool(message.toWeightStore);
     }
     return writer;
   },
@@ -6622,6 +6709,14 @@ export const SaveCheckpointRequest: MessageFns<SaveCheckpointRequest> = {
             message.path = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.toWeightStore = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -6642,6 +6737,11 @@ export const SaveCheckpointRequest: MessageFns<SaveCheckpointRequest> = {
         ? globalThis.String(object.session_id)
         : "",
       path: isSet(object.path) ? globalThis.String(object.path) : "",
+      toWeightStore: isSet(object.toWeightStore)
+        ? globalThis.Boolean(object.toWeightStore)
+        : isSet(object.to_weight_store)
+        ? globalThis.Boolean(object.to_weight_store)
+        : false,
     };
   },
 
@@ -6653,6 +6753,9 @@ export const SaveCheckpointRequest: MessageFns<SaveCheckpointRequest> = {
     if (message.path !== "") {
       obj.path = message.path;
     }
+    if (message.toWeightStore !== false) {
+      obj.toWeightStore = message.toWeightStore;
+    }
     return obj;
   },
 
@@ -6663,6 +6766,7 @@ export const SaveCheckpointRequest: MessageFns<SaveCheckpointRequest> = {
     const message = createBaseSaveCheckpointRequest();
     message.sessionId = object.sessionId ?? "";
     message.path = object.path ?? "";
+    message.toWeightStore = object.toWeightStore ?? false;
     return message;
   },
 };
@@ -6788,6 +6892,435 @@ export const SaveCheckpointResponse: MessageFns<SaveCheckpointResponse> = {
   },
 };
 
+function createBaseHasWeightsRequest(): HasWeightsRequest {
+  return { sha256: "" };
+}
+
+export const HasWeightsRequest: MessageFns<HasWeightsRequest> = {
+  encode(message: HasWeightsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sha256 !== "") {
+      writer.uint32(10).string(message.sha256);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HasWeightsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHasWeightsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sha256 = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HasWeightsRequest {
+    return { sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "" };
+  },
+
+  toJSON(message: HasWeightsRequest): unknown {
+    const obj: any = {};
+    if (message.sha256 !== "") {
+      obj.sha256 = message.sha256;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HasWeightsRequest>, I>>(base?: I): HasWeightsRequest {
+    return HasWeightsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HasWeightsRequest>, I>>(object: I): HasWeightsRequest {
+    const message = createBaseHasWeightsRequest();
+    message.sha256 = object.sha256 ?? "";
+    return message;
+  },
+};
+
+function createBaseHasWeightsResponse(): HasWeightsResponse {
+  return { present: false, bytes: 0 };
+}
+
+export const HasWeightsResponse: MessageFns<HasWeightsResponse> = {
+  encode(message: HasWeightsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.present !== false) {
+      writer.uint32(8).bool(message.present);
+    }
+    if (message.bytes !== 0) {
+      writer.uint32(16).uint64(message.bytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HasWeightsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHasWeightsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.present = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.bytes = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HasWeightsResponse {
+    return {
+      present: isSet(object.present) ? globalThis.Boolean(object.present) : false,
+      bytes: isSet(object.bytes) ? globalThis.Number(object.bytes) : 0,
+    };
+  },
+
+  toJSON(message: HasWeightsResponse): unknown {
+    const obj: any = {};
+    if (message.present !== false) {
+      obj.present = message.present;
+    }
+    if (message.bytes !== 0) {
+      obj.bytes = Math.round(message.bytes);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HasWeightsResponse>, I>>(base?: I): HasWeightsResponse {
+    return HasWeightsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HasWeightsResponse>, I>>(object: I): HasWeightsResponse {
+    const message = createBaseHasWeightsResponse();
+    message.present = object.present ?? false;
+    message.bytes = object.bytes ?? 0;
+    return message;
+  },
+};
+
+function createBaseWeightsChunk(): WeightsChunk {
+  return { sha256: "", totalBytes: 0, data: Buffer.alloc(0) };
+}
+
+export const WeightsChunk: MessageFns<WeightsChunk> = {
+  encode(message: WeightsChunk, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sha256 !== "") {
+      writer.uint32(10).string(message.sha256);
+    }
+    if (message.totalBytes !== 0) {
+      writer.uint32(16).uint64(message.totalBytes);
+    }
+    if (message.data.length !== 0) {
+      writer.uint32(26).bytes(message.data);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WeightsChunk {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWeightsChunk();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sha256 = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.totalBytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WeightsChunk {
+    return {
+      sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
+      totalBytes: isSet(object.totalBytes)
+        ? globalThis.Number(object.totalBytes)
+        : isSet(object.total_bytes)
+        ? globalThis.Number(object.total_bytes)
+        : 0,
+      data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: WeightsChunk): unknown {
+    const obj: any = {};
+    if (message.sha256 !== "") {
+      obj.sha256 = message.sha256;
+    }
+    if (message.totalBytes !== 0) {
+      obj.totalBytes = Math.round(message.totalBytes);
+    }
+    if (message.data.length !== 0) {
+      obj.data = base64FromBytes(message.data);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WeightsChunk>, I>>(base?: I): WeightsChunk {
+    return WeightsChunk.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WeightsChunk>, I>>(object: I): WeightsChunk {
+    const message = createBaseWeightsChunk();
+    message.sha256 = object.sha256 ?? "";
+    message.totalBytes = object.totalBytes ?? 0;
+    message.data = object.data ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBasePutWeightsResponse(): PutWeightsResponse {
+  return { sha256: "", bytes: 0, alreadyPresent: false };
+}
+
+export const PutWeightsResponse: MessageFns<PutWeightsResponse> = {
+  encode(message: PutWeightsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sha256 !== "") {
+      writer.uint32(10).string(message.sha256);
+    }
+    if (message.bytes !== 0) {
+      writer.uint32(16).uint64(message.bytes);
+    }
+    if (message.alreadyPresent !== false) {
+      writer.uint32(24).bool(message.alreadyPresent);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PutWeightsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePutWeightsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sha256 = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.bytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.alreadyPresent = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PutWeightsResponse {
+    return {
+      sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
+      bytes: isSet(object.bytes) ? globalThis.Number(object.bytes) : 0,
+      alreadyPresent: isSet(object.alreadyPresent)
+        ? globalThis.Boolean(object.alreadyPresent)
+        : isSet(object.already_present)
+        ? globalThis.Boolean(object.already_present)
+        : false,
+    };
+  },
+
+  toJSON(message: PutWeightsResponse): unknown {
+    const obj: any = {};
+    if (message.sha256 !== "") {
+      obj.sha256 = message.sha256;
+    }
+    if (message.bytes !== 0) {
+      obj.bytes = Math.round(message.bytes);
+    }
+    if (message.alreadyPresent !== false) {
+      obj.alreadyPresent = message.alreadyPresent;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PutWeightsResponse>, I>>(base?: I): PutWeightsResponse {
+    return PutWeightsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PutWeightsResponse>, I>>(object: I): PutWeightsResponse {
+    const message = createBasePutWeightsResponse();
+    message.sha256 = object.sha256 ?? "";
+    message.bytes = object.bytes ?? 0;
+    message.alreadyPresent = object.alreadyPresent ?? false;
+    return message;
+  },
+};
+
+function createBaseGetWeightsRequest(): GetWeightsRequest {
+  return { sha256: "" };
+}
+
+export const GetWeightsRequest: MessageFns<GetWeightsRequest> = {
+  encode(message: GetWeightsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sha256 !== "") {
+      writer.uint32(10).string(message.sha256);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetWeightsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetWeightsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sha256 = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetWeightsRequest {
+    return { sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "" };
+  },
+
+  toJSON(message: GetWeightsRequest): unknown {
+    const obj: any = {};
+    if (message.sha256 !== "") {
+      obj.sha256 = message.sha256;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetWeightsRequest>, I>>(base?: I): GetWeightsRequest {
+    return GetWeightsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetWeightsRequest>, I>>(object: I): GetWeightsRequest {
+    const message = createBaseGetWeightsRequest();
+    message.sha256 = object.sha256 ?? "";
+    return message;
+  },
+};
+
 export type AfaWorkerService = typeof AfaWorkerService;
 export const AfaWorkerService = {
   /** Versions, devices and the choices this worker knows (backbones, data sets, regularisers). */
@@ -6866,6 +7399,43 @@ export const AfaWorkerService = {
       Buffer.from(CloseSessionResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): CloseSessionResponse => CloseSessionResponse.decode(value),
   },
+  /**
+   * Weights travel over the contract, content-addressed, so a worker on another machine needs
+   * nothing from the SDK's disk. Each worker keeps a store of weight files named by their sha256.
+   * Whether the store holds these bytes (an upload is skipped when it does).
+   */
+  hasWeights: {
+    path: "/afa.v1.AfaWorker/HasWeights" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: HasWeightsRequest): Buffer => Buffer.from(HasWeightsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): HasWeightsRequest => HasWeightsRequest.decode(value),
+    responseSerialize: (value: HasWeightsResponse): Buffer => Buffer.from(HasWeightsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): HasWeightsResponse => HasWeightsResponse.decode(value),
+  },
+  /**
+   * Uploads a weights file in chunks; the first names the sha256 and size; kept only when the
+   * bytes hash to that sha256.
+   */
+  putWeights: {
+    path: "/afa.v1.AfaWorker/PutWeights" as const,
+    requestStream: true as const,
+    responseStream: false as const,
+    requestSerialize: (value: WeightsChunk): Buffer => Buffer.from(WeightsChunk.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WeightsChunk => WeightsChunk.decode(value),
+    responseSerialize: (value: PutWeightsResponse): Buffer => Buffer.from(PutWeightsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PutWeightsResponse => PutWeightsResponse.decode(value),
+  },
+  /** Downloads a file of the store (e.g. a source this worker pretrained) in chunks. */
+  getWeights: {
+    path: "/afa.v1.AfaWorker/GetWeights" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: GetWeightsRequest): Buffer => Buffer.from(GetWeightsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetWeightsRequest => GetWeightsRequest.decode(value),
+    responseSerialize: (value: WeightsChunk): Buffer => Buffer.from(WeightsChunk.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WeightsChunk => WeightsChunk.decode(value),
+  },
 } as const;
 
 export interface AfaWorkerServer extends UntypedServiceImplementation {
@@ -6883,6 +7453,19 @@ export interface AfaWorkerServer extends UntypedServiceImplementation {
   saveCheckpoint: handleUnaryCall<SaveCheckpointRequest, SaveCheckpointResponse>;
   /** Frees a session's models and data. */
   closeSession: handleUnaryCall<CloseSessionRequest, CloseSessionResponse>;
+  /**
+   * Weights travel over the contract, content-addressed, so a worker on another machine needs
+   * nothing from the SDK's disk. Each worker keeps a store of weight files named by their sha256.
+   * Whether the store holds these bytes (an upload is skipped when it does).
+   */
+  hasWeights: handleUnaryCall<HasWeightsRequest, HasWeightsResponse>;
+  /**
+   * Uploads a weights file in chunks; the first names the sha256 and size; kept only when the
+   * bytes hash to that sha256.
+   */
+  putWeights: handleClientStreamingCall<WeightsChunk, PutWeightsResponse>;
+  /** Downloads a file of the store (e.g. a source this worker pretrained) in chunks. */
+  getWeights: handleServerStreamingCall<GetWeightsRequest, WeightsChunk>;
 }
 
 export interface AfaWorkerClient extends Client {
@@ -6989,6 +7572,53 @@ export interface AfaWorkerClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CloseSessionResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Weights travel over the contract, content-addressed, so a worker on another machine needs
+   * nothing from the SDK's disk. Each worker keeps a store of weight files named by their sha256.
+   * Whether the store holds these bytes (an upload is skipped when it does).
+   */
+  hasWeights(
+    request: HasWeightsRequest,
+    callback: (error: ServiceError | null, response: HasWeightsResponse) => void,
+  ): ClientUnaryCall;
+  hasWeights(
+    request: HasWeightsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: HasWeightsResponse) => void,
+  ): ClientUnaryCall;
+  hasWeights(
+    request: HasWeightsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: HasWeightsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Uploads a weights file in chunks; the first names the sha256 and size; kept only when the
+   * bytes hash to that sha256.
+   */
+  putWeights(
+    callback: (error: ServiceError | null, response: PutWeightsResponse) => void,
+  ): ClientWritableStream<WeightsChunk>;
+  putWeights(
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PutWeightsResponse) => void,
+  ): ClientWritableStream<WeightsChunk>;
+  putWeights(
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PutWeightsResponse) => void,
+  ): ClientWritableStream<WeightsChunk>;
+  putWeights(
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PutWeightsResponse) => void,
+  ): ClientWritableStream<WeightsChunk>;
+  /** Downloads a file of the store (e.g. a source this worker pretrained) in chunks. */
+  getWeights(request: GetWeightsRequest, options?: Partial<CallOptions>): ClientReadableStream<WeightsChunk>;
+  getWeights(
+    request: GetWeightsRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<WeightsChunk>;
 }
 
 export const AfaWorkerClient = makeGenericClientConstructor(AfaWorkerService, "afa.v1.AfaWorker") as unknown as {
