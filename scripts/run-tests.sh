@@ -1,20 +1,29 @@
 #!/usr/bin/env bash
-# Runs the Python and the TypeScript suites at once. The TypeScript suite spends much of its time
-# waiting on worker processes, npm, pip and Chromium, so the Python suite fills the idle core
-# (about 15 min one after the other on 2 cores, about 11 at once). The Python suite's output is
-# printed when both are done; the exit status fails if either does.
+# Runs the Python and the TypeScript suites at once, and the Ray suite (scripts/run-ray-tests.sh,
+# in a private network namespace) after the Python one. The TypeScript suite spends much of its
+# time waiting on worker processes, npm, pip and Chromium, so the other two fill the idle core
+# (about 15 min one after the other on 2 cores, about 12 at once). Their output is printed when
+# all are done; the exit status fails if any does.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 log=$(mktemp "${TMPDIR:-/tmp}/afa-pytest.XXXXXX")
-trap 'rm -f "$log"' EXIT
+ray_log=$(mktemp "${TMPDIR:-/tmp}/afa-ray.XXXXXX")
+trap 'rm -f "$log" "$ray_log"' EXIT
 (cd python-worker && exec .venv/bin/python -m pytest -q) >"$log" 2>&1 &
 python_suite=$!
+(wait_for=$python_suite; while kill -0 "$wait_for" 2>/dev/null; do sleep 2; done; exec scripts/run-ray-tests.sh) >"$ray_log" 2>&1 &
+ray_suite=$!
 node_modules/.bin/mocha
 ts_status=$?
 wait "$python_suite"
 python_status=$?
+wait "$ray_suite"
+ray_status=$?
 echo
 echo "--- Python suite (pytest, ran alongside) ---"
 cat "$log"
-echo "TypeScript suite: exit $ts_status; Python suite: exit $python_status"
-[ "$ts_status" -eq 0 ] && [ "$python_status" -eq 0 ]
+echo
+echo "--- Ray suite (scripts/run-ray-tests.sh, after the Python suite) ---"
+grep -v 'network_util.cc' "$ray_log"
+echo "TypeScript suite: exit $ts_status; Python suite: exit $python_status; Ray suite: exit $ray_status"
+[ "$ts_status" -eq 0 ] && [ "$python_status" -eq 0 ] && [ "$ray_status" -eq 0 ]

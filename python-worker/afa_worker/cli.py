@@ -33,6 +33,10 @@ def _parser() -> argparse.ArgumentParser:
                                                                            "user can (the SDK's own local worker)")
     serve.add_argument("--weight-store", default="", help="where weights uploaded by hash are kept (default: "
                                                           "$AFA_CACHE/weights, else ~/.cache/afa-transfer/cache/weights)")
+    pool = sub.add_parser("ray-pool", help="run workers as Ray actors and report their addresses (for the SDK)")
+    from afa_worker.ray_pool import add_arguments  # noqa: PLC0415
+
+    add_arguments(pool)
     sub.add_parser("version", help="print the worker and protocol versions")
     board = sub.add_parser("tensorboard", help="write TensorBoard event files from JSON lines on stdin (for the SDK)")
     board.add_argument("--logdir", required=True, help="the log directory; one subdirectory per run")
@@ -46,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"afa-worker {__version__} protocol {PROTOCOL_VERSION}")
         return 0
+    if args.command == "ray-pool":
+        from afa_worker.ray_pool import main as ray_pool_main  # noqa: PLC0415
+
+        return ray_pool_main(args)
     if args.command == "tensorboard":
         from afa_worker.tensorboard_writer import main as tensorboard_main  # noqa: PLC0415
 

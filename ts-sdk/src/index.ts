@@ -113,6 +113,8 @@ export type { TrialRecord, TrialStatus, CurvePoint, TrialAttention } from './swe
 export { readRecords, latestByTrial } from './sweep/store.js';
 export { planSlots } from './sweep/pool.js';
 export type { PoolOptions, WorkerSlot } from './sweep/pool.js';
+export { RayPool } from './worker/ray-pool.js';
+export type { RayPoolOptions, RayEndpoint, RayPoolEvent } from './worker/ray-pool.js';
 export { summarize, bestPerGroup, formatSummaryTable, bestSpec, recordsToCsv, meanStd } from './sweep/summary.js';
 export type { ConfigSummary } from './sweep/summary.js';
 export { parseSweep } from './sweep/validate.js';

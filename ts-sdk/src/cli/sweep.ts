@@ -27,6 +27,9 @@ interface SweepCliOptions {
   python?: string;
   maxAttempts: string;
   tensorboard?: string;
+  ray?: string | true;
+  cpusPerWorker?: string;
+  gpusPerWorker?: string;
 }
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -44,6 +47,10 @@ export function registerSweep(program: Command): void {
     .option('--threads <n>', 'torch threads per local worker')
     .option('--python <path>', 'Python interpreter for local workers')
     .option('--max-attempts <n>', 'attempts per trial when its worker crashes', '2')
+    .option('--ray [address]', "run the workers as Ray actors: on the cluster at ADDRESS (host:port of its GCS), 'auto' " +
+      "($RAY_ADDRESS or the cluster started on this machine; the default), or 'local' (a throwaway one)")
+    .option('--cpus-per-worker <n>', 'with --ray: CPUs each worker actor reserves (default 1; also its torch threads unless --threads)')
+    .option('--gpus-per-worker <n>', 'with --ray: GPUs each worker actor reserves (default 1 where the cluster has GPUs, else 0)')
     .option('--tensorboard <dir>', 'write TensorBoard event files, one run directory per trial named by its labels')
     .action(async (file: string, opts: SweepCliOptions) => {
       process.exitCode = await sweepCommand(file, opts);
@@ -67,7 +74,19 @@ async function sweepCommand(file: string, opts: SweepCliOptions): Promise<number
       if (!run) boardRuns.set(trial.trialId, (run = board.run(`${configLabel(trial.labels, ' ') || 'base'} seed=${trial.seed}`)));
       run.handle(event);
     });
-    const slots = planSlots({ local: workers, remote: opts.worker, threads: opts.threads ? Number(opts.threads) : undefined, python: opts.python });
+    const threads = opts.threads ? Number(opts.threads) : undefined;
+    if (opts.ray !== undefined && opts.worker?.length) throw new UsageError('--ray', 'give --ray or --worker, not both');
+    if (opts.ray === undefined && (opts.cpusPerWorker || opts.gpusPerWorker)) {
+      throw new UsageError(opts.cpusPerWorker ? '--cpus-per-worker' : '--gpus-per-worker', 'applies to Ray workers only (with --ray)');
+    }
+    const ray = opts.ray === undefined ? undefined : {
+      address: opts.ray === true ? 'auto' : opts.ray,
+      workers,
+      threads,
+      cpusPerWorker: opts.cpusPerWorker === undefined ? undefined : Number(opts.cpusPerWorker),
+      gpusPerWorker: opts.gpusPerWorker === undefined ? undefined : Number(opts.gpusPerWorker),
+    };
+    const slots = planSlots({ local: workers, remote: opts.worker, ray, threads, python: opts.python });
     const outcome = await runSweep(sweep, {
       outDir,
       slots,

@@ -85,7 +85,8 @@ export class SweepProgress {
         if (r.status === 'pruned') this.pruned += 1;
         if (r.status === 'completed') this.durations.push(r.wallSeconds);
         const metric = r.status === 'failed' ? r.error?.split('\n')[0] : `best val ${(100 * r.metrics.bestValAccuracy).toFixed(1)}%`;
-        this.print(`${r.status.padEnd(9)} ${r.spec.name.replace(/^.*\[/, '[')} seed ${r.seed} on ${r.worker} in ${secs(r.wallSeconds)}: ${metric}` +
+        const where = r.node && r.worker.startsWith('ray-') ? `${r.worker} [${r.node}]` : r.worker;
+        this.print(`${r.status.padEnd(9)} ${r.spec.name.replace(/^.*\[/, '[')} seed ${r.seed} on ${where} in ${secs(r.wallSeconds)}: ${metric}` +
           (this.interactive ? '' : `  (${this.status()})`));
         this.redraw();
         break;

@@ -1,19 +1,26 @@
-/** The workers a sweep runs on: local ones it starts (and restarts after a crash), or remote ones. */
-import { cpus } from 'node:os';
+/** The workers a sweep runs on: local ones it starts (and restarts after a crash), remote ones, or Ray actors. */
+import { cpus, hostname } from 'node:os';
 import { Worker } from '../worker/worker.js';
+import { RayPool, type RayPoolOptions } from '../worker/ray-pool.js';
 
 export interface WorkerSlot {
   readonly name: string;
   worker: Worker | undefined;
-  /** A fresh worker for this slot (after a crash); remote slots reconnect. */
-  readonly create: () => Promise<Worker>;
+  /** A fresh worker for this slot (after a crash); remote slots reconnect, Ray slots wait for Ray's restart. */
+  readonly create: (signal?: AbortSignal) => Promise<Worker>;
+  /** The machine the slot's current worker runs on, for trial records. */
+  node?: string;
+  /** Frees what the slot holds beyond its worker (a Ray pool); called once the sweep is over. */
+  readonly release?: () => Promise<void>;
 }
 
 export interface PoolOptions {
-  /** Local workers to start. @default 1 (ignored when `remote` is given) */
+  /** Local workers to start. @default 1 (ignored when `remote` or `ray` is given) */
   local?: number;
   /** Addresses of running workers. */
   remote?: readonly string[];
+  /** Workers as actors on a Ray cluster; `workers` of them (default 1). */
+  ray?: RayPoolOptions;
   /** torch threads per local worker. @default the CPU count divided among the workers */
   threads?: number;
   python?: string;
@@ -21,10 +28,12 @@ export interface PoolOptions {
 }
 
 export function planSlots(options: PoolOptions): WorkerSlot[] {
+  if (options.ray) return raySlots({ python: options.python, ...options.ray });
   if (options.remote?.length) {
     return options.remote.map((address) => ({
       name: address,
       worker: undefined,
+      node: address.replace(/:\d+$/, ''),
       create: () => Worker.connect(address, { token: options.token }),
     }));
   }
@@ -33,8 +42,36 @@ export function planSlots(options: PoolOptions): WorkerSlot[] {
   return Array.from({ length: n }, (_, i) => ({
     name: `local-${i + 1}`,
     worker: undefined,
+    node: hostname(),
     create: () => Worker.start({ threads, python: options.python }),
   }));
+}
+
+/** One slot per actor; the pool starts with the first slot's worker and stops with the last release. */
+function raySlots(options: RayPoolOptions): WorkerSlot[] {
+  let pool: Promise<RayPool> | undefined;
+  const started = () => (pool ??= RayPool.start(options));
+  let released = false;
+  const release = async () => {
+    if (released || !pool) return;
+    released = true;
+    await (await pool.catch(() => undefined))?.stop();
+  };
+  return Array.from({ length: options.workers ?? 1 }, (_, i) => {
+    let incarnation: string | undefined;
+    const slot: WorkerSlot = {
+      name: `ray-${i + 1}`,
+      worker: undefined,
+      release,
+      create: async (signal) => {
+        const endpoint = await (await started()).endpoint(i, incarnation, signal);
+        incarnation = endpoint.incarnation;
+        slot.node = `${endpoint.hostname} ${endpoint.nodeIp} (Ray node ${endpoint.nodeId.slice(0, 8)})`;
+        return Worker.connect(endpoint.address, { token: endpoint.token, timeoutMs: 30_000 });
+      },
+    };
+    return slot;
+  });
 }
 
 export async function startSlots(slots: WorkerSlot[]): Promise<void> {
@@ -45,4 +82,5 @@ export async function startSlots(slots: WorkerSlot[]): Promise<void> {
 
 export async function stopSlots(slots: WorkerSlot[]): Promise<void> {
   await Promise.all(slots.map((slot) => slot.worker?.stop().catch(() => undefined)));
+  await Promise.all(slots.map((slot) => slot.release?.().catch(() => undefined)));
 }

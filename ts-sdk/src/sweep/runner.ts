@@ -147,10 +147,28 @@ export async function runSweep(sweep: SweepSpec, options: SweepRunOptions): Prom
   let ran = 0;
   if (queue.length === 0) return { records: existing, ran, skipped: trials.length, interrupted: false };
 
-  await startSlots(slots);
   try {
+    await startSlots(slots);
     await pretrainSources(queue, slots, signal, emit);
     const attempts = new Map<string, number>();
+    const live = new Set(slots);
+    // A slot waiting for its worker to come back stops waiting once nothing is left for it to run.
+    const drained = new AbortController();
+    let looping = slots.length;
+    let waiting = 0;
+    const checkDrained = () => {
+      if (!queue.length && waiting === looping) drained.abort();
+    };
+    const record = (trial: TrialPlan, entry: TrialRecord, attempt: number, slot: WorkerSlot, started: number) => {
+      entry.attempts = attempt;
+      entry.worker = slot.name;
+      if (slot.node) entry.node = slot.node;
+      entry.wallSeconds = (performance.now() - started) / 1000;
+      appendRecord(results, entry);
+      scheduler.onTrialComplete(entry);
+      ran += 1;
+      emit({ type: 'trial-end', record: entry });
+    };
     const work = async (slot: WorkerSlot) => {
       while (queue.length && !signal?.aborted) {
         const trial = queue.shift()!;
@@ -158,33 +176,49 @@ export async function runSweep(sweep: SweepSpec, options: SweepRunOptions): Prom
         attempts.set(trial.trialId, attempt);
         emit({ type: 'trial-start', trial, worker: slot.name, attempt });
         const started = performance.now();
-        let record: TrialRecord;
         try {
-          record = await runTrial(slot, trial, scheduler, signal, emit, options.onTrialEvent, trialRunDir(outDir, trial.trialId));
+          record(trial, await runTrial(slot, trial, scheduler, signal, emit, options.onTrialEvent, trialRunDir(outDir, trial.trialId)),
+            attempt, slot, started);
+          continue;
         } catch (error) {
           if (signal?.aborted) return; // interrupted: an unfinished trial is not recorded
           const message = error instanceof Error ? error.message : String(error);
-          if (isWorkerLoss(error)) {
-            await slot.worker?.stop().catch(() => undefined);
-            slot.worker = await slot.create();
-          }
-          if (retry.shouldRetry(error, attempt)) {
+          if (!retry.shouldRetry(error, attempt)) {
+            record(trial, failedRecord(trial, message), attempt, slot, started);
+          } else {
             emit({ type: 'trial-retry', trial, worker: slot.name, attempt, error: message });
-            queue.unshift(trial);
-            continue;
+            queue.unshift(trial); // first in line for a live worker, while this one comes back
           }
-          record = failedRecord(trial, message);
+          if (!isWorkerLoss(error)) continue;
+          await slot.worker?.stop().catch(() => undefined);
+          slot.worker = undefined;
+          waiting += 1;
+          checkDrained();
+          try {
+            slot.worker = await slot.create(signal ? AbortSignal.any([signal, drained.signal]) : drained.signal);
+          } catch (lost) {
+            if (signal?.aborted || (drained.signal.aborted && !queue.length)) return;
+            live.delete(slot);
+            emit({ type: 'warning', message: `worker ${slot.name} is gone (${lost instanceof Error ? lost.message : String(lost)}); ` +
+              `${live.size} worker(s) left` });
+            if (live.size) return;
+            // No worker left to run what remains: each is recorded as failed, and a --resume runs it.
+            for (const left of queue.splice(0)) record(left, failedRecord(left, `no worker left: ${message}`), attempts.get(left.trialId) ?? 0, slot, performance.now());
+            return;
+          } finally {
+            waiting -= 1;
+          }
         }
-        record.attempts = attempt;
-        record.worker = slot.name;
-        record.wallSeconds = (performance.now() - started) / 1000;
-        appendRecord(results, record);
-        scheduler.onTrialComplete(record);
-        ran += 1;
-        emit({ type: 'trial-end', record });
       }
     };
-    await Promise.all(slots.map(work));
+    await Promise.all(slots.map(async (slot) => {
+      try {
+        await work(slot);
+      } finally {
+        looping -= 1;
+        checkDrained();
+      }
+    }));
   } finally {
     await stopSlots(slots);
   }

@@ -44,6 +44,8 @@ export interface TrialRecord {
   error?: string;
   attempts: number;
   worker: string;
+  /** The machine the last attempt ran on (host, and for Ray its address and node id; older records lack it). */
+  node?: string;
   wallSeconds: number;
   finishedAt: string;
 }
