@@ -9,7 +9,7 @@ VENV_STAMP  := $(VENV)/.afa-installed
 FASHION     := /usr/share/datasets/fashion-mnist
 MOCHA       := node_modules/.bin/mocha
 
-.PHONY: help setup data browser proto check-proto build typecheck test test-python test-ts demo bench reproduce reproduce-quick clean
+.PHONY: help setup data browser proto check-proto build typecheck test test-python test-ts test-ray demo bench bench-ray reproduce reproduce-quick clean
 
 help:
 	@echo "make demo    Fashion-MNIST -> MNIST transfer: fine-tune, L2-SP, DELTA, AFA, with a result table"
@@ -18,6 +18,7 @@ help:
 	@echo "make proto   regenerate the TypeScript and Python stubs from proto/"
 	@echo "make build   compile the SDK and CLI to dist/"
 	@echo "make bench   benchmark ratios measured in one run (bench/out/results.json)"
+	@echo "make bench-ray  sweep dispatch overhead and trials/hour on local workers and Ray actors (bench/out/ray-scaling.json)"
 	@echo "make reproduce        the reproduction study: 3 tasks x 9 methods x 3 seeds (~1 h), into docs/reproduction/"
 	@echo "make reproduce-quick  the same study on one seed at default alphas (~14 min), into afa-sweeps/"
 
@@ -56,6 +57,10 @@ test-python: setup
 test-ts: setup browser
 	$(MOCHA)
 
+# Ray runs only in a private network namespace with nothing but lo (scripts/in-private-netns.sh).
+test-ray: setup
+	scripts/run-ray-tests.sh
+
 # Both suites at once (scripts/run-tests.sh); test-python and test-ts run one each.
 test: setup browser check-proto typecheck
 	scripts/run-tests.sh
@@ -65,6 +70,9 @@ demo: setup
 
 bench: setup
 	node_modules/.bin/tsx bench/run.ts
+
+bench-ray: setup
+	scripts/in-private-netns.sh node_modules/.bin/tsx bench/ray-scaling.mts
 
 # Resumable: rerunning skips finished trials. ARGS passes options through, e.g. ARGS='--workers 1'.
 reproduce: setup

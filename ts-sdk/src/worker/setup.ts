@@ -25,6 +25,8 @@ export interface WorkerSetupOptions {
   torchIndexUrl?: string;
   /** Reinstall even when the venv was set up by this version. @default false */
   force?: boolean;
+  /** Install Ray too (the worker's `ray` extra), for `afa sweep --ray`; once installed it stays. @default false */
+  ray?: boolean;
   /** Receives pip's progress lines. @default dropped */
   onOutput?: (line: string) => void;
 }
@@ -73,7 +75,7 @@ async function installTorch(run: Run, python: string, torch: TorchBuild, indexUr
 }
 
 /** Installs from a copy: pip builds in the source folder, and node_modules may be read-only or shared. */
-async function installWorker(run: Run, python: string): Promise<void> {
+async function installWorker(run: Run, python: string, ray: boolean): Promise<void> {
   const build = mkdtempSync(join(afaHome(), 'worker-src-'));
   try {
     cpSync(join(pythonWorkerDir(), 'pyproject.toml'), join(build, 'pyproject.toml'));
@@ -81,8 +83,9 @@ async function installWorker(run: Run, python: string): Promise<void> {
       recursive: true,
       filter: (src) => !src.includes('__pycache__'),
     });
-    // The [tensorboard] extra: `--tensorboard` writes event files with the tensorboard package.
-    await run(python, ['-m', 'pip', 'install', `${build}[tensorboard]`]);
+    // The [tensorboard] extra: `--tensorboard` writes event files with the tensorboard package;
+    // [ray]: the Ray pool driver and actors of `afa sweep --ray`.
+    await run(python, ['-m', 'pip', 'install', `${build}[${ray ? 'tensorboard,ray' : 'tensorboard'}]`]);
   } finally {
     rmSync(build, { recursive: true, force: true });
   }
@@ -105,9 +108,11 @@ export async function setupWorkerEnvironment(options: WorkerSetupOptions = {}): 
   const before = readStamp(venv);
   const torch = options.torch ?? before?.torch ?? 'default';
   checkTorchChoice(torch);
-  const wanted = currentStamp(torch);
+  const ray = options.ray ?? before?.ray ?? false;
+  const wanted = { ...currentStamp(torch), ...(ray ? { ray } : {}) };
   const upToDate = before !== undefined && !options.torchIndexUrl &&
-    before.version === wanted.version && before.requirements === wanted.requirements && before.torch === wanted.torch;
+    before.version === wanted.version && before.requirements === wanted.requirements && before.torch === wanted.torch &&
+    Boolean(before.ray) === ray;
   if (upToDate && !options.force) return { python, installed: false, ...(await describe(run, python)) };
 
   // torch is the big download: only when the venv is new, the build changes, or it is asked for.
@@ -115,7 +120,7 @@ export async function setupWorkerEnvironment(options: WorkerSetupOptions = {}): 
   if (torchChanges || options.torchIndexUrl || options.force) {
     await installTorch(run, python, torch, options.torchIndexUrl, before !== undefined && before.torch !== torch);
   }
-  await installWorker(run, python);
+  await installWorker(run, python, ray);
   const installed = await describe(run, python);
   if (torch === 'cuda' && !installed.cuda) {
     throw new AfaError(`torch ${installed.torch} in ${venv} is a CPU-only build; pass --torch-index with a CUDA index ` +
