@@ -12,7 +12,9 @@ const TRIALS = Number(process.env.AFA_BENCH_TRIALS ?? 8);
 const STEPS = Number(process.env.AFA_BENCH_STEPS ?? 30);
 
 interface Measure { pool: string; workers: number; trials: number; wallSeconds: number; startSeconds: number;
-  trialsPerHour: number; dispatchMs: { median: number; max: number } }
+  trialsPerHour: number; dispatchMs: { median: number; max: number };
+  /** CPU time of this (the scheduler's) process per trial and per worker event: what bounds one TS scheduler. */
+  sdkCpuMsPerTrial: number; sdkCpuUsPerEvent: number; events: number }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 
@@ -22,6 +24,8 @@ async function measure(pool: string, workers: number, options: PoolOptions): Pro
   const handedOver = new Map<string, number>();
   const dispatch: number[] = [];
   let firstTrial = 0;
+  let events = 0;
+  let cpuAtFirst: NodeJS.CpuUsage | undefined;
   const started = performance.now();
   const outcome = await runSweep(definition, {
     outDir: tempDir(), slots: planSlots(options),
@@ -29,9 +33,11 @@ async function measure(pool: string, workers: number, options: PoolOptions): Pro
       if (e.type === 'trial-start') {
         handedOver.set(e.trial.trialId, performance.now());
         firstTrial ||= performance.now();
+        cpuAtFirst ??= process.cpuUsage();
       }
     },
     onTrialEvent: (trial, event) => {
+      events += 1;
       const at = handedOver.get(trial.trialId);
       if (at !== undefined && event.type === 'step' && event.phase === 'transfer') {
         dispatch.push(performance.now() - at);
@@ -40,9 +46,12 @@ async function measure(pool: string, workers: number, options: PoolOptions): Pro
     },
   });
   const wall = (performance.now() - firstTrial) / 1000;
+  const cpu = process.cpuUsage(cpuAtFirst);
+  const cpuMs = (cpu.user + cpu.system) / 1000;
   if (outcome.records.some((r) => r.status !== 'completed')) throw new Error(`${pool} x${workers}: not every trial completed`);
   return { pool, workers, trials: TRIALS, wallSeconds: wall, startSeconds: (firstTrial - started) / 1000, trialsPerHour: (TRIALS / wall) * 3600,
-    dispatchMs: { median: median(dispatch), max: Math.max(...dispatch) } };
+    dispatchMs: { median: median(dispatch), max: Math.max(...dispatch) },
+    sdkCpuMsPerTrial: cpuMs / TRIALS, sdkCpuUsPerEvent: (cpuMs * 1000) / events, events };
 }
 
 const results: Measure[] = [];
@@ -52,7 +61,7 @@ for (const workers of [1, 2, 4]) {
 }
 const rows = results.map((r) => `${r.pool.padEnd(5)} ${String(r.workers).padStart(2)} workers: ${r.trialsPerHour.toFixed(0).padStart(6)} trials/h, ` +
   `dispatch median ${r.dispatchMs.median.toFixed(0)} ms (max ${r.dispatchMs.max.toFixed(0)}), pool start ${r.startSeconds.toFixed(1)} s, ` +
-  `${r.trials} trials in ${r.wallSeconds.toFixed(1)} s`);
+  `${r.trials} trials in ${r.wallSeconds.toFixed(1)} s, SDK CPU ${r.sdkCpuMsPerTrial.toFixed(0)} ms/trial (${r.sdkCpuUsPerEvent.toFixed(0)} us/event)`);
 console.log(rows.join('\n'));
 for (const workers of [1, 2, 4]) {
   const [local, ray] = ['local', 'ray'].map((p) => results.find((r) => r.pool === p && r.workers === workers)!);

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from contextlib import contextmanager
 
 import grpc
 
@@ -50,35 +51,32 @@ class StreamLimiter(grpc.ServerInterceptor):
         handler = continuation(handler_call_details)
         if handler is None or handler.response_streaming == handler.request_streaming:
             return handler
+        options = {"request_deserializer": handler.request_deserializer,
+                   "response_serializer": handler.response_serializer}
         if handler.request_streaming:
-            return self._limit_upload(handler)
-        inner = handler.unary_stream
+            upload = handler.stream_unary
 
-        def limited(request, context):
-            peer = context.peer()
-            refused = self._acquire(peer)
-            if refused is not None:
-                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refused)
-            try:
-                yield from inner(request, context)
-            finally:
-                self._release(peer)
+            def limited_upload(request_iterator, context):
+                with self._slot(context):
+                    return upload(request_iterator, context)
 
-        return grpc.unary_stream_rpc_method_handler(limited, request_deserializer=handler.request_deserializer,
-                                                    response_serializer=handler.response_serializer)
+            return grpc.stream_unary_rpc_method_handler(limited_upload, **options)
+        stream = handler.unary_stream
 
-    def _limit_upload(self, handler):
-        inner = handler.stream_unary
+        def limited_stream(request, context):
+            with self._slot(context):
+                yield from stream(request, context)
 
-        def limited(request_iterator, context):
-            peer = context.peer()
-            refused = self._acquire(peer)
-            if refused is not None:
-                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refused)
-            try:
-                return inner(request_iterator, context)
-            finally:
-                self._release(peer)
+        return grpc.unary_stream_rpc_method_handler(limited_stream, **options)
 
-        return grpc.stream_unary_rpc_method_handler(limited, request_deserializer=handler.request_deserializer,
-                                                    response_serializer=handler.response_serializer)
+    @contextmanager
+    def _slot(self, context):
+        """Holds one stream slot for the call, or aborts it with RESOURCE_EXHAUSTED."""
+        peer = context.peer()
+        refused = self._acquire(peer)
+        if refused is not None:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refused)
+        try:
+            yield
+        finally:
+            self._release(peer)
