@@ -154,3 +154,26 @@ describe('DSL', () => {
     })).to.not.throw();
   });
 });
+
+describe('head warm-up, a schedule element', () => {
+  it('headWarmup trains the head alone (L2-FE) at lr 0.2 for 100 steps by default; withHeadWarmup puts it first', async () => {
+    const { headWarmup, withHeadWarmup, baseline: b } = await import('../ts-sdk/src/index.js');
+    const warm = headWarmup();
+    expect([warm.name, warm.regularizer.kind, warm.iterations, warm.optimizer]).to.deep.equal(
+      ['head-warmup', 'l2fe', 100, { kind: 'sgd', lr: 0.2, momentum: 0.9, weightDecay: 0, nesterov: false }]);
+    const schedule = withHeadWarmup(b.fineTune({ iterations: 10 }), { iterations: 7, lr: 0.1 });
+    expect(schedule.map((s) => (s.kind === 'stage' ? [s.name, s.iterations] : s.kind))).to.deep.equal([['head-warmup', 7], ['none', 10]]);
+    expect(schedule[0]).to.include({ kind: 'stage' });
+  });
+
+  it("the study's head warm-up trials are the committed ones (same trial ids: its results stay resumable)", async () => {
+    const { readFileSync } = await import('node:fs');
+    const { investigationSweep, FULL } = await import('../studies/reproduce/study.js');
+    const { planTrials } = await import('../ts-sdk/src/index.js');
+    const committed = (JSON.parse(readFileSync('docs/reproduction/fashion-to-mnist-10-investigation/sweep.json', 'utf8')) as
+      { trials: Array<{ trialId: string; labels: Record<string, string> }> }).trials.filter((t) => t.labels.variant?.startsWith('head warm-up'));
+    expect(committed.length).to.be.greaterThan(0);
+    const now = new Set(planTrials(investigationSweep(FULL)).map((t) => t.trialId));
+    expect(committed.filter((t) => !now.has(t.trialId))).to.deep.equal([]);
+  });
+});

@@ -16,9 +16,9 @@ import {
   fromScratch,
   l2fe,
   pretrain,
-  stage,
   sweep,
   variants,
+  withHeadWarmup,
   type DataSpec,
   type ExperimentSpec,
   type ScheduleStep,
@@ -185,10 +185,7 @@ export function taskSweep(task: Task, scale: StudyScale): SweepSpec {
 export function investigationSweep(scale: StudyScale): SweepSpec {
   const task = TASKS[0]!;
   const early = backbone.smallResNet({ width: scale.width, layers: ['layer1.0', 'layer2.0'] });
-  const warmup = (rest: ScheduleStep[]): ScheduleStep[] => [
-    stage({ name: 'head-warmup', regularizer: l2fe(), iterations: Math.max(1, Math.round(scale.iterations / 3)), lr: 0.2 }),
-    ...rest,
-  ];
+  const warmup = (rest: ScheduleStep[]): ScheduleStep[] => withHeadWarmup(rest, { iterations: Math.max(1, Math.round(scale.iterations / 3)) });
   const long: StudyScale = { ...scale, iterations: scale.iterations * 2 };
   const act = (s: StudyScale, extra: { attentionLrMultiplier?: number } = {}) =>
     baseline.afaChannel({ ...its(s), lr: LR, alpha: 1e-2, ...extra });

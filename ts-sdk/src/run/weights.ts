@@ -8,7 +8,8 @@ import { createReadStream, statSync } from 'node:fs';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { WorkerClient } from '../client/client.js';
-import { AfaError, UsageError } from '../errors.js';
+import { AfaError, UsageError, WorkerCallError } from '../errors.js';
+import { status as GrpcStatus } from '@grpc/grpc-js';
 import type { WeightsChunk } from '../gen/afa/v1/afa.js';
 import { LIMITS } from '../dsl/limits.js';
 
@@ -51,7 +52,17 @@ export async function uploadWeights(client: WorkerClient, path: string, signal?:
   }
   if (size > LIMITS.weightsBytes) throw new UsageError('source.path', `${path} holds ${size} bytes; at most ${LIMITS.weightsBytes} travel to a worker`);
   const sha256 = await fileSha256(path);
-  if ((await client.hasWeights(sha256, { signal, timeoutMs: 30_000 })).present) return { sha256, uploaded: false };
+  let present: boolean;
+  try {
+    present = (await client.hasWeights(sha256, { signal, timeoutMs: 30_000 })).present;
+  } catch (error) {
+    if (error instanceof WorkerCallError && error.code === GrpcStatus.UNIMPLEMENTED) {
+      throw new AfaError(`the worker at ${client.address} predates weights over the contract (no HasWeights): install this ` +
+        "version's afa-worker there, or connect with { sharedFilesystem: true } if it reads this machine's files", { cause: error });
+    }
+    throw error;
+  }
+  if (present) return { sha256, uploaded: false };
   const response = await client.putWeights(chunksOf(path, sha256, size), { signal });
   if (response.sha256 !== sha256) throw new AfaError(`PutWeights: the worker stored ${response.sha256}, not ${sha256}`);
   return { sha256, uploaded: !response.alreadyPresent };
