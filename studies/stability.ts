@@ -84,21 +84,23 @@ const sd = (xs: number[]) => (xs.length > 1 ? Math.sqrt(xs.reduce((a, x) => a + 
 
 /**
  * Blown up: the stage ended diverged (non-finite loss), validation ended below half its best, or
- * alpha x Omega peaked more than 10x higher per unit of ratio than at the method's smallest ratio
- * (Omega starts at 0, the target being a copy of the source, and grows as the target drifts;
- * below the limit its peak grows at most linearly with alpha, since a stronger pull keeps the
- * target closer).
+ * alpha x Omega at the first logged step was more than 10x higher per unit of ratio than at the
+ * method's smallest ratio. Omega starts at 0 (the target is a copy of the source) and, while the
+ * step is stable, grows with the drift the cross-entropy causes, which a stronger pull only
+ * restrains: per unit of alpha it can only fall. An unstable step instead amplifies Omega's own
+ * direction from the first steps (the catapult): that is what the early value shows. The peak is
+ * no signature: at small ratios it comes late, from slow drift.
  */
 export function stabilityTable(records: TrialRecord[], growth: TrialGrowth[]): string {
   const reference = new Map(records.filter((r) => r.labels.method === 'fine-tune (reference)').map((r) => [r.seed, r]));
   const lines = [
-    '| method | alpha/alpha_max | lambda_max | val % | test % | test - fine-tune (paired) | peak alpha x Omega (step) | peak / ratio vs smallest | blew up |',
+    `| method | alpha/alpha_max | lambda_max | val % | test % | test - fine-tune (paired) | alpha x Omega at step ${LOG_EVERY} -> peak (step) | step-${LOG_EVERY} value / ratio, vs smallest ratio | blew up |`,
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
   ];
   const labels = [...new Set(records.map((r) => r.labels.method ?? ''))];
-  const peakPerRatio = (label: string) => {
+  const earlyPerRatio = (label: string) => {
     const g = growth.filter((t) => t.label === label);
-    return g.length ? mean(g.map((t) => Math.max(...t.stages.map((st) => st.peak / st.alphaRatio)))) : NaN;
+    return g.length ? mean(g.map((t) => Math.max(...t.stages.map((st) => st.first / st.alphaRatio)))) : NaN;
   };
   for (const label of labels) {
     const rs = records.filter((r) => r.labels.method === label && r.status === 'completed');
@@ -108,20 +110,20 @@ export function stabilityTable(records: TrialRecord[], growth: TrialGrowth[]): s
     const tests = rs.map((r) => r.metrics.testAccuracy ?? NaN);
     const diffs = rs.filter((r) => reference.has(r.seed)).map((r) => (r.metrics.testAccuracy ?? NaN) - (reference.get(r.seed)!.metrics.testAccuracy ?? NaN));
     const g = growth.filter((t) => t.label === label);
-    const relativePeak = peakPerRatio(label) / peakPerRatio(smallest);
+    const relativeEarly = earlyPerRatio(label) / earlyPerRatio(smallest);
     const peaks = g[0]?.stages.map((_, i) => {
       const ss = g.map((t) => t.stages[i]!);
-      return `${mean(ss.map((x) => x.peak)).toPrecision(2)} (${ss.map((x) => x.peakStep).join('/')})`;
+      return `${mean(ss.map((x) => x.first)).toPrecision(2)} -> ${mean(ss.map((x) => x.peak)).toPrecision(2)} (${ss.map((x) => x.peakStep).join('/')})`;
     }).join('; ') ?? '-';
     const diverged = g.filter((t) => t.stages.some((x) => x.status === 'diverged' || !Number.isFinite(x.peak))).length;
     const collapsed = rs.filter((r) => r.metrics.finalValAccuracy < 0.5 * r.metrics.bestValAccuracy).length;
-    const blew = diverged + collapsed > 0 || relativePeak > 10;
+    const blew = diverged + collapsed > 0 || relativeEarly > 10;
     const ratios = g.flatMap((t) => t.stages.map((x) => x.alphaRatio));
     const lambdas = g.flatMap((t) => t.stages.map((x) => x.lambdaMax));
     lines.push(`| ${method} | ${ratios.length ? Number(mean(ratios).toPrecision(2)) : '-'} | ${lambdas.length ? mean(lambdas).toExponential(1) : '-'} | ` +
       `${pct(mean(rs.map((r) => r.metrics.bestValAccuracy)))} | ${pct(mean(tests))} ± ${pct(sd(tests))} | ` +
       `${diffs.length && label !== 'fine-tune (reference)' ? `${pct(mean(diffs))} ± ${pct(sd(diffs))}` : '-'} | ${peaks} | ` +
-      `${Number.isFinite(relativePeak) ? relativePeak.toFixed(1) : '-'} | ` +
+      `${Number.isFinite(relativeEarly) ? relativeEarly.toFixed(1) : '-'} | ` +
       `${g.length ? `${blew ? 'yes' : 'no'}${diverged ? `, ${diverged} diverged` : ''}${collapsed ? `, ${collapsed} val collapsed` : ''}` : '-'} |`);
   }
   return lines.join('\n');

@@ -10,9 +10,9 @@ function record(method: string, seed: number, test: number, best = 0.7, final = 
     metrics: { bestValAccuracy: best, finalValAccuracy: final, finalValLoss: 1, testAccuracy: test } };
 }
 
-function growth(method: string, seed: number, ratio: number, peak: number, status = 'completed'): TrialGrowth {
+function growth(method: string, seed: number, ratio: number, first: number, status = 'completed'): TrialGrowth {
   return { trialId: `${method}-${seed}`, label: method, seed,
-    stages: [{ stage: 'featureMap', alphaRatio: ratio, lambdaMax: 3e5, first: 0.001, peak, peakStep: 42, last: peak / 2, status }] };
+    stages: [{ stage: 'featureMap', alphaRatio: ratio, lambdaMax: 3e5, first, peak: 2 * first, peakStep: 42, last: first, status }] };
 }
 
 const row = (text: string, method: string, ratio: number) =>
@@ -26,7 +26,7 @@ describe('the stability study', () => {
     expect(planTrials(stabilitySweep([0, 1]))).to.have.length(2 * labels.length);
   });
 
-  it('a stage that diverged, a validation collapse, or a peak 10x higher per unit of ratio counts as blowing up; test differences are paired by seed', () => {
+  it('a stage that diverged, a validation collapse, or an early alpha x Omega 10x higher per unit of ratio counts as blowing up; test differences are paired by seed', () => {
     const records = [record('fine-tune (reference)', 0, 0.70), record('fine-tune (reference)', 1, 0.60),
       record('feature-map x0.03', 0, 0.68), record('feature-map x0.03', 1, 0.62),
       record('feature-map x1.5', 0, 0.50), record('feature-map x1.5', 1, 0.50),
@@ -34,7 +34,7 @@ describe('the stability study', () => {
       record('feature-map x15', 0, 0.30), record('feature-map x15', 1, 0.30),
       record('feature-map x50', 0, 0.1), record('feature-map x50', 1, 0.1)];
     const g = [growth('feature-map x0.03', 0, 0.03, 0.03), growth('feature-map x0.03', 1, 0.03, 0.03),
-      growth('feature-map x1.5', 0, 1.5, 1.0), growth('feature-map x1.5', 1, 1.5, 1.0), // 0.67 per ratio vs 1.0: stable
+      growth('feature-map x1.5', 0, 1.5, 1.0), growth('feature-map x1.5', 1, 1.5, 1.0), // 0.67 per unit of ratio vs 1.0: stable
       growth('feature-map x5', 0, 5, 4), growth('feature-map x5', 1, 5, 4),
       growth('feature-map x15', 0, 15, 200), growth('feature-map x15', 1, 15, 200), // 13.3 per ratio: 13x
       growth('feature-map x50', 0, 50, NaN, 'diverged'), growth('feature-map x50', 1, 50, 40)];
