@@ -124,7 +124,7 @@ export function stabilityTable(records: TrialRecord[], growth: TrialGrowth[]): s
       `${pct(mean(rs.map((r) => r.metrics.bestValAccuracy)))} | ${pct(mean(tests))} ± ${pct(sd(tests))} | ` +
       `${diffs.length && label !== 'fine-tune (reference)' ? `${pct(mean(diffs))} ± ${pct(sd(diffs))}` : '-'} | ${peaks} | ` +
       `${Number.isFinite(relativeEarly) ? relativeEarly.toFixed(1) : '-'} | ` +
-      `${g.length ? `${blew ? 'yes' : 'no'}${diverged ? `, ${diverged} diverged` : ''}${collapsed ? `, ${collapsed} val collapsed` : ''}` : '-'} |`);
+      `${g.length && g.some((t) => t.stages.length) ? `${blew ? 'yes' : 'no'}${diverged ? `, ${diverged} diverged` : ''}${collapsed ? `, ${collapsed} val collapsed` : ''}` : '-'} |`);
   }
   return lines.join('\n');
 }
@@ -140,7 +140,7 @@ function report(outDir: string): void {
   writeFileSync(join('docs', 'reproduction', 'stability.md'),
     `# Alignment strength against the stability limit (Fashion-MNIST -> MNIST, 10 labels/class)\n\n` +
     `Made by \`node_modules/.bin/tsx studies/stability.ts\` from [${ID}/](${ID}/): seeds ` +
-    `${[...new Set(records.map((r) => r.seed))].join(', ')}; small ResNet width 16, 300 steps at lr ${LR} (AFA: 150 + 150, stage II at lr ${LR / 10}), ` +
+    `${[...new Set(records.map((r) => r.seed))].sort((a, b) => a - b).join(', ')}; small ResNet width 16, 300 steps at lr ${LR} (AFA: 150 + 150, stage II at lr ${LR / 10}), ` +
     `alpha x Omega logged every ${LOG_EVERY} steps.\n\n${text}\n`);
   console.log(text);
 }
