@@ -28,6 +28,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from afa_worker.lifeline import watch_stdin
+
 __all__ = ["main", "add_arguments"]
 
 #: Seconds between liveness probes of one actor.
@@ -152,15 +154,6 @@ def _die(message: str) -> None:
     os._exit(1)
 
 
-def _watch_stdin(stop: threading.Event) -> None:
-    try:
-        while os.read(0, 4096):
-            pass
-    except (OSError, ValueError):
-        pass
-    stop.set()
-
-
 def _probe(slots: list[_Slot], stop: threading.Event) -> None:
     import ray  # noqa: PLC0415
     from ray.exceptions import GetTimeoutError, RayActorError  # noqa: PLC0415
@@ -227,7 +220,7 @@ def main(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    threading.Thread(target=_watch_stdin, args=(stop,), daemon=True, name="stdin-watch").start()
+    watch_stdin(stop.set)
     try:
         problem = _connect(args)
     except Exception as exc:  # noqa: BLE001 - whatever Ray raised, said plainly

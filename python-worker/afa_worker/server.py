@@ -24,6 +24,7 @@ from afa_worker._gen.grpc.health.v1 import health_pb2_grpc as hgrpc
 from afa_worker.auth import new_token
 from afa_worker.checkpoint import CheckpointPolicy
 from afa_worker.health import NOT_SERVING, SERVING, HealthServicer
+from afa_worker.lifeline import watch_stdin
 from afa_worker.servicer import AfaWorkerServicer
 from afa_worker.streams import MAX_STREAMS, UNARY_RESERVE, StreamLimiter
 from afa_worker.weight_store import WeightStore
@@ -172,18 +173,6 @@ def _hard_exit() -> None:
     os._exit(1)
 
 
-def _watch_stdin(server: WorkerServer) -> None:
-    """The SDK keeps our stdin open; EOF means the parent died (even by SIGKILL), so we go too."""
-    # os.read on the raw fd: a buffered sys.stdin reader in a daemon thread holds a lock that
-    # aborts the interpreter at shutdown.
-    try:
-        while os.read(0, 4096):
-            pass
-    except (OSError, ValueError):
-        pass
-    server.request_stop()
-
-
 def serve(options: ServerOptions, exit_with_stdin: bool = False) -> int:
     # The log goes to stderr: the SDK keeps its tail for errors (a crash report names the last stage).
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s afa-worker %(levelname)s %(message)s")
@@ -195,7 +184,7 @@ def serve(options: ServerOptions, exit_with_stdin: bool = False) -> int:
     print(server.handshake_line(), flush=True)
     logging.getLogger("afa_worker").info("serving on %s:%d (pid %d)", options.host, server.port, os.getpid())
     if exit_with_stdin:
-        threading.Thread(target=_watch_stdin, args=(server,), daemon=True, name="stdin-watch").start()
+        watch_stdin(server.request_stop)
     server.wait()
     logging.getLogger("afa_worker").info("shutting down: NOT_SERVING, cancelling stages, draining")
     server.shutdown()
