@@ -34,7 +34,7 @@ describe('DSL', () => {
     expect(first!.kind === 'stage' && first!.optimizer).to.deep.include({ kind: 'sgd', lr: 0.01, momentum: 0.9 });
     expect(first!.kind === 'stage' && first!.lrSchedule).to.deep.equal({ kind: 'step', atFractions: [2 / 3], gamma: 0.1 });
     expect(promote).to.deep.equal({ kind: 'promoteTargetToSource' });
-    expect(second!.kind === 'stage' && second!.regularizer).to.deep.equal({ kind: 'afaChannel', alpha: 0.15, hidden: undefined });
+    expect(second!.kind === 'stage' && second!.regularizer).to.deep.equal({ kind: 'afaChannel', alpha: 0.15, hidden: undefined, uniformFloor: undefined });
     expect(second!.kind === 'stage' && second!.optimizer).to.deep.include({ lr: 0.001 });
   });
 
@@ -143,6 +143,22 @@ describe('DSL', () => {
       expect(() => parseExperiment(spec)).to.throw(InvalidSpecError, message);
     });
   }
+
+  it('ACT\'s uniform floor travels to the worker, and outside [0, 1] is refused naming the field', () => {
+    const [act] = baseline.afaChannel({ alpha: relative(0.03), uniformFloor: 0.5, iterations: 10 });
+    const message = toStageMessage(act as Parameters<typeof toStageMessage>[0], 0);
+    expect(message.regularizer?.kind).to.deep.equal({ $case: 'afaChannel', value: { alpha: 0, hidden: 0, uniformFloor: 0.5 } });
+    const [, , second] = afa({ channel: { alpha: 1e-3, uniformFloor: 0.25 } });
+    expect(second!.kind === 'stage' && second!.regularizer).to.include({ kind: 'afaChannel', uniformFloor: 0.25 });
+    for (const bad of [-0.1, 1.5]) {
+      const spec = JSON.parse(JSON.stringify(experiment({ ...tinyAfa(), schedule: baseline.afaChannel({ alpha: 1e-3, iterations: 5 }) })));
+      spec.schedule[0].regularizer.uniformFloor = bad;
+      expect(() => parseExperiment(spec)).to.throw(InvalidSpecError, /schedule\[0\]\.regularizer\.uniformFloor: must be <= 1|schedule\[0\]\.regularizer\.uniformFloor: must be >= 0/);
+    }
+    const spatial = JSON.parse(JSON.stringify(tinyAfa()));
+    spatial.schedule[0].regularizer.uniformFloor = 0.5; // AST has no floor
+    expect(() => parseExperiment(spatial)).to.throw(InvalidSpecError, /schedule\[0\]\.regularizer.*uniformFloor/);
+  });
 
   it('the builder validates too (values the type system cannot see)', () => {
     expect(() => experiment({

@@ -27,18 +27,25 @@ class SpatialAttention(nn.Module):
 class ChannelAttention(nn.Module):
     """a = softmax_j(MLP_c(F_s,j flattened) + bias_j) over the C channels; MLP_c = Linear(HW->H, no
     bias), ReLU, Linear(H->1, no bias), shared across channels, plus a learnable bias per channel.
-    Returns (B, C) weights summing to 1 per image."""
+    Returns (B, C) weights summing to 1 per image.
 
-    def __init__(self, channels: int, height: int, width: int, hidden: int = 0):
+    With ``uniform_floor`` f > 0 the weights are f / C + (1 - f) * softmax: no channel falls below
+    f / C, so the attention cannot collapse onto one channel (f = 1 is plain feature-map alignment)."""
+
+    def __init__(self, channels: int, height: int, width: int, hidden: int = 0, uniform_floor: float = 0.0):
         super().__init__()
         hidden = hidden or height
         self.mlp = nn.Sequential(nn.Linear(height * width, hidden, bias=False), nn.ReLU(inplace=True),
                                  nn.Linear(hidden, 1, bias=False))
         self.channel_bias = nn.Parameter(torch.zeros(channels))
+        self.uniform_floor = uniform_floor
 
     def forward(self, source: torch.Tensor) -> torch.Tensor:
         scores = self.mlp(source.detach().flatten(2)).squeeze(-1) + self.channel_bias
-        return torch.softmax(scores, dim=1)
+        weights = torch.softmax(scores, dim=1)
+        if self.uniform_floor:
+            weights = self.uniform_floor / weights.shape[1] + (1 - self.uniform_floor) * weights
+        return weights
 
 
 def attention_entropy(weights: torch.Tensor) -> tuple[float, float]:

@@ -51,11 +51,35 @@ def _spatial_layer(name: str, weights: torch.Tensor, shape: tuple[int, int, int]
         spatial=[bytes(m.contiguous().cpu().numpy().tobytes()) for m in _to_uint8(upsampled)])
 
 
-def _channel_layer(name: str, weights: torch.Tensor) -> pb.LayerAttentionSnapshot:
+def _channel_discrepancy(target: torch.Tensor | None, source: torch.Tensor) -> list[float]:
+    """Per channel, the mean over images of ||F_t,j - F_s,j||^2 / (H W); empty without target maps."""
+    if target is None:
+        return []
+    return (target.float() - source.float()).pow(2).flatten(2).mean(dim=2).mean(dim=0).cpu().tolist()
+
+
+def _channel_layer(name: str, weights: torch.Tensor, target: torch.Tensor | None, source: torch.Tensor
+                   ) -> pb.LayerAttentionSnapshot:
     entropy, max_entropy = attention_entropy(weights)
     return pb.LayerAttentionSnapshot(layer=name, kind=CHANNEL, entropy=entropy, max_entropy=max_entropy,
                                      peak_over_uniform=_peak_over_uniform(weights),
-                                     channel=weights.float().mean(dim=0).cpu().tolist())
+                                     channel=weights.float().mean(dim=0).cpu().tolist(),
+                                     channel_discrepancy=_channel_discrepancy(target, source))
+
+
+def _target_maps(run: StageRun, inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The target's maps of ``inputs`` in eval mode (batch-norm statistics untouched)."""
+    if run.target_tap is None:
+        return {}
+    model = run.session.target
+    was_training = model.training
+    model.eval()
+    try:
+        with run.session.precision.train_autocast():
+            model(inputs)
+    finally:
+        model.train(was_training)
+    return run.target_tap.take()
 
 
 def _one_per_class(labels: list[int], count: int) -> list[int]:
@@ -82,12 +106,13 @@ def attention_snapshot(run: StageRun) -> pb.AttentionSnapshot | None:
     with session.precision.source_autocast():
         session.source(session.data.normalise(raw))
     source_maps = run.source_tap.take()
+    target_maps = _target_maps(run, session.data.normalise(raw)) if kind == CHANNEL else {}
     size = (int(raw.shape[2]), int(raw.shape[3]))
     layers = []
     for name, maps in source_maps.items():
         weights = run.reg.attention_weights(name, maps.float())
         layers.append(_spatial_layer(name, weights, tuple(maps.shape[1:]), size) if kind == SPATIAL
-                      else _channel_layer(name, weights))
+                      else _channel_layer(name, weights, target_maps.get(name), maps))
     images = [pb.AttentionImage(pixels=bytes(x.permute(1, 2, 0).contiguous().cpu().numpy().tobytes()), label=int(y))
               for x, y in zip(raw, labels)]
     return pb.AttentionSnapshot(split=split_name, height=size[0], width=size[1], channels=int(raw.shape[1]),

@@ -12,6 +12,8 @@ Mutations of the implementation that each make at least one test here fail (each
 6. the attention's gradient sign flipped (the attention maximising Omega): the gradient test and
    the one-SGD-step test;
 7. attention lr x10: caught by test_stage.py's attention lr multiplier test.
+8. the uniform floor mixed in the wrong way round (floor * softmax + (1 - floor) / C), or applied
+   to the scores instead of the weights: the floor tests.
 Also: the fused distance is first-order only, and says so when asked for a second order; the
 DELTA weights are softmax(z / T) of the z-scored loss rises, checked with four channels."""
 
@@ -72,13 +74,13 @@ def reference_ast(target, source, first, second, bias) -> torch.Tensor:
     return 0.5 * total / B
 
 
-def reference_act(target, source, first, second, channel_bias) -> torch.Tensor:
+def reference_act(target, source, first, second, channel_bias, floor: float = 0.0) -> torch.Tensor:
     """0.5/B * sum_b sum_j C * a_bj * sum_p (F_t[b,j,p] - F_s[b,j,p])^2,
-    a_b = softmax_j(MLP_c(F_s[b,j] flattened) + bias_j)."""
+    a_b = softmax_j(MLP_c(F_s[b,j] flattened) + bias_j), with a uniform floor f: f/C + (1-f) a_b."""
     total = 0
     for b in range(B):
         scores = torch.stack([_mlp(source[b, j].flatten(), first, second, None)[0] + channel_bias[j] for j in range(C)])
-        attention = _softmax(scores)
+        attention = [floor / C + (1 - floor) * a for a in _softmax(scores)]
         for j in range(C):
             distance = sum((target[b, j].flatten()[p] - source[b, j].flatten()[p]) ** 2 for p in range(HW))
             total = total + C * attention[j] * distance
@@ -134,6 +136,31 @@ def test_one_sgd_step_of_the_attention_alone_lowers_omega(kind):
         for p in module.parameters():
             p -= 1e-3 * p.grad
     assert float(module({LAYER: target}, {LAYER: source})) < float(before)
+
+
+@pytest.mark.parametrize("floor", [0.3, 0.8])
+def test_act_with_a_uniform_floor_equals_the_reference_formula_in_value_and_gradient(floor):
+    module = _module(AttentiveChannelTransfer, 6)
+    for attention in module.attention.values():
+        attention.uniform_floor = floor
+    target, source = _maps(6)
+    weights = list(_act_params(module))
+    got = module({LAYER: target}, {LAYER: source})
+    want = reference_act(target, source, *weights, floor=floor)
+    assert float(got) == pytest.approx(float(want), rel=1e-5)
+    for g, w in zip(torch.autograd.grad(got, [target, *weights]), torch.autograd.grad(want, [target, *weights])):
+        assert torch.allclose(g, w, rtol=1e-4, atol=1e-5), (g - w).abs().max()
+    # no channel's weight falls below floor / C, whatever the attention's parameters
+    assert float(module.attention[LAYER](source).min()) >= floor / C - 1e-7
+
+
+def test_act_with_floor_one_is_plain_feature_map_alignment():
+    """Uniform weights 1/C times the factor C: 0.5/B * sum of squared differences over everything."""
+    module = _module(AttentiveChannelTransfer, 7)
+    module.attention[LAYER].uniform_floor = 1.0
+    target, source = _maps(7)
+    want = 0.5 / B * sum(float(d) ** 2 for d in (target - source).detach().flatten())
+    assert float(module({LAYER: target}, {LAYER: source})) == pytest.approx(want, rel=1e-5)
 
 
 def test_the_fused_distance_refuses_a_second_order_gradient():

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from afa_worker._gen.afa.v1 import afa_pb2 as pb
+from afa_worker.errors import SpecError
 from afa_worker.precision import PrecisionPlan
 from afa_worker.session import create_session
 from afa_worker.stage_plan import parse_lr_schedule, parse_stage
@@ -385,6 +386,51 @@ def test_channel_snapshot_is_the_channel_distribution_with_its_entropy(source_we
         assert layer.entropy == pytest.approx(-sum(p * math.log(p) for p in expected), rel=1e-5)
         assert layer.max_entropy == pytest.approx(math.log(channels))
         assert list(layer.peak_over_uniform) == pytest.approx([channels * expected[-1]] * 2, rel=1e-5)
+
+
+def test_channel_snapshot_reports_each_channels_discrepancy_in_eval_mode(source_weights):
+    """Per channel, mean over the snapshot's images of ||F_t,j - F_s,j||^2 / HW, from the target in
+    eval mode; the snapshot leaves the target's batch-norm statistics and training mode alone."""
+    from afa_worker.features import FeatureTap
+    from afa_worker.snapshot import attention_snapshot
+
+    session, run = _attention_run(source_weights, pb.Regularizer(afa_channel=pb.AfaChannel(alpha=1e-3)), images=3)
+    with run:
+        with torch.no_grad():  # a target that differs from the source, so discrepancies are not all 0
+            for p in session.target.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+        bn_before = {k: v.clone() for k, v in session.target.state_dict().items() if "running" in k}
+        snapshot = attention_snapshot(run)
+        assert session.target.training
+        assert all(torch.equal(session.target.state_dict()[k], v) for k, v in bn_before.items())
+        seen, firsts = set(), []
+        for i, label in enumerate(session.data.val.y.tolist()):
+            if label not in seen:
+                seen.add(label)
+                firsts.append(i)
+        x = session.data.normalise(session.data.val.x[firsts[:3]])
+        session.target.eval()
+        with FeatureTap(session.target, session.layers) as tt, FeatureTap(session.source, session.layers) as ts, \
+                torch.no_grad():
+            session.target(x)
+            with session.precision.source_autocast():  # as in training: the frozen source may run in bf16
+                session.source(x)
+            ft, fs = tt.take(), ts.take()
+        session.target.train()
+    for layer in snapshot.layers:
+        t, s_ = ft[layer.layer], fs[layer.layer]
+        channels, hw = t.shape[1], t.shape[2] * t.shape[3]
+        want = [sum(float(((t[b, j] - s_[b, j]) ** 2).sum()) / hw for b in range(3)) / 3 for j in range(channels)]
+        assert list(layer.channel_discrepancy) == pytest.approx(want, rel=1e-4)
+        assert max(want) > 0
+
+
+def test_a_uniform_floor_outside_zero_to_one_is_refused_naming_the_field():
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(SpecError, match=r"stage\.regularizer\.afa_channel\.uniform_floor: must be a number in \[0, 1\]"):
+            parse_stage(_stage(pb.Regularizer(afa_channel=pb.AfaChannel(alpha=1e-3, uniform_floor=bad))))
+    plan = parse_stage(_stage(pb.Regularizer(afa_channel=pb.AfaChannel(alpha=1e-3, uniform_floor=0.5))))
+    assert plan.regularizer.options["uniform_floor"] == 0.5
 
 
 def test_attention_in_step_events_and_the_snapshot_only_when_asked(source_weights):

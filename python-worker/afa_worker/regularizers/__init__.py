@@ -61,6 +61,14 @@ def _attentive(msg: Any, at: str) -> dict[str, Any]:
     return {**_alpha(msg, at), "hidden": check_max(msg.hidden, f"{at}.hidden", "hidden")}
 
 
+def _channel(msg: pb.AfaChannel, at: str) -> dict[str, Any]:
+    floor = msg.uniform_floor
+    if not math.isfinite(floor) or not 0 <= floor <= 1:
+        raise SpecError(f"{at}.uniform_floor", f"must be a number in [0, 1] (0 = the paper's ACT, 1 = uniform "
+                                               f"weights), got {floor}")
+    return {**_attentive(msg, at), "uniform_floor": floor}
+
+
 def _delta(msg: pb.Delta, at: str) -> dict[str, Any]:
     temperature = check_finite(msg.temperature, f"{at}.temperature", positive=True) if msg.temperature else DELTA_TEMPERATURE
     return {**_alpha(msg, at), "temperature": temperature,
@@ -89,8 +97,9 @@ REGULARIZERS: dict[str, RegularizerKind] = {
     "delta": RegularizerKind(DELTA, _delta, _build_delta),
     "afa_spatial": RegularizerKind(AttentiveSpatialTransfer, _attentive,
                                    lambda ctx, alpha, hidden: AttentiveSpatialTransfer(alpha, ctx.layer_shapes, hidden)),
-    "afa_channel": RegularizerKind(AttentiveChannelTransfer, _attentive,
-                                   lambda ctx, alpha, hidden: AttentiveChannelTransfer(alpha, ctx.layer_shapes, hidden)),
+    "afa_channel": RegularizerKind(AttentiveChannelTransfer, _channel,
+                                   lambda ctx, alpha, hidden, uniform_floor:
+                                   AttentiveChannelTransfer(alpha, ctx.layer_shapes, hidden, uniform_floor)),
 }
 check_registry(REGULARIZERS, pb.Regularizer, "kind")
 

@@ -62,12 +62,14 @@ class AttentiveSpatialTransfer(_AttentiveTransfer):
 
 class AttentiveChannelTransfer(_AttentiveTransfer):
     """Omega = 0.5/B * sum_l sum_b sum_j C * a_j * ||F_t,j - F_s,j||^2,
-    a = softmax_j(MLP_c(F_s,j) + bias_j) over channels j."""
+    a = softmax_j(MLP_c(F_s,j) + bias_j) over channels j (with a uniform floor f: f/C + (1-f) a)."""
 
     name = "afa_channel"
 
-    def __init__(self, alpha: float, layer_shapes: dict[str, tuple[int, int, int]], hidden: int = 0):
-        super().__init__(alpha, {n: ChannelAttention(c, h, w, hidden) for n, (c, h, w) in layer_shapes.items()})
+    def __init__(self, alpha: float, layer_shapes: dict[str, tuple[int, int, int]], hidden: int = 0,
+                 uniform_floor: float = 0.0):
+        super().__init__(alpha, {n: ChannelAttention(c, h, w, hidden, uniform_floor)
+                                 for n, (c, h, w) in layer_shapes.items()})
 
     def _term(self, ft: torch.Tensor, fs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         return weighted_sq_distance(ft, fs, weights, over="channel") * weights.shape[1]  # weights: (B, C)

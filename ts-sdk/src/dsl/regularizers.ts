@@ -69,6 +69,12 @@ export interface AfaChannelRegularizer {
   readonly alpha: Alpha;
   /** Hidden units of the attention MLP. @default the feature map height */
   readonly hidden?: number;
+  /**
+   * In [0, 1]: weights floor / C + (1 - floor) x softmax, so no channel falls below floor / C and
+   * the attention cannot collapse onto one channel; 1 is plain feature-map alignment.
+   * @default 0 (the paper's ACT)
+   */
+  readonly uniformFloor?: number;
 }
 
 export type RegularizerSpec =

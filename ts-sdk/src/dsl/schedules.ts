@@ -7,6 +7,7 @@ import {
   l2fe,
   l2sp,
   noRegularizer,
+  type AfaChannelRegularizer,
   type RegularizerSpec,
   type Alpha,
 } from './regularizers.js';
@@ -26,9 +27,14 @@ export interface AfaStageOptions {
   logEvery?: number;
 }
 
+export interface AfaChannelStageOptions extends AfaStageOptions {
+  /** See {@link AfaChannelRegularizer.uniformFloor}. @default 0 (the paper's ACT) */
+  uniformFloor?: number;
+}
+
 export interface AfaOptions {
   spatial?: AfaStageOptions;
-  channel?: AfaStageOptions;
+  channel?: AfaChannelStageOptions;
   /** @default 64 */
   batchSize?: number;
   /** @default 0.01 */
@@ -56,7 +62,7 @@ export function afa(options: AfaOptions = {}): ScheduleStep[] {
   return [
     afaStage('afa-spatial', afaSpatial({ alpha: sp.alpha ?? PAPER_ALPHAS.resnet101.spatial, hidden: sp.hidden }), sp, 0.01),
     promoteTargetToSource(),
-    afaStage('afa-channel', afaChannel({ alpha: ch.alpha ?? PAPER_ALPHAS.resnet101.channel, hidden: ch.hidden }), ch, 0.001),
+    afaStage('afa-channel', afaChannel({ alpha: ch.alpha ?? PAPER_ALPHAS.resnet101.channel, hidden: ch.hidden, uniformFloor: ch.uniformFloor }), ch, 0.001),
   ];
 }
 
@@ -99,8 +105,8 @@ export const baseline = {
   delta: (options: BaselineOptions & { alpha: Alpha }) => oneStage(delta({ alpha: options.alpha }), withoutKey(options, 'alpha')),
   afaSpatial: (options: BaselineOptions & { alpha: Alpha }) =>
     oneStage(afaSpatial({ alpha: options.alpha }), withoutKey(options, 'alpha')),
-  afaChannel: (options: BaselineOptions & { alpha: Alpha }) =>
-    oneStage(afaChannel({ alpha: options.alpha }), withoutKey(options, 'alpha')),
+  afaChannel: (options: BaselineOptions & { alpha: Alpha; uniformFloor?: number }) =>
+    oneStage(afaChannel({ alpha: options.alpha, uniformFloor: options.uniformFloor }), withoutKey(withoutKey(options, 'alpha'), 'uniformFloor')),
 } as const;
 
 function withoutKey<T extends object, K extends keyof T>(value: T, key: K): Omit<T, K> {

@@ -159,8 +159,9 @@ const alphaOnly: KindCheck = (c, r) => {
   alpha(c.at('alpha'), r.alpha);
 };
 
-const attentive: KindCheck = (c, r) => {
-  c.onlyKeys(r, ['kind', 'alpha', 'hidden']);
+/** The fields AST and ACT share; `extra` names the kind's own, which the caller checks. */
+const attentive = (extra: string[] = []): KindCheck => (c, r) => {
+  c.onlyKeys(r, ['kind', 'alpha', 'hidden', ...extra]);
   alpha(c.at('alpha'), r.alpha);
   c.optional(r, 'hidden', (cc, v) => cc.count(v, { max: LIMITS.hidden }));
 };
@@ -181,8 +182,11 @@ const REGULARIZER_CHECKS = {
     c.optional(r, 'ablationBatches', (cc, v) => cc.count(v, { max: LIMITS.deltaAblationBatches }));
     c.optional(r, 'temperature', (cc, v) => cc.number(v, { minExclusive: 0 }));
   },
-  afaSpatial: attentive,
-  afaChannel: attentive,
+  afaSpatial: attentive(),
+  afaChannel: (c, r) => {
+    attentive(['uniformFloor'])(c, r);
+    c.optional(r, 'uniformFloor', (cc, v) => cc.number(v, { min: 0, max: 1 }));
+  },
 } satisfies Record<RegularizerKind, KindCheck>;
 
 function checkRegularizer(c: Checker, value: unknown): RegularizerSpec {

@@ -32,6 +32,7 @@ export function fromSnapshotMessage(m: SnapshotMessage | undefined): AttentionSn
       spatial: l.spatial.map((b) => new Uint8Array(b)),
       channel: [...l.channel],
       peakOverUniform: [...l.peakOverUniform],
+      channelDiscrepancy: [...l.channelDiscrepancy],
     })),
   };
 }

@@ -56,7 +56,7 @@ const REGULARIZERS = {
   delta: (r) => ({ $case: 'delta',
     value: { alpha: absoluteAlpha(r.alpha), headIterations: r.headIterations ?? 0, ablationBatches: r.ablationBatches ?? 0, temperature: r.temperature ?? 0 } }),
   afaSpatial: (r) => ({ $case: 'afaSpatial', value: { alpha: absoluteAlpha(r.alpha), hidden: r.hidden ?? 0 } }),
-  afaChannel: (r) => ({ $case: 'afaChannel', value: { alpha: absoluteAlpha(r.alpha), hidden: r.hidden ?? 0 } }),
+  afaChannel: (r) => ({ $case: 'afaChannel', value: { alpha: absoluteAlpha(r.alpha), hidden: r.hidden ?? 0, uniformFloor: r.uniformFloor ?? 0 } }),
 } satisfies OneofTable<RegularizerSpec, Regularizer['kind']>;
 
 export function toRegularizerMessage(r: RegularizerSpec): Regularizer {

@@ -437,6 +437,12 @@ export interface AfaChannel {
   alpha: number;
   /** Hidden units of the attention MLP; 0 = H (the feature map height), as in the paper. */
   hidden: number;
+  /**
+   * In [0, 1]: the weights become floor / C + (1 - floor) * softmax, so no channel's weight falls
+   * below floor / C and the attention cannot collapse onto one channel. 0 = the paper's ACT; 1 =
+   * uniform weights, i.e. plain feature-map alignment.
+   */
+  uniformFloor: number;
 }
 
 export interface Regularizer {
@@ -649,6 +655,12 @@ export interface LayerAttentionSnapshot {
    * concentrated a map that looks sharp really is.
    */
   peakOverUniform: number[];
+  /**
+   * Channel: per channel, the mean over these images of ||F_t,j - F_s,j||^2 / (H W) (the target's
+   * maps at the end of the stage against the source's), to read which channels the attention
+   * keeps aligned: those whose target already matches the source, or those that differ most.
+   */
+  channelDiscrepancy: number[];
 }
 
 export interface AttentionSnapshot {
@@ -3214,7 +3226,7 @@ export const AfaSpatial: MessageFns<AfaSpatial> = {
 };
 
 function createBaseAfaChannel(): AfaChannel {
-  return { alpha: 0, hidden: 0 };
+  return { alpha: 0, hidden: 0, uniformFloor: 0 };
 }
 
 export const AfaChannel: MessageFns<AfaChannel> = {
@@ -3224,6 +3236,9 @@ export const AfaChannel: MessageFns<AfaChannel> = {
     }
     if (message.hidden !== 0) {
       writer.uint32(16).uint32(message.hidden);
+    }
+    if (message.uniformFloor !== 0) {
+      writer.uint32(25).double(message.uniformFloor);
     }
     return writer;
   },
@@ -3257,6 +3272,14 @@ export const AfaChannel: MessageFns<AfaChannel> = {
             message.hidden = reader.uint32();
             continue;
           }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.uniformFloor = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3273,6 +3296,11 @@ export const AfaChannel: MessageFns<AfaChannel> = {
     return {
       alpha: isSet(object.alpha) ? globalThis.Number(object.alpha) : 0,
       hidden: isSet(object.hidden) ? globalThis.Number(object.hidden) : 0,
+      uniformFloor: isSet(object.uniformFloor)
+        ? globalThis.Number(object.uniformFloor)
+        : isSet(object.uniform_floor)
+        ? globalThis.Number(object.uniform_floor)
+        : 0,
     };
   },
 
@@ -3284,6 +3312,9 @@ export const AfaChannel: MessageFns<AfaChannel> = {
     if (message.hidden !== 0) {
       obj.hidden = Math.round(message.hidden);
     }
+    if (message.uniformFloor !== 0) {
+      obj.uniformFloor = floatToJson(message.uniformFloor);
+    }
     return obj;
   },
 
@@ -3294,6 +3325,7 @@ export const AfaChannel: MessageFns<AfaChannel> = {
     const message = createBaseAfaChannel();
     message.alpha = object.alpha ?? 0;
     message.hidden = object.hidden ?? 0;
+    message.uniformFloor = object.uniformFloor ?? 0;
     return message;
   },
 };
@@ -5750,6 +5782,7 @@ function createBaseLayerAttentionSnapshot(): LayerAttentionSnapshot {
     entropy: 0,
     maxEntropy: 0,
     peakOverUniform: [],
+    channelDiscrepancy: [],
   };
 }
 
@@ -5786,6 +5819,13 @@ export const LayerAttentionSnapshot: MessageFns<LayerAttentionSnapshot> = {
     if (message.peakOverUniform.length !== 0) {
       writer.uint32(74).fork();
       for (const v of message.peakOverUniform) {
+        writer.float(v);
+      }
+      writer.join();
+    }
+    if (message.channelDiscrepancy.length !== 0) {
+      writer.uint32(82).fork();
+      for (const v of message.channelDiscrepancy) {
         writer.float(v);
       }
       writer.join();
@@ -5898,6 +5938,24 @@ export const LayerAttentionSnapshot: MessageFns<LayerAttentionSnapshot> = {
 
             break;
           }
+          case 10: {
+            if (tag === 85) {
+              message.channelDiscrepancy.push(reader.float());
+
+              continue;
+            }
+
+            if (tag === 82) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.channelDiscrepancy.push(reader.float());
+              }
+
+              continue;
+            }
+
+            break;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5941,6 +5999,11 @@ export const LayerAttentionSnapshot: MessageFns<LayerAttentionSnapshot> = {
         : globalThis.Array.isArray(object?.peak_over_uniform)
         ? object.peak_over_uniform.map((e: any) => globalThis.Number(e))
         : [],
+      channelDiscrepancy: globalThis.Array.isArray(object?.channelDiscrepancy)
+        ? object.channelDiscrepancy.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.channel_discrepancy)
+        ? object.channel_discrepancy.map((e: any) => globalThis.Number(e))
+        : [],
     };
   },
 
@@ -5973,6 +6036,9 @@ export const LayerAttentionSnapshot: MessageFns<LayerAttentionSnapshot> = {
     if (message.peakOverUniform?.length) {
       obj.peakOverUniform = message.peakOverUniform.map((e) => floatToJson(e));
     }
+    if (message.channelDiscrepancy?.length) {
+      obj.channelDiscrepancy = message.channelDiscrepancy.map((e) => floatToJson(e));
+    }
     return obj;
   },
 
@@ -5990,6 +6056,7 @@ export const LayerAttentionSnapshot: MessageFns<LayerAttentionSnapshot> = {
     message.entropy = object.entropy ?? 0;
     message.maxEntropy = object.maxEntropy ?? 0;
     message.peakOverUniform = object.peakOverUniform?.map((e) => e) || [];
+    message.channelDiscrepancy = object.channelDiscrepancy?.map((e) => e) || [];
     return message;
   },
 };
