@@ -27,16 +27,17 @@ import {
   type TaskData,
   type TrialFacts,
 } from './recipes/report.js';
-import { FLOOR, OPTIONS, recipeSweep, recipeTasks, REFERENCE, SEEDS, type SweepKind } from './recipes/sweeps.js';
+import { TASKS } from './reproduce/study.js';
+import { FLOOR, OPTIONS, recipeSweep, REFERENCE, SEEDS, STAGE_II_OPTIONS, STAGE_II_RATIO, TASKS_OF, type SweepKind } from './recipes/sweeps.js';
 
-const KINDS: SweepKind[] = ['baselines', 'attention'];
+const KINDS: SweepKind[] = ['baselines', 'attention', 'stage-ii'];
 const DOCS = join('docs', 'reproduction', 'recipes');
 
 const { values: args } = parseArgs({ options: { only: { type: 'string' }, workers: { type: 'string', default: '2' },
   'report-only': { type: 'boolean', default: false }, out: { type: 'string', default: join('afa-sweeps', 'recipes') } } });
 if (args.only && !KINDS.includes(args.only as SweepKind)) throw new Error(`--only must be one of ${KINDS.join(', ')}, got ${args.only}`);
 
-const sweeps: SweepSpec[] = (args.only ? [args.only as SweepKind] : KINDS).flatMap((kind) => recipeTasks.map((task) => recipeSweep(kind, task, OPTIONS[kind])));
+const sweeps: SweepSpec[] = (args.only ? [args.only as SweepKind] : KINDS).flatMap((kind) => TASKS_OF[kind].map((task) => recipeSweep(kind, task, OPTIONS[kind])));
 if (!args['report-only']) {
   for (const s of sweeps) {
     process.stderr.write(`\n== ${s.name} ==\n`);
@@ -63,7 +64,7 @@ function publish(name: string): void {
 }
 
 function taskData(): TaskData[] {
-  return recipeTasks.map((task) => {
+  return TASKS.map((task) => {
     const records = [];
     const facts = new Map<string, TrialFacts>();
     for (const kind of KINDS) {
@@ -78,7 +79,7 @@ function taskData(): TaskData[] {
   });
 }
 
-for (const kind of KINDS) for (const task of recipeTasks) publish(`recipes-${kind}-${task.id}`);
+for (const kind of KINDS) for (const task of TASKS_OF[kind]) publish(`recipes-${kind}-${task.id}`);
 const tasks = taskData();
 const floor = `floor ${FLOOR}`;
 const sections = [
@@ -107,6 +108,11 @@ const sections = [
   `### The floor against plain feature-map alignment at the same ratio\n\n` +
   comparisonTable(tasks, ['feature-map x0.03', 'ACT x0.03', `ACT x0.03, ${floor}`, 'feature-map x0.3', 'ACT x0.3', `ACT x0.3, ${floor}`],
     { header: 'vs feature-map, same ratio', cell: (t, l) => pairedCell(t, l, l.replace(/^ACT (x[\d.]+).*$/, 'feature-map $1')) }),
+  `## 7. Why AFA's stage II diverges above the limit where ACT alone recovers (${TASKS[0]!.title}, ${STAGE_II_RATIO}x)\n\n` +
+  `Blew up: a diverged stage, validation ending below half its best, or alpha x Omega at step 3 more than 10x higher per unit ` +
+  `of ratio than at the method's smallest ratio (0.01x, section 1); H / H_max as in section 6.\n\n` +
+  comparisonTable([tasks[0]!], Object.keys(STAGE_II_OPTIONS), { header: 'blew up; H / H_max at the end',
+    cell: (t, l) => `${blowUpCell(t, l, `${l.split(' ')[0]} x0.01`)}; ${entropyCell(t, l)}` }),
 ];
 mkdirSync(DOCS, { recursive: true });
 writeFileSync(join('docs', 'reproduction', 'recipes.md'), `${sections.join('\n\n')}\n`);

@@ -13,7 +13,7 @@ import {
   type TaskData,
   type TrialFacts,
 } from '../studies/recipes/report.js';
-import { OPTIONS, recipeSweep, recipeTasks, SEEDS } from '../studies/recipes/sweeps.js';
+import { OPTIONS, recipeSweep, SEEDS, TASKS_OF } from '../studies/recipes/sweeps.js';
 import { parseExperiment, planTrials, type TrialRecord } from '../ts-sdk/src/index.js';
 
 function record(method: string, seed: number, test: number, val = 0.7, final = val): TrialRecord {
@@ -27,8 +27,8 @@ const task = (records: TrialRecord[], facts: TrialFacts[] = []): TaskData =>
 
 describe('the cross-task study', () => {
   it('plans every option on all three tasks with five seeds, each spec valid', () => {
-    for (const kind of ['baselines', 'attention'] as const) {
-      for (const t of recipeTasks) {
+    for (const kind of ['baselines', 'attention', 'stage-ii'] as const) {
+      for (const t of TASKS_OF[kind]) {
         const trials = planTrials(recipeSweep(kind, t, OPTIONS[kind]));
         expect(trials).to.have.length(SEEDS.length * Object.keys(OPTIONS[kind]).length);
         for (const trial of trials) parseExperiment(JSON.parse(JSON.stringify(trial.spec)));

@@ -79,9 +79,29 @@ export const ATTENTION_OPTIONS: Record<string, ScheduleStep[]> = {
   [`ACT x0.3, floor ${FLOOR}`]: baseline.afaChannel({ ...one, alpha: relative(0.3), uniformFloor: FLOOR }),
 };
 
-export const OPTIONS: Record<SweepKind, Record<string, ScheduleStep[]>> = { baselines: BASELINE_OPTIONS, attention: ATTENTION_OPTIONS };
+/**
+ * Why AFA's stage II diverges above the limit where ACT alone recovers (first task only): is it the
+ * attention's lr (lr/10 in stage II, so it cannot move onto the channels that stop the blow-up in
+ * time)? Stage II's attention at 10x (= ACT alone's lr), ACT alone's at 0.1x (= stage II's), and ACT
+ * alone with a floor (it cannot move all its weight away).
+ */
+export const STAGE_II_RATIO = 5;
+export const STAGE_II_OPTIONS: Record<string, ScheduleStep[]> = {
+  [`AFA x${STAGE_II_RATIO}`]: afaAt(STAGE_II_RATIO),
+  [`AFA x${STAGE_II_RATIO}, stage II attention lr x10`]: afa({ spatial: { alpha: relative(STAGE_II_RATIO), ...half(LR) },
+    channel: { alpha: relative(STAGE_II_RATIO), ...half(LR / 10), attentionLrMultiplier: 10 } }),
+  [`ACT x${STAGE_II_RATIO}`]: baseline.afaChannel({ ...one, alpha: relative(STAGE_II_RATIO) }),
+  [`ACT x${STAGE_II_RATIO}, attention lr x0.1`]: baseline.afaChannel({ ...one, alpha: relative(STAGE_II_RATIO), attentionLrMultiplier: 0.1 }),
+  [`ACT x${STAGE_II_RATIO}, floor ${FLOOR}`]: baseline.afaChannel({ ...one, alpha: relative(STAGE_II_RATIO), uniformFloor: FLOOR }),
+};
 
-export type SweepKind = 'baselines' | 'attention';
+export type SweepKind = 'baselines' | 'attention' | 'stage-ii';
+
+export const OPTIONS: Record<SweepKind, Record<string, ScheduleStep[]>> = {
+  baselines: BASELINE_OPTIONS, attention: ATTENTION_OPTIONS, 'stage-ii': STAGE_II_OPTIONS };
+
+/** The tasks each sweep runs on. */
+export const TASKS_OF: Record<SweepKind, readonly Task[]> = { baselines: TASKS, attention: TASKS, 'stage-ii': [TASKS[0]!] };
 
 export function recipeSweep(kind: SweepKind, task: Task, options: Record<string, ScheduleStep[]>): SweepSpec {
   const name = `recipes-${kind}-${task.id}`;
@@ -89,4 +109,3 @@ export function recipeSweep(kind: SweepKind, task: Task, options: Record<string,
   return sweep({ name, base: baseExperiment(task, FULL, name), space: { method: variants(space) }, seeds: [...SEEDS], metric: 'bestValAccuracy' });
 }
 
-export const recipeTasks = TASKS;
