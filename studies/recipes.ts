@@ -19,6 +19,7 @@ import {
   channelRankCell,
   comparisonTable,
   entropyCell,
+  limitCell,
   pairedCell,
   ratioCell,
   ratioTable,
@@ -89,6 +90,9 @@ const sections = [
   `(AFA and the two-stage controls: 150 + 150, the second half at lr 0.005). "test - FT" is the test ` +
   `accuracy minus fine-tuning's on the same seed (the same labelled images), mean ± std over seeds, in points. ` +
   `alpha / alpha_max is the strength relative to the stability limit the worker estimates at each stage's start.`,
+  `## 0. The limit on each task\n\nlambda_max of Omega's Hessian at the start of each aligning stage and, in brackets, alpha_max = ` +
+  `2 (1 + 0.9) / (lr x lambda_max), mean over seeds (AFA: stage I; stage II at lr/10).\n\n` +
+  comparisonTable(tasks, ['feature-map x0.03', 'DELTA x0.01', 'AST x0.03', 'ACT x0.03', 'AFA x0.03'], { header: 'lambda_max (alpha_max)', cell: limitCell }),
   `## 1. Every method at each ratio\n\nThe ratio with the best mean validation accuracy is marked (chosen).\n\n${ratioTable(tasks)}`,
   `## 2. Does one ratio, chosen on validation, hold on every task?\n\n${transferTable(tasks)}`,
   `## 3. Above the limit (1.5x), on every task\n\n` +

@@ -204,6 +204,17 @@ export function ratioCell(task: TaskData, label: string): string {
   return stages[0]!.map((_, i) => Number(meanOf(stages.map((s) => s[i]?.alphaRatio ?? NaN)).toPrecision(2))).join('; ');
 }
 
+/** lambda_max and alpha_max (= alpha / ratio) of each estimated stage, mean over seeds. */
+export function limitCell(task: TaskData, label: string): string {
+  const stages = estimated(task, label);
+  if (!stages.length || !stages[0]!.length) return '-';
+  return stages[0]!.map((_, i) => {
+    const lambda = meanOf(stages.map((s) => s[i]?.lambdaMax ?? NaN));
+    const alphaMax = meanOf(stages.map((s) => (s[i]?.alpha ?? NaN) / (s[i]?.alphaRatio ?? NaN)));
+    return `${lambda.toExponential(1)} (${alphaMax.toExponential(1)})`;
+  }).join('; ');
+}
+
 /**
  * Did it blow up: a diverged stage, validation ending below half its best, or alpha x Omega at the
  * first logged step more than 10x higher per unit of ratio than at the method's smallest ratio
