@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { createInterface, type Interface } from 'node:readline';
 import { join } from 'node:path';
-import { grid, planSlots, runSweep, sweep, type SweepEvent, type TrialRecord } from '../../ts-sdk/src/index.js';
+import { grid, planSlots, RayPool, runSweep, sweep, type SweepEvent, type TrialRecord } from '../../ts-sdk/src/index.js';
 import { AFA_CLI, tempDir } from '../helpers.js';
 import { tinyFineTune } from '../fixtures/specs.js';
 
@@ -144,6 +144,19 @@ describe('sweeps on a Ray cluster', function () {
       await cluster.until((actors) => actors.length === 0, 'no afa worker actors');
     });
   }
+
+  it('an actor no node can place (more CPUs than any has): the slot gives up after actorStartTimeoutMs saying why; stopping leaves no actor', async () => {
+    await cluster.until((actors) => actors.length === 0, 'no afa worker actors before');
+    const pool = await RayPool.start({ address: cluster.address, workers: 1, cpusPerWorker: 64, actorStartTimeoutMs: 3_000 });
+    try {
+      let error: unknown;
+      await pool.endpoint(0).catch((e: unknown) => (error = e));
+      expect(String(error)).to.match(/Ray did not start worker 1 within 3000 ms \(the cluster may lack the CPUs\/GPUs it asks for\)/);
+    } finally {
+      await pool.stop();
+    }
+    await cluster.until((actors) => actors.length === 0, 'no afa worker actors after');
+  });
 
   it('--ray with no cluster reachable: a clear error and exit 1, before any worker starts', async () => {
     const port = await new Promise<number>((resolve) => {

@@ -30,6 +30,8 @@ export interface RayPoolOptions {
   python?: string;
   /** Milliseconds to wait for the cluster. @default 120000 */
   startTimeoutMs?: number;
+  /** Milliseconds a slot waits for its actor's first start (placement may wait for a node to join). @default 360000 */
+  actorStartTimeoutMs?: number;
   /** Milliseconds a slot waits for Ray to bring a lost actor back. @default 180000 */
   restartTimeoutMs?: number;
   env?: Record<string, string>;
@@ -79,7 +81,7 @@ export class RayPool {
     readonly clusterAddress: string,
     readonly nodes: readonly string[],
     readonly workers: number,
-    private readonly restartTimeoutMs: number,
+    private readonly timeouts: { actorStartMs: number; restartMs: number },
   ) {
     void child.then(() => {
       this.exited = true;
@@ -140,7 +142,8 @@ export class RayPool {
         timer = setTimeout(() => reject(new WorkerStartError(`the Ray cluster at ${options.address ?? 'auto'} was not ready within ${timeoutMs} ms`,
           stderr.tail())), timeoutMs);
       })]);
-      pool = new RayPool(child, stderr, line.address, line.nodes, workers, options.restartTimeoutMs ?? 180_000);
+      pool = new RayPool(child, stderr, line.address, line.nodes, workers,
+        { actorStartMs: options.actorStartTimeoutMs ?? 360_000, restartMs: options.restartTimeoutMs ?? 180_000 });
       early.forEach((l) => pool!.handle(l));
       return pool;
     } catch (error) {
@@ -191,10 +194,11 @@ export class RayPool {
   /**
    * The slot's endpoint once Ray runs an incarnation other than `after` (any, without it): the
    * first start, or the restart after a crash or a lost node. Rejects when the actor is gone for
-   * good, the driver exited, `restartTimeoutMs` passed, or `signal` aborted.
+   * good, the driver exited, `actorStartTimeoutMs` (first start) or `restartTimeoutMs` passed, or
+   * `signal` aborted.
    */
   async endpoint(slot: number, after?: string, signal?: AbortSignal): Promise<RayEndpoint> {
-    const timeoutMs = after === undefined ? this.restartTimeoutMs * 2 : this.restartTimeoutMs;
+    const timeoutMs = after === undefined ? this.timeouts.actorStartMs : this.timeouts.restartMs;
     const until = Date.now() + timeoutMs;
     for (;;) {
       signal?.throwIfAborted();
