@@ -15,6 +15,7 @@ import {
   fromScratch,
   InvalidSpecError,
   l2sp,
+  PAPER_ALPHAS,
   parseExperiment,
   pretrain,
   promoteTargetToSource,
@@ -27,14 +28,20 @@ import {
 import { tinyAfa } from './fixtures/specs.js';
 
 describe('DSL', () => {
-  it('afa() is the paper\'s two stages with the promote step between them', () => {
+  it('afa() is the paper\'s two stages with the promote step between them, at 0.01x the stability limit unless told', () => {
     const [first, promote, second] = afa();
     expect(first).to.include({ kind: 'stage', name: 'afa-spatial', iterations: 4500, batchSize: 64, headL2: 0.01, restoreBest: true });
-    expect(first!.kind === 'stage' && first!.regularizer).to.deep.equal({ kind: 'afaSpatial', alpha: 0.1, hidden: undefined });
+    expect(first!.kind === 'stage' && first!.regularizer).to.deep.equal({ kind: 'afaSpatial', alpha: { relative: 0.01 }, hidden: undefined });
     expect(first!.kind === 'stage' && first!.optimizer).to.deep.include({ kind: 'sgd', lr: 0.01, momentum: 0.9 });
     expect(first!.kind === 'stage' && first!.lrSchedule).to.deep.equal({ kind: 'step', atFractions: [2 / 3], gamma: 0.1 });
     expect(promote).to.deep.equal({ kind: 'promoteTargetToSource' });
-    expect(second!.kind === 'stage' && second!.regularizer).to.deep.equal({ kind: 'afaChannel', alpha: 0.15, hidden: undefined, uniformFloor: undefined });
+    expect(second!.kind === 'stage' && second!.regularizer).to.deep.equal({ kind: 'afaChannel', alpha: { relative: 0.01 }, hidden: undefined, uniformFloor: undefined });
+    for (const make of [baseline.featureMap, baseline.delta, baseline.afaSpatial, baseline.afaChannel]) {
+      const [only] = make({ iterations: 5 });
+      expect(only!.kind === 'stage' && only!.regularizer).to.deep.include({ alpha: { relative: 0.01 } });
+    }
+    const [paper] = afa({ spatial: { alpha: PAPER_ALPHAS.resnet101.spatial } });
+    expect(paper!.kind === 'stage' && paper!.regularizer).to.include({ alpha: 0.1 });
     expect(second!.kind === 'stage' && second!.optimizer).to.deep.include({ lr: 0.001 });
   });
 

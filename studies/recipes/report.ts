@@ -117,6 +117,7 @@ const meanOf = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs
 const valMean = (task: TaskData, label: string) => meanOf(completed(task, label).map((r) => r.metrics.bestValAccuracy));
 
 export function pairedCell(task: TaskData, label: string, reference = REFERENCE): string {
+  if (label === reference) return '-';
   const d = paired(task, label, reference);
   return d ? `${signed(d.mean)} ± ${(100 * d.std).toFixed(1)}` : '-';
 }

@@ -73,7 +73,7 @@ export {
 export type { RegularizerSpec, RegularizerKind, Alpha, RelativeAlpha } from './dsl/regularizers.js';
 export { stage, promoteTargetToSource, sgd, adam, lr, PAPER_BETA } from './dsl/stage.js';
 export type { StageSpec, StageOptions, PromoteStep, ScheduleStep, OptimizerSpec, LrScheduleSpec } from './dsl/stage.js';
-export { afa, baseline, headWarmup, PAPER_ALPHAS, withHeadWarmup } from './dsl/schedules.js';
+export { afa, baseline, DEFAULT_ALPHA, headWarmup, PAPER_ALPHAS, withHeadWarmup } from './dsl/schedules.js';
 export type { AfaOptions, AfaChannelStageOptions, AfaStageOptions, BaselineOptions, HeadWarmupOptions } from './dsl/schedules.js';
 export { pretrain, weights, fromScratch } from './dsl/source.js';
 export type { SourceSpec, PretrainSource, WeightsSource, ScratchSource, PretrainOptions } from './dsl/source.js';
