@@ -129,7 +129,10 @@ describe('reports and TensorBoard (real worker, real data, headless Chromium)', 
 
 describe('the sweep report on the committed reproduction sweeps (headless Chromium)', function () {
   this.timeout(120_000);
-  const sweeps = readdirSync('docs/reproduction', { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name);
+  // Each directory holding a results file, one level of grouping deep (docs/reproduction/recipes/<sweep>).
+  const sweeps = readdirSync('docs/reproduction', { withFileTypes: true }).filter((d) => d.isDirectory()).flatMap((d) =>
+    existsSync(join('docs/reproduction', d.name, 'results.jsonl')) ? [d.name]
+      : readdirSync(join('docs/reproduction', d.name), { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => join(d.name, e.name)));
 
   it('there are committed sweeps to check', () => expect(sweeps.length).to.be.at.least(4));
 
@@ -139,9 +142,13 @@ describe('the sweep report on the committed reproduction sweeps (headless Chromi
       const out = join(tempDir(), 'report.html');
       writeFileSync(out, renderReport(loadSweepDirectory(join('docs/reproduction', name)))); // `afa report` is run above
       const page = readFileSync(out, 'utf8');
-      expect(page).to.include('data-chart="comparison"').and.include('data-chart="paired-difference"');
-      const configs = new Set(readFileSync(join('docs/reproduction', name, 'results.jsonl'), 'utf8').trim().split('\n')
-        .map((l) => (JSON.parse(l) as { configId: string }).configId));
+      const records = readFileSync(join('docs/reproduction', name, 'results.jsonl'), 'utf8').trim().split('\n')
+        .map((l) => JSON.parse(l) as { configId: string; labels: Record<string, string> });
+      expect(page).to.include('data-chart="comparison"');
+      // the paired chart needs fine-tuning in the same sweep (the cross-task study's attention sweeps pair with another)
+      const hasFineTune = records.some((r) => Object.values(r.labels).some((v) => v.startsWith('fine-tune')));
+      expect(page.includes('data-chart="paired-difference"')).to.equal(hasFineTune);
+      const configs = new Set(records.map((r) => r.configId));
       expect(page.match(/data-chart="curve-\d+"/g)).to.have.length(configs.size);
       for (const width of [1400, 800]) {
         const layout = await measureLayout(out, width);

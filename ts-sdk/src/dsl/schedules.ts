@@ -47,8 +47,9 @@ export interface AfaOptions {
  * The strength every alignment regulariser defaults to: 0.01x the step-size stability limit the
  * worker estimates at the stage's start. In the cross-task study (docs/reproduction.md: small
  * ResNet, three tasks, 5 seeds) validation chose 0.01x or 0.03x, the weakest points of the grid,
- * for feature-map, DELTA, AST, ACT and AFA on every task; stronger is worse on every task, in
- * proportion, and 0.01x is within about a point of fine-tuning on all three.
+ * for feature-map, DELTA, AST and ACT on every task (AFA: 0.01x, 0.03x, 0.1x); stronger is worse,
+ * in proportion, on every task, and at 0.01x every method is within about a point of fine-tuning
+ * on all three. Not a gain over fine-tuning: the strength that costs least.
  */
 export const DEFAULT_ALPHA: RelativeAlpha = relative(0.01);
 
