@@ -28,6 +28,11 @@ def _node(node, role: str, cache: str) -> dict:
 def main() -> int:
     head_cache, node2_cache = sys.argv[1], sys.argv[2]
     temp = tempfile.mkdtemp(prefix="afa-ray-")
+    # Ray writes its address file under $RAY_TMPDIR/ray (default /tmp/ray) whatever temp_dir says
+    # (ray.cluster_utils.Cluster calls write_ray_address without it), and on a machine that never
+    # ran Ray that folder does not exist. A private one: nothing in the shared /tmp/ray, either.
+    os.environ["RAY_TMPDIR"] = temp
+    os.makedirs(os.path.join(temp, "ray"), exist_ok=True)
     os.environ["AFA_CACHE"] = head_cache
     cluster = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 2, "object_store_memory": STORE, "include_dashboard": False, "temp_dir": temp,

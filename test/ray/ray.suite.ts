@@ -32,11 +32,18 @@ class TestCluster {
 
   static async start(): Promise<TestCluster> {
     const child = execa(PYTHON, ['test/ray/cluster.py', tempDir('afa-head-cache-'), tempDir('afa-node2-cache-')],
-      { stdin: 'pipe', buffer: false, reject: false, stderr: 'ignore' });
+      { stdin: 'pipe', buffer: false, reject: false, stderr: 'pipe' });
+    // Ray logs a lot to stderr; its tail says why a cluster that never came up did not.
+    let stderr = '';
+    child.stderr!.setEncoding('utf8');
+    child.stderr!.on('data', (chunk: string) => (stderr = (stderr + chunk).slice(-6000)));
     const reader: Interface = createInterface({ input: child.stdout! });
     const lines = reader[Symbol.asyncIterator]();
     const first = await lines.next();
-    if (first.done) throw new Error('the test cluster exited before it was up');
+    if (first.done) {
+      await child;
+      throw new Error(`the test cluster exited before it was up; its stderr ends:\n${stderr.trim() || '(nothing)'}`);
+    }
     const { address, nodes } = JSON.parse(first.value) as { address: string; nodes: ClusterNode[] };
     return new TestCluster(child, lines, address, nodes);
   }
