@@ -4,7 +4,8 @@
 // private network namespace: `make bench-ray`. Writes bench/out/ray-scaling.json.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { grid, planSlots, runSweep, sweep, type PoolOptions } from '../ts-sdk/src/index.js';
+import { grid, sweep } from '../ts-sdk/src/index.js';
+import { planSlots, runSweep, type PoolOptions } from '../ts-sdk/src/sweep/index.js';
 import { tinyFineTune } from '../test/fixtures/specs.js';
 import { tempDir } from '../test/helpers.js';
 

@@ -14,24 +14,11 @@ import { execa } from 'execa';
 import { mkdirSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  backbone,
-  baseline,
-  data,
-  experiment,
-  formatTable,
-  grid,
-  planSlots,
-  pretrain,
-  runSweep,
-  stage,
-  sweep,
-  Worker,
-  noRegularizer,
-  proto,
-  toCreateSessionRequest,
-  toStageMessage,
-} from '../ts-sdk/src/index.js';
+import { backbone, baseline, data, experiment, grid, pretrain, stage, sweep, Worker, noRegularizer } from '../ts-sdk/src/index.js';
+import { planSlots, runSweep } from '../ts-sdk/src/sweep/index.js';
+import { formatTable } from '../ts-sdk/src/report/index.js';
+import { toCreateSessionRequest, toStageMessage } from '../ts-sdk/src/proto.js';
+import * as proto from '../ts-sdk/src/proto.js';
 
 const PYTHON = join(process.cwd(), 'python-worker', '.venv', 'bin', 'python');
 const QUICK = process.env.AFA_BENCH_QUICK === '1';

@@ -6,18 +6,8 @@
  *
  *   make demo            (or: node_modules/.bin/tsx examples/demo.ts)
  */
-import {
-  afa,
-  backbone,
-  baseline,
-  data,
-  experiment,
-  formatComparison,
-  pretrain,
-  Progress,
-  Worker,
-  type ExperimentResult,
-} from '../ts-sdk/src/index.js';
+import { afa, backbone, baseline, data, experiment, pretrain, Worker, type ExperimentResult } from '../ts-sdk/src/index.js';
+import { formatComparison, Progress } from '../ts-sdk/src/report/index.js';
 import { scaled } from './_scale.js';
 
 const T = scaled(300, 6); // transfer steps per method (AFA: T/2 per stage, as in the paper)

@@ -5,7 +5,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$repo}
 python=${AFA_PYTHON:-$repo/python-worker/.venv/bin/python}
-protos=(afa/v1/afa.proto grpc/health/v1/health.proto)
+protos=(afa/v1/afa.proto afa/v1/process.proto grpc/health/v1/health.proto)
 # The standard error model, for reading status details in TypeScript; Python imports the same
 # messages from googleapis-common-protos (generating them twice would clash in its descriptor pool).
 ts_only=(google/rpc/status.proto google/rpc/error_details.proto)

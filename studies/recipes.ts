@@ -12,7 +12,8 @@
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { latestByTrial, planSlots, readRecords, runSweep, type SweepSpec } from '../ts-sdk/src/index.js';
+import { type SweepSpec } from '../ts-sdk/src/index.js';
+import { latestByTrial, planSlots, readRecords, runSweep } from '../ts-sdk/src/sweep/index.js';
 import { SweepProgress } from '../ts-sdk/src/report/sweep-progress.js';
 import {
   blowUpCell,

@@ -15,7 +15,9 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { EXIT } from '../ts-sdk/src/cli/exit.js';
 import { abortOnSigint } from '../ts-sdk/src/cli/interrupt.js';
-import { planSlots, runSweep, SweepProgress, type SweepSpec, type TrialRecord } from '../ts-sdk/src/index.js';
+import { type SweepSpec } from '../ts-sdk/src/index.js';
+import { planSlots, runSweep, type TrialRecord } from '../ts-sdk/src/sweep/index.js';
+import { SweepProgress } from '../ts-sdk/src/report/index.js';
 import { QUICK as EXAMPLES_QUICK } from '../examples/_scale.js';
 import { detailMarkdown, headlineMarkdown, investigationMarkdown, investigationRows, summaryChart, taskTable, type InvestigationRow,
   type TaskTable } from './reproduce/report.js';

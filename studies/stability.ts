@@ -15,21 +15,11 @@
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import {
-  afa,
-  baseline,
-  latestByTrial,
-  planSlots,
-  readRecords,
-  relative,
-  runSweep,
-  sweep,
-  variants,
-  type ScheduleStep,
-  type TrialRecord,
-} from '../ts-sdk/src/index.js';
+import { afa, baseline, relative, sweep, variants, type ScheduleStep } from '../ts-sdk/src/index.js';
+import { latestByTrial, planSlots, readRecords, runSweep, type TrialRecord } from '../ts-sdk/src/sweep/index.js';
 import { SweepProgress } from '../ts-sdk/src/report/sweep-progress.js';
 import { baseExperiment, FULL, LR, TASKS } from './reproduce/study.js';
+import { blowUp, pairedDifference, stageFacts, type RunResultFacts } from './shared.js';
 
 /** The issue's grid, then further out to find where (if anywhere) training does blow up. */
 export const RATIOS = [0.03, 0.1, 0.3, 0.7, 1.5, 5, 15, 50] as const;
@@ -61,19 +51,14 @@ export function stabilitySweep(seeds: number[]) {
 export interface StageGrowth { stage: string; alphaRatio: number; lambdaMax: number; first: number; peak: number; peakStep: number; last: number; status: string }
 export interface TrialGrowth { trialId: string; label: string; seed: number; stages: StageGrowth[] }
 
-/** alpha x Omega over each aligning stage of each trial's run record. */
+/** alpha x Omega over each aligning stage of each trial's run record (growth.json's form of the shared stage facts). */
 function growthOf(outDir: string, records: TrialRecord[]): TrialGrowth[] {
   return records.flatMap((record) => {
     const file = join(outDir, 'runs', record.trialId, 'result.json');
     if (!existsSync(file)) return [];
-    const { result } = JSON.parse(readFileSync(file, 'utf8')) as { result: { stages: Array<{ name: string; status: string;
-      stability?: { alphaRatio: number; lambdaMax: number }; history: { steps: Array<{ step: number; regLoss: number }> } }> } };
-    const stages = result.stages.filter((s) => s.stability).map((s) => {
-      const steps = s.history.steps.filter((p) => Number.isFinite(p.regLoss));
-      const peak = steps.reduce((best, p) => (p.regLoss > best.regLoss ? p : best), steps[0] ?? { step: 0, regLoss: NaN });
-      return { stage: s.name, alphaRatio: s.stability!.alphaRatio, lambdaMax: s.stability!.lambdaMax, first: steps[0]?.regLoss ?? NaN,
-        peak: peak.regLoss, peakStep: peak.step, last: steps.at(-1)?.regLoss ?? NaN, status: s.status };
-    });
+    const facts = stageFacts(record.trialId, (JSON.parse(readFileSync(file, 'utf8')) as { result: RunResultFacts }).result);
+    const stages = facts.stages.filter((s) => s.alphaRatio !== undefined).map((s) => ({ stage: s.name, alphaRatio: s.alphaRatio!,
+      lambdaMax: s.lambdaMax!, first: s.first ?? NaN, peak: s.peak ?? NaN, peakStep: s.peakStep ?? 0, last: s.last ?? NaN, status: s.status }));
     return [{ trialId: record.trialId, label: record.labels.method ?? '', seed: record.seed, stages }];
   });
 }
@@ -82,15 +67,7 @@ const pct = (x: number) => (100 * x).toFixed(1);
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const sd = (xs: number[]) => (xs.length > 1 ? Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1)) : 0);
 
-/**
- * Blown up: the stage ended diverged (non-finite loss), validation ended below half its best, or
- * alpha x Omega at the first logged step was more than 10x higher per unit of ratio than at the
- * method's smallest ratio. Omega starts at 0 (the target is a copy of the source) and, while the
- * step is stable, grows with the drift the cross-entropy causes, which a stronger pull only
- * restrains: per unit of alpha it can only fall. An unstable step instead amplifies Omega's own
- * direction from the first steps (the catapult): that is what the early value shows. The peak is
- * no signature: at small ratios it comes late, from slow drift.
- */
+/** The table; blown up by the shared criterion (studies/shared.ts `blowUp`). */
 export function stabilityTable(records: TrialRecord[], growth: TrialGrowth[]): string {
   const reference = new Map(records.filter((r) => r.labels.method === 'fine-tune (reference)').map((r) => [r.seed, r]));
   const lines = [
@@ -108,21 +85,23 @@ export function stabilityTable(records: TrialRecord[], growth: TrialGrowth[]): s
     const method = label.replace(/ x[\d.]+$/, '');
     const smallest = `${method} x${RATIOS[0]}`;
     const tests = rs.map((r) => r.metrics.testAccuracy ?? NaN);
-    const diffs = rs.filter((r) => reference.has(r.seed)).map((r) => (r.metrics.testAccuracy ?? NaN) - (reference.get(r.seed)!.metrics.testAccuracy ?? NaN));
+    const paired = pairedDifference(new Map(rs.map((r) => [r.seed, r.metrics.testAccuracy ?? NaN])),
+      new Map([...reference].map(([seed, r]) => [seed, r.metrics.testAccuracy ?? NaN])));
     const g = growth.filter((t) => t.label === label);
     const relativeEarly = earlyPerRatio(label) / earlyPerRatio(smallest);
     const peaks = g[0]?.stages.map((_, i) => {
       const ss = g.map((t) => t.stages[i]!);
       return `${mean(ss.map((x) => x.first)).toPrecision(2)} -> ${mean(ss.map((x) => x.peak)).toPrecision(2)} (${ss.map((x) => x.peakStep).join('/')})`;
     }).join('; ') ?? '-';
-    const diverged = g.filter((t) => t.stages.some((x) => x.status === 'diverged' || !Number.isFinite(x.peak))).length;
-    const collapsed = rs.filter((r) => r.metrics.finalValAccuracy < 0.5 * r.metrics.bestValAccuracy).length;
-    const blew = diverged + collapsed > 0 || relativeEarly > 10;
+    const byTrial = new Map(g.map((t) => [t.trialId, t]));
+    const { blew, diverged, collapsed } = blowUp(rs.map((r) => ({ ...r.metrics,
+      stages: (byTrial.get(r.trialId)?.stages ?? []).map((x) => ({ name: x.stage, status: x.status, alphaRatio: x.alphaRatio, first: x.first })) })),
+    relativeEarly);
     const ratios = g.flatMap((t) => t.stages.map((x) => x.alphaRatio));
     const lambdas = g.flatMap((t) => t.stages.map((x) => x.lambdaMax));
     lines.push(`| ${method} | ${ratios.length ? Number(mean(ratios).toPrecision(2)) : '-'} | ${lambdas.length ? mean(lambdas).toExponential(1) : '-'} | ` +
       `${pct(mean(rs.map((r) => r.metrics.bestValAccuracy)))} | ${pct(mean(tests))} ± ${pct(sd(tests))} | ` +
-      `${diffs.length && label !== 'fine-tune (reference)' ? `${pct(mean(diffs))} ± ${pct(sd(diffs))}` : '-'} | ${peaks} | ` +
+      `${paired && label !== 'fine-tune (reference)' ? `${pct(paired.mean)} ± ${pct(paired.std)}` : '-'} | ${peaks} | ` +
       `${Number.isFinite(relativeEarly) ? relativeEarly.toFixed(1) : '-'} | ` +
       `${g.length && g.some((t) => t.stages.length) ? `${blew ? 'yes' : 'no'}${diverged ? `, ${diverged} diverged` : ''}${collapsed ? `, ${collapsed} val collapsed` : ''}` : '-'} |`);
   }

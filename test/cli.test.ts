@@ -78,7 +78,7 @@ describe('afa CLI', () => {
     writeFileSync(file, JSON.stringify(spec));
     const result = await afa(['run', file, '--threads', '1']);
     expect(result.exitCode).to.equal(2);
-    expect(result.stderr).to.match(/afa run: layers: 'layer7\.0' is not a module of this backbone \(valid: conv1, bn1/);
+    expect(result.stderr).to.match(/afa run: backbone\.layers: 'layer7\.0' is not a module of this backbone \(valid: conv1, bn1/); // named as the spec spells it
   });
 
   it('SIGINT cancels the running stage and exits 130', async () => {

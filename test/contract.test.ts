@@ -138,3 +138,33 @@ describe('codegen', () => {
     expect(result.exitCode, String(result.all)).to.equal(0);
   });
 });
+
+describe("the worker's field paths, named as the spec spells them", () => {
+  it('maps every kind of contract path back to the DSL: oneof cases collapse, snake_case becomes camelCase, each part at its place', async () => {
+    const { toSpecField } = await import('../ts-sdk/src/proto.js');
+    const cases: Array<[string, Parameters<typeof toSpecField>[1], string]> = [
+      ['data.labels_per_class', {}, 'target.labelsPerClass'],
+      ['data.image_folder.root', {}, 'target.root'],
+      ['data.fashion_mnist.directory', { data: 'source.data' }, 'source.data.directory'],
+      ['data.dataset', {}, 'target.kind'],
+      ['data.classes', { data: 'data' }, 'data.classes'],
+      ['backbone.in_channels', {}, 'backbone.inChannels'],
+      ['layers', {}, 'backbone.layers'],
+      ['source_weights', {}, 'source.path'],
+      ['source_weights_sha256', { sourceWeights: 'sourceWeights' }, 'sourceWeights'],
+      ['stage.regularizer.afa_spatial.alpha', { stage: 'schedule[2]' }, 'schedule[2].regularizer.alpha'],
+      ['stage.regularizer.afa_channel.uniform_floor', { stage: 'schedule[0]' }, 'schedule[0].regularizer.uniformFloor'],
+      ['stage.regularizer.none.weight_decay', {}, 'regularizer.weightDecay'],
+      ['stage.regularizer', { stage: 'schedule[1]' }, 'schedule[1].regularizer'],
+      ['stage.lr_schedule.step.at_fractions', { stage: 'schedule[0]' }, 'schedule[0].lrSchedule.atFractions'],
+      ['stage.optimizer.lr', { stage: 'schedule[0]' }, 'schedule[0].optimizer.lr'],
+      ['stage.head_lr_multiplier', { stage: 'schedule[0]' }, 'schedule[0].headLrMultiplier'],
+      ['stage.alpha_relative', { stage: 'schedule[0]' }, 'schedule[0].regularizer.alpha.relative'],
+      ['stage.no_feature_cache', { stage: 'schedule[0]' }, 'schedule[0].featureCache'],
+      ['stage.attention_images', { stage: 'schedule[0]' }, 'attentionImages'],
+      ['device', {}, 'device'],
+      ['spec_json', {}, 'specJson'],
+    ];
+    for (const [contract, context, spec] of cases) expect(toSpecField(contract, context), contract).to.equal(spec);
+  });
+});

@@ -1,30 +1,7 @@
 import { expect } from 'chai';
-import {
-  afa,
-  afaChannel,
-  afaSpatial,
-  BACKBONE_NAMES,
-  DATA_KINDS,
-  PRECISIONS,
-  REGULARIZER_KINDS,
-  backbone,
-  baseline,
-  contentHash,
-  data,
-  experiment,
-  fromScratch,
-  InvalidSpecError,
-  l2sp,
-  PAPER_ALPHAS,
-  parseExperiment,
-  pretrain,
-  promoteTargetToSource,
-  relative,
-  specHash,
-  toStageMessage,
-  stage,
-  weights,
-} from '../ts-sdk/src/index.js';
+import { afa, afaChannel, afaSpatial, BACKBONE_NAMES, DATA_KINDS, PRECISIONS, REGULARIZER_KINDS, backbone, baseline, data, experiment, fromScratch, InvalidSpecError, l2sp, PAPER_ALPHAS, parseExperiment, pretrain, promoteTargetToSource, relative, specHash, stage, weights } from '../ts-sdk/src/index.js';
+import { toStageMessage } from '../ts-sdk/src/proto.js';
+import { contentHash } from '../ts-sdk/src/dsl/hash.js';
 import { tinyAfa } from './fixtures/specs.js';
 
 describe('DSL', () => {
@@ -192,7 +169,7 @@ describe('head warm-up, a schedule element', () => {
   it("the study's head warm-up trials are the committed ones (same trial ids: its results stay resumable)", async () => {
     const { readFileSync } = await import('node:fs');
     const { investigationSweep, FULL } = await import('../studies/reproduce/study.js');
-    const { planTrials } = await import('../ts-sdk/src/index.js');
+    const { planTrials } = await import('../ts-sdk/src/sweep/index.js');
     const committed = (JSON.parse(readFileSync('docs/reproduction/fashion-to-mnist-10-investigation/sweep.json', 'utf8')) as
       { trials: Array<{ trialId: string; labels: Record<string, string> }> }).trials.filter((t) => t.labels.variant?.startsWith('head warm-up'));
     expect(committed.length).to.be.greaterThan(0);

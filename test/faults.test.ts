@@ -2,18 +2,11 @@
 import { expect } from 'chai';
 import { execa } from 'execa';
 import { existsSync, readFileSync } from 'node:fs';
-import { createInterface } from 'node:readline';
 import { join } from 'node:path';
-import {
-  UnauthenticatedError,
-  SpecError,
-  Worker,
-  WorkerCallError,
-  WorkerClient,
-  WorkerCrashedError,
-  type TrialRecord,
-} from '../ts-sdk/src/index.js';
-import { AFA_CLI, processAlive, startTestWorker, tempDir, waitUntil } from './helpers.js';
+import { UnauthenticatedError, SpecError, Worker, WorkerCallError, WorkerCrashedError } from '../ts-sdk/src/index.js';
+import { type TrialRecord } from '../ts-sdk/src/sweep/index.js';
+import { WorkerClient } from '../ts-sdk/src/proto.js';
+import { AFA_CLI, processAlive, serveByHand, startTestWorker, tempDir, waitUntil } from './helpers.js';
 import { tinyFineTune } from './fixtures/specs.js';
 
 const [node, cliArgs] = AFA_CLI;
@@ -27,18 +20,6 @@ function resultLines(dir: string): TrialRecord[] {
 async function childWorkers(parent: number): Promise<number[]> {
   const r = await execa('pgrep', ['-P', String(parent), '-f', 'afa_worker'], { reject: false });
   return r.stdout.split('\n').filter(Boolean).map(Number);
-}
-
-/** Starts `python -m afa_worker serve` with extra args and reads its handshake. */
-async function serve(args: string[]) {
-  const child = execa(PYTHON, ['-m', 'afa_worker', 'serve', '--port', '0', '--exit-with-stdin', '--threads', '1', ...args], {
-    cwd: 'python-worker', reject: false, buffer: false,
-  });
-  const line = await new Promise<string>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).on('line', (l) => l.startsWith('AFA_WORKER_READY ') && resolve(l));
-    child.then((r) => reject(new Error(`worker exited: ${r.exitCode}`)));
-  });
-  return { child, handshake: JSON.parse(line.slice('AFA_WORKER_READY '.length)) as { port: number; host: string } };
 }
 
 describe('faults', function () {
@@ -189,8 +170,8 @@ describe('security', function () {
   });
 
   it('a worker started with a token answers UNAUTHENTICATED without it or with a wrong one', async () => {
-    const { child, handshake } = await serve(['--token', 's3cret']);
-    const address = `127.0.0.1:${handshake.port}`;
+    const { process: child, port, stop } = await serveByHand(['--token', 's3cret']);
+    const address = `127.0.0.1:${port}`;
     try {
       for (const token of [undefined, 'wrong']) {
         try {
@@ -210,8 +191,7 @@ describe('security', function () {
       await fromEnv.stop();
     } finally {
       delete process.env.AFA_TOKEN;
-      child.kill('SIGTERM');
-      await child;
+      await stop();
     }
   });
 
@@ -239,33 +219,31 @@ describe('security', function () {
     const key = join(dir, 'key.pem');
     await execa('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost',
       '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', key, '-out', cert]);
-    const { child, handshake } = await serve(['--token', 'tls-token', '--tls-cert', cert, '--tls-key', key]);
+    const { process: child, port, stop } = await serveByHand(['--token', 'tls-token', '--tls-cert', cert, '--tls-key', key]);
     try {
-      const worker = await Worker.connect(`localhost:${handshake.port}`, { token: 'tls-token', tls: { rootCerts: readFileSync(cert) } });
+      const worker = await Worker.connect(`localhost:${port}`, { token: 'tls-token', tls: { rootCerts: readFileSync(cert) } });
       expect((await worker.info()).pid).to.equal(child.pid);
       await worker.stop();
       // the same port without TLS gets nowhere: a typed call error, never a connection
-      const plaintext = await Worker.connect(`localhost:${handshake.port}`, { token: 'tls-token', timeoutMs: 1000 })
+      const plaintext = await Worker.connect(`localhost:${port}`, { token: 'tls-token', timeoutMs: 1000 })
         .then((w) => w.stop().then(() => 'connected'), (error: unknown) => error);
       expect(plaintext).to.be.instanceOf(WorkerCallError);
     } finally {
-      child.kill('SIGTERM');
-      await child;
+      await stop();
     }
   });
 
   it('binds loopback by default, and refuses another address without a token', async () => {
-    const { child, handshake } = await serve([]);
-    expect(handshake.host).to.equal('127.0.0.1');
+    const { host, port, stop } = await serveByHand([]);
+    expect(host).to.equal('127.0.0.1');
     const listening = await execa('ss', ['-ltnp'], { reject: false });
     if (listening.exitCode === 0) {
-      const lines = listening.stdout.split('\n').filter((l) => l.includes(`:${handshake.port} `));
+      const lines = listening.stdout.split('\n').filter((l) => l.includes(`:${port} `));
       expect(lines.length, listening.stdout).to.be.greaterThan(0);
       // 127.0.0.1, possibly as an IPv4-mapped IPv6 socket; never a wildcard address.
-      for (const line of lines) expect(line).to.match(new RegExp(`(\\b127\\.0\\.0\\.1|\\[::ffff:127\\.0\\.0\\.1\\]):${handshake.port} `));
+      for (const line of lines) expect(line).to.match(new RegExp(`(\\b127\\.0\\.0\\.1|\\[::ffff:127\\.0\\.0\\.1\\]):${port} `));
     }
-    child.kill('SIGTERM');
-    await child;
+    await stop();
     const open = await execa(PYTHON, ['-m', 'afa_worker', 'serve', '--host', '0.0.0.0', '--port', '0'], { cwd: 'python-worker', reject: false, env: { AFA_TOKEN: '' } });
     expect(open.exitCode).to.equal(2);
     expect(open.stderr).to.include('binding 0.0.0.0 exposes the worker beyond this machine: pass a token (AFA_TOKEN or --token-file');

@@ -51,11 +51,29 @@ describe('the npm package in a consumer project (slow: npm pack, npm install, af
     for (const name of ['cjs', 'js']) {
       writeFileSync(join(project, `exp-${name}.${name === 'js' ? 'js' : 'ts'}`), EXPERIMENT.replace('NAME', name));
     }
-    writeFileSync(join(loose, 'exp.ts'), EXPERIMENT.replace('NAME', 'loose'));
+    // Outside any package, a subpath import resolves to the CLI's own copy as the root does.
+    writeFileSync(join(loose, 'exp.ts'), `import { formatTable } from 'afa-transfer/report';\n${EXPERIMENT.replace('NAME', "loose-' + formatTable(['a'], []).length + '")}`);
   });
 
   it('a project made by npm init -y is not "type": "module" (the case the loader must handle)', () => {
     expect(JSON.parse(readFileSync(join(project, 'package.json'), 'utf8')).type).to.not.equal('module');
+  });
+
+  it('require() and import of the root and every subpath work in a CommonJS project; internals are not importable', async () => {
+    const names = "[typeof a.experiment, typeof a.Worker, typeof s.runSweep, typeof s.planSlots, typeof r.Progress, typeof r.renderReport, " +
+      'typeof p.WorkerClient, typeof p.CreateSessionRequest].join(" ")';
+    writeFileSync(join(project, 'use.cjs'), "const a = require('afa-transfer'); const s = require('afa-transfer/sweep'); " +
+      `const r = require('afa-transfer/report'); const p = require('afa-transfer/proto'); console.log(${names});\n`);
+    writeFileSync(join(project, 'use.mjs'), "import * as a from 'afa-transfer'; import * as s from 'afa-transfer/sweep'; " +
+      `import * as r from 'afa-transfer/report'; import * as p from 'afa-transfer/proto'; console.log(${names});\n`);
+    for (const file of ['use.cjs', 'use.mjs']) {
+      const run = await sh(process.execPath, [file], { cwd: project });
+      expect(run.exitCode, run.all).to.equal(0);
+      expect(run.stdout.trim(), file).to.equal(Array(8).fill('function').join(' ').replace(/function$/, 'object'));
+    }
+    writeFileSync(join(project, 'internal.cjs'), "require('afa-transfer/dist/sweep/runner.js');\n");
+    const internal = await sh(process.execPath, ['internal.cjs'], { cwd: project });
+    expect(internal.all).to.include('ERR_PACKAGE_PATH_NOT_EXPORTED');
   });
 
   it('afa worker setup --torch cpu --torch-index creates a stamped venv, and a second setup does nothing', async () => {
@@ -96,7 +114,7 @@ describe('the npm package in a consumer project (slow: npm pack, npm install, af
   it('afa run loads an experiment in a folder outside any package, importing the CLI\'s own afa-transfer', async () => {
     const run = await afa(['run', join(loose, 'exp.ts'), '--threads', '1'], loose);
     expect(run.exitCode, run.all).to.equal(0);
-    expect(run.stdout).to.include('consumer-loose');
+    expect(run.stdout).to.include('consumer-loose-');
   });
 
   it('a venv set up by another version is refused with the command that fixes it, and setup reinstalls', async () => {

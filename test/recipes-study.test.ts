@@ -14,7 +14,8 @@ import {
   type TrialFacts,
 } from '../studies/recipes/report.js';
 import { OPTIONS, recipeSweep, SEEDS, TASKS_OF } from '../studies/recipes/sweeps.js';
-import { parseExperiment, planTrials, type TrialRecord } from '../ts-sdk/src/index.js';
+import { parseExperiment } from '../ts-sdk/src/index.js';
+import { planTrials, type TrialRecord } from '../ts-sdk/src/sweep/index.js';
 
 function record(method: string, seed: number, test: number, val = 0.7, final = val): TrialRecord {
   return { trialId: `${method}-${seed}`, configId: method, values: {}, labels: { method }, seed, specHash: '', spec: {} as TrialRecord['spec'],

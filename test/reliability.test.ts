@@ -12,22 +12,9 @@ import {
   type CreateSessionRequest,
   type StageSpec as StageMessage,
 } from '../ts-sdk/src/gen/afa/v1/afa.js';
-import {
-  afaSpatial,
-  data,
-  NotFoundError,
-  noRegularizer,
-  ResourceExhaustedError,
-  SessionBusyError,
-  SpecError,
-  stage,
-  type AfaError,
-  type DataSpec,
-  type RegularizerSpec,
-  type Worker,
-} from '../ts-sdk/src/index.js';
+import { afaSpatial, data, NotFoundError, noRegularizer, ResourceExhaustedError, SessionBusyError, SpecError, stage, type AfaError, type DataSpec, type RegularizerSpec, type Worker } from '../ts-sdk/src/index.js';
 import { toCreateSessionRequest, toStageMessage } from '../ts-sdk/src/run/convert.js';
-import { fromGrpcError } from '../ts-sdk/src/errors.js';
+import { fromGrpcError } from '../ts-sdk/src/client/errors.js';
 import { startTestWorker, tempDir } from './helpers.js';
 import { tinyBackbone } from './fixtures/specs.js';
 

@@ -9,7 +9,9 @@ import { AFA_CLI, tempDir } from './helpers.js';
 import { tinyAfa } from './fixtures/specs.js';
 import { findChromium, measureLayout } from './layout.js';
 import { readPng } from './png.js';
-import { bytesReviver, grid, loadSweepDirectory, renderReport, sweep, type ExperimentResult } from '../ts-sdk/src/index.js';
+import { grid, sweep, type ExperimentResult } from '../ts-sdk/src/index.js';
+import { loadSweepDirectory } from '../ts-sdk/src/sweep/index.js';
+import { bytesReviver, renderReport } from '../ts-sdk/src/report/index.js';
 import type { TrialRecord } from '../ts-sdk/src/sweep/store.js';
 import { encodeRgbPng } from '../ts-sdk/src/report/png.js';
 
@@ -55,7 +57,8 @@ describe('reports and TensorBoard (real worker, real data, headless Chromium)', 
     const spec = join(dir, 'spec.json');
     const run = await afa(['run', spec, '--threads', '1', '--tensorboard', join(dir, 'no-tb'), '--python', 'python3'], { AFA_CACHE: cache });
     expect(run.exitCode).to.equal(1);
-    expect(run.stderr).to.match(/the TensorBoard writer \(python3\) could not start \(exit 3\): .*install the tensorboard package/);
+    // Through the one door to Python: a Python without the worker's requirements is told the command that installs them.
+    expect(run.stderr).to.match(/the TensorBoard writer's Python \(python3\) lacks the module \S+: run `npx afa worker setup`|install the tensorboard package/);
     expect(run.stderr).to.not.include('target:');
   });
 

@@ -4,7 +4,7 @@ import { expect } from 'chai';
 import { execa } from 'execa';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { readRecords } from '../ts-sdk/src/index.js';
+import { readRecords } from '../ts-sdk/src/sweep/index.js';
 import { headlineMarkdown, taskTable } from '../studies/reproduce/report.js';
 import { METHODS, TASKS } from '../studies/reproduce/study.js';
 import { tempDir } from './helpers.js';

@@ -1,16 +1,7 @@
 // End-to-end: tiny experiments on real data (Fashion-MNIST -> MNIST) through a real worker.
 import { expect } from 'chai';
 import { existsSync } from 'node:fs';
-import {
-  CancelledError,
-  data,
-  NotFoundError,
-  SpecError,
-  stage,
-  afaSpatial,
-  type RunEvent,
-  type Worker,
-} from '../ts-sdk/src/index.js';
+import { CancelledError, data, NotFoundError, relative, SpecError, stage, afaSpatial, type RunEvent, type Worker } from '../ts-sdk/src/index.js';
 import { startTestWorker, tempDir } from './helpers.js';
 import { tinyAfa, tinyBackbone, tinyFineTune, tinySource, tinyTarget } from './fixtures/specs.js';
 
@@ -132,7 +123,8 @@ describe('experiment runner (real worker, real data)', () => {
       expect.fail('must throw');
     } catch (error) {
       expect(error).to.be.instanceOf(SpecError);
-      expect((error as SpecError).field).to.equal('layers');
+      expect((error as SpecError).field).to.equal('backbone.layers'); // as the caller wrote it, not the contract's `layers`
+      expect((error as SpecError).message).to.match(/^backbone\.layers: 'layer9' is not a module of this backbone \(valid: /);
       expect((error as SpecError).valid).to.include('layer2.0.conv1');
     }
     const session = await worker.createSession({ backbone: tinyBackbone, data: data.mnist({ labelsPerClass: 2 }) });
@@ -144,5 +136,19 @@ describe('experiment runner (real worker, real data)', () => {
       expect(error).to.be.instanceOf(NotFoundError);
     }
     expect((await worker.info()).activeSessions).to.equal(0);
+  });
+
+  it("the worker's refusals name the field as the spec spells it (target.labelsPerClass, schedule[0].regularizer.alpha.relative)", async () => {
+    const tooMany = await worker.run({ ...tinyFineTune(), target: data.mnist({ labelsPerClass: 5000, valPerClass: 5 }) }, { checkpoint: false }).result
+      .then(() => undefined, (e: unknown) => e);
+    expect(tooMany).to.be.instanceOf(SpecError);
+    expect((tooMany as SpecError).field).to.equal('target.labelsPerClass');
+    expect((tooMany as SpecError).message).to.match(/^target\.labelsPerClass: 5000 exceeds the \d+ training images/);
+    const adam = tinyFineTune();
+    const relativeWithAdam = { ...adam, schedule: [stage({ name: 'ast', regularizer: afaSpatial({ alpha: relative(0.1) }), iterations: 2,
+      optimizer: { kind: 'adam', lr: 1e-3, weightDecay: 0 } })] };
+    const refused = await worker.run(relativeWithAdam, { checkpoint: false }).result.then(() => undefined, (e: unknown) => e);
+    expect((refused as SpecError).field).to.equal('schedule[0].regularizer.alpha.relative');
+    expect((refused as SpecError).valid).to.deep.equal(['sgd']);
   });
 });

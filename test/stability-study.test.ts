@@ -2,7 +2,7 @@
 // differences to fine-tuning, on records made up for the purpose (the study itself takes ~30 min).
 import { expect } from 'chai';
 import { stabilitySweep, stabilityTable, RATIOS, type TrialGrowth } from '../studies/stability.js';
-import { planTrials, type TrialRecord } from '../ts-sdk/src/index.js';
+import { planTrials, type TrialRecord } from '../ts-sdk/src/sweep/index.js';
 
 function record(method: string, seed: number, test: number, best = 0.7, final = 0.7): TrialRecord {
   return { trialId: `${method}-${seed}`, configId: method, values: {}, labels: { method }, seed, specHash: '', spec: {} as TrialRecord['spec'],

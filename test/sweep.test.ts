@@ -2,29 +2,8 @@ import { expect } from 'chai';
 import { execa } from 'execa';
 import { existsSync, readFileSync, readdirSync, writeFileSync, appendFileSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  bestPerGroup,
-  bestSpec,
-  choice,
-  fromScratch,
-  baseline,
-  grid,
-  variants,
-  logUniform,
-  planTrials,
-  summarize,
-  sweep,
-  uniform,
-  loadSweepDirectory,
-  formatSummaryTable,
-  recordsToCsv,
-  InvalidSpecError,
-  UsageError,
-  planSlots,
-  runSweep,
-  type SweepEvent,
-  type TrialRecord,
-} from '../ts-sdk/src/index.js';
+import { choice, fromScratch, baseline, grid, variants, logUniform, sweep, uniform, InvalidSpecError, UsageError } from '../ts-sdk/src/index.js';
+import { bestPerGroup, bestSpec, planTrials, summarize, loadSweepDirectory, formatSummaryTable, recordsToCsv, planSlots, runSweep, type SweepEvent, type TrialRecord } from '../ts-sdk/src/sweep/index.js';
 import { MedianStoppingRule } from '../ts-sdk/src/sweep/early-stop.js';
 import { readRecords } from '../ts-sdk/src/sweep/store.js';
 import { AFA_CLI, processAlive, tempDir, waitUntil } from './helpers.js';
@@ -87,7 +66,7 @@ describe('sweep planning and results (no worker)', () => {
     expect(() => planTrials(sweep({ name: 'x', base: tinyAfa(), space: { 'schedule[0].regulariser.alpha': grid([1]) } })))
       .to.throw(InvalidSpecError, /space\.schedule\[0\]\.regulariser\.alpha: is not a field of the base experiment/);
     expect(() => planTrials(sweep({ name: 'x', base: tinyAfa(), space: { 'schedule[0].regularizer.alpha': grid([-1]) } })))
-      .to.throw(InvalidSpecError, /trial alpha=-1 seed 0: schedule\[0\]\.regularizer\.alpha: must be >= 0/);
+      .to.throw(InvalidSpecError, /trial\[alpha=-1, seed 0\]\.schedule\[0\]\.regularizer\.alpha: must be >= 0/);
   });
 
   it('variants set several fields together, each variant its own configuration, paths checked', () => {

@@ -2,28 +2,18 @@
 // own store and the SDK downloads the source; another worker with an empty store gets it uploaded by
 // hash; both train from the same bytes. A spawned local worker still reads the file by path.
 import { expect } from 'chai';
-import { execa } from 'execa';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { pretrain, data, Worker, type ExperimentResult } from '../ts-sdk/src/index.js';
-import { startTestWorker, tempDir } from './helpers.js';
+import { serveByHand, startTestWorker, tempDir } from './helpers.js';
 import { tinyFineTune } from './fixtures/specs.js';
 
-const PYTHON = join(process.cwd(), 'python-worker', '.venv', 'bin', 'python');
 
 /** A worker as one started on another machine: its own store and cache, a token, no path of ours to read. */
 async function remoteWorker(root: string) {
-  const child = execa(PYTHON, ['-m', 'afa_worker', 'serve', '--port', '0', '--exit-with-stdin', '--threads', '1',
-    '--checkpoint-dir', join(root, 'checkpoints')], {
-    cwd: 'python-worker', reject: false, buffer: false, env: { AFA_TOKEN: 'remote-token', AFA_CACHE: join(root, 'cache') },
-  });
-  const line = await new Promise<string>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).on('line', (l) => l.startsWith('AFA_WORKER_READY ') && resolve(l));
-    child.then((r) => reject(new Error(`worker exited: ${r.exitCode}`)));
-  });
-  const { port } = JSON.parse(line.slice('AFA_WORKER_READY '.length)) as { port: number };
+  const { process: child, port } = await serveByHand(['--checkpoint-dir', join(root, 'checkpoints')],
+    { AFA_TOKEN: 'remote-token', AFA_CACHE: join(root, 'cache') });
   const worker = await Worker.connect(`127.0.0.1:${port}`, { token: 'remote-token' });
   return { worker, child, store: join(root, 'cache', 'weights') };
 }

@@ -2,14 +2,8 @@ import { expect } from 'chai';
 import { execa } from 'execa';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  IllegalStateError,
-  PROTOCOL_VERSION,
-  Worker,
-  WorkerCrashedError,
-  WorkerStartError,
-  REGULARIZER_KINDS,
-} from '../ts-sdk/src/index.js';
+import { IllegalStateError, Worker, WorkerCrashedError, WorkerStartError, REGULARIZER_KINDS } from '../ts-sdk/src/index.js';
+import { PROTOCOL_VERSION } from '../ts-sdk/src/proto.js';
 import { processAlive, startTestWorker, tempDir, waitUntil } from './helpers.js';
 
 describe('worker lifecycle (real worker process)', () => {
@@ -75,7 +69,7 @@ describe('worker lifecycle (real worker process)', () => {
       expect(error).to.be.instanceOf(WorkerStartError);
       const e = error as WorkerStartError;
       expect(e.stderrTail).to.include('simulated broken install');
-      expect(e.message).to.include('exited before its handshake');
+      expect(e.message).to.include('the worker (' ).and.to.include('exited before it was ready');
     }
     expect(Date.now() - started).to.be.below(10000);
   });
@@ -87,8 +81,8 @@ describe('worker lifecycle (real worker process)', () => {
     it(`refuses a worker whose handshake reports ${what}, naming the command that fixes it`, async () => {
       const dir = tempDir();
       const fake = join(dir, 'python');
-      const line = JSON.stringify({ port: 1, host: '127.0.0.1', pid: 1, tls: false, ...handshake });
-      writeFileSync(fake, `#!/bin/sh\necho 'AFA_WORKER_READY ${line}'\nexec sleep 30\n`);
+      const line = JSON.stringify({ ready: { pid: 1, serve: { port: 1, host: '127.0.0.1' }, ...handshake } });
+      writeFileSync(fake, `#!/bin/sh\necho 'AFA ${line}'\nexec sleep 30\n`);
       chmodSync(fake, 0o755);
       const error = await Worker.start({ python: fake }).then(() => undefined, (e: unknown) => e);
       expect(error).to.be.instanceOf(WorkerStartError);
@@ -105,7 +99,7 @@ describe('worker lifecycle (real worker process)', () => {
     expect((error as Error).message).to.match(/lacks the module grpc: run `npx afa worker setup`/);
   });
 
-  it('fails with a clear message when the worker never prints a handshake', async () => {
+  it('fails with a clear message when the worker never says it is ready', async () => {
     const dir = tempDir();
     const fake = join(dir, 'python');
     writeFileSync(fake, '#!/bin/sh\necho "starting up" >&2\nsleep 30\n');
@@ -115,7 +109,7 @@ describe('worker lifecycle (real worker process)', () => {
       expect.fail('start must throw');
     } catch (error) {
       expect(error).to.be.instanceOf(WorkerStartError);
-      expect((error as Error).message).to.match(/no handshake within 1500 ms/);
+      expect((error as Error).message).to.match(/the worker \(\S+\) was not ready within 1500 ms/);
       expect((error as WorkerStartError).stderrTail).to.include('starting up');
     }
   });

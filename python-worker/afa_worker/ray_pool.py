@@ -3,21 +3,17 @@
 The SDK spawns this driver (like a local worker) and stays the one scheduler; Ray only places and
 restarts workers. Each actor runs the afa_worker gRPC server in its own process on whatever node
 Ray chose, bound to that node's address with a fresh random token (a non-loopback bind never goes
-without one). The driver tells the SDK every actor's address and token as JSON lines on stdout,
-again whenever Ray restarted an actor (a new incarnation, on a new port and maybe another node),
-and removes every actor when stdin closes (the SDK exited, even by SIGKILL), on SIGTERM or
-SIGINT. Actors are owned by this driver, so Ray removes them too if the driver itself dies.
-
-Lines (one JSON object each): ``{"event": "ready", "address", "nodes", "gpus"}``, ``{"event":
-"worker", "slot", "address", "token", "node_id", "node_ip", "hostname", "pid", "incarnation"}``,
-``{"event": "down", "slot", "reason"}`` (unreachable, Ray may be restarting it), ``{"event":
-"dead", "slot", "reason"}`` (gone for good), ``{"event": "error", "message"}`` (then exit 1).
+without one). The driver tells the SDK every actor's address and token on the line channel
+(afa_worker/channel.py: ``ready`` with the cluster, ``ray_worker`` per start of an actor,
+``ray_worker_lost`` when one is unreachable or gone for good, ``error`` before exiting 1), again
+whenever Ray restarted an actor (a new incarnation, on a new port and maybe another node), and
+removes every actor when stdin closes (the SDK exited, even by SIGKILL), on SIGTERM or SIGINT.
+Actors are owned by this driver, so Ray removes them too if the driver itself dies.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -28,6 +24,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from afa_worker import channel
+from afa_worker._gen.afa.v1 import process_pb2 as pp
 from afa_worker.lifeline import watch_stdin
 
 __all__ = ["main", "add_arguments"]
@@ -40,11 +38,6 @@ CONNECT_SECONDS = 5.0
 INIT_SECONDS = 60.0
 #: Workers one pool may ask for.
 MAX_WORKERS = 1024
-
-
-def _emit(body: dict) -> None:
-    sys.stdout.write(json.dumps(body, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -150,7 +143,7 @@ def _connect(args: argparse.Namespace) -> str | None:
 
 
 def _die(message: str) -> None:
-    _emit({"event": "error", "message": message})
+    channel.error(message)
     os._exit(1)
 
 
@@ -177,13 +170,13 @@ def _probe(slots: list[_Slot], stop: threading.Event) -> None:
             except (RayActorError, GetTimeoutError) as exc:
                 if _actor_state(slot.actor) == "DEAD":  # restarts exhausted: it will not come back
                     slot.dead = True
-                    _emit({"event": "dead", "slot": slot.index, "reason": _first_line(exc)})
+                    _lost(slot, exc, gone=True)
                 else:
                     _mark_down(slot, exc)
             else:
                 if endpoint["incarnation"] != slot.incarnation:
                     slot.incarnation, slot.down = endpoint["incarnation"], False
-                    _emit({"event": "worker", "slot": slot.index, **endpoint})
+                    channel.send(pp.ProcessMessage(ray_worker=pp.RayWorker(slot=slot.index, **endpoint)))
 
 
 def _actor_state(actor) -> str:
@@ -199,7 +192,11 @@ def _actor_state(actor) -> str:
 def _mark_down(slot: _Slot, exc: Exception) -> None:
     if not slot.down:
         slot.down = True
-        _emit({"event": "down", "slot": slot.index, "reason": _first_line(exc)})
+        _lost(slot, exc, gone=False)
+
+
+def _lost(slot: _Slot, exc: Exception, gone: bool) -> None:
+    channel.send(pp.ProcessMessage(ray_worker_lost=pp.RayWorkerLost(slot=slot.index, gone=gone, reason=_first_line(exc))))
 
 
 def _first_line(exc: Exception) -> str:
@@ -208,13 +205,13 @@ def _first_line(exc: Exception) -> str:
 
 def main(args: argparse.Namespace) -> int:
     if not 1 <= args.workers <= MAX_WORKERS:
-        _emit({"event": "error", "message": f"--workers must be in [1, {MAX_WORKERS}], got {args.workers}"})
+        channel.error(f"--workers must be in [1, {MAX_WORKERS}], got {args.workers}")
         return 2
     try:
         import ray  # noqa: PLC0415
     except ImportError:
-        _emit({"event": "error", "message": "this Python lacks Ray: run `npx afa worker setup --ray` (or "
-                                            "pip install 'afa-worker[ray]' into it; make setup does)"})
+        channel.error("this Python lacks Ray: run `npx afa worker setup --ray` (or pip install 'afa-worker[ray]' "
+                      "into it; make setup does)")
         return 1
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     stop = threading.Event()
@@ -226,7 +223,7 @@ def main(args: argparse.Namespace) -> int:
     except Exception as exc:  # noqa: BLE001 - whatever Ray raised, said plainly
         problem = f"cannot connect to the Ray cluster at {args.address}: {_first_line(exc)}"
     if problem:
-        _emit({"event": "error", "message": problem})
+        channel.error(problem)
         return 1
     slots: list[_Slot] = []
     try:
@@ -234,7 +231,7 @@ def main(args: argparse.Namespace) -> int:
         gpus = args.gpus_per_worker if args.gpus_per_worker >= 0 else (1.0 if resources.get("GPU", 0) > 0 else 0.0)
         threads = args.threads or max(1, int(args.cpus_per_worker))
         nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
-        _emit({"event": "ready", "address": ray.get_runtime_context().gcs_address, "nodes": nodes, "gpus": gpus})
+        channel.ready(ray_pool=pp.RayPoolReady(address=ray.get_runtime_context().gcs_address, nodes=nodes, gpus=gpus))
         remote = ray.remote(WorkerActor)
         for index in range(args.workers):
             actor = remote.options(num_cpus=args.cpus_per_worker, num_gpus=gpus, max_restarts=args.max_restarts,

@@ -1,12 +1,12 @@
 """The gRPC server: binds loopback by default, requires a bearer token on every call (its own,
 printed in the handshake, when none is given), prints one handshake line, serves until SIGTERM,
-SIGINT, or (when the SDK spawned it) the parent's end of stdin closing; then drains and exits 0."""
+SIGINT, or (when the SDK spawned it) the parent's end of stdin closing; then drains and exits 0.
+The handshake is the line channel's ``ready`` message (afa_worker/channel.py)."""
 
 from __future__ import annotations
 
 import dataclasses
 import hmac
-import json
 import logging
 import os
 import signal
@@ -18,8 +18,9 @@ from pathlib import Path
 
 import grpc
 
-from afa_worker import PROTOCOL_VERSION, __version__
+from afa_worker import channel
 from afa_worker._gen.afa.v1 import afa_pb2_grpc as pbgrpc
+from afa_worker._gen.afa.v1 import process_pb2 as pp
 from afa_worker._gen.grpc.health.v1 import health_pb2_grpc as hgrpc
 from afa_worker.auth import new_token
 from afa_worker.checkpoint import CheckpointPolicy
@@ -29,9 +30,8 @@ from afa_worker.servicer import AfaWorkerServicer
 from afa_worker.streams import MAX_STREAMS, UNARY_RESERVE, StreamLimiter
 from afa_worker.weight_store import WeightStore
 
-__all__ = ["ServerOptions", "WorkerServer", "HANDSHAKE_PREFIX", "MAX_MESSAGE_BYTES"]
+__all__ = ["ServerOptions", "WorkerServer", "MAX_MESSAGE_BYTES"]
 
-HANDSHAKE_PREFIX = "AFA_WORKER_READY "
 SERVICE_NAME = "afa.v1.AfaWorker"
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
@@ -136,12 +136,11 @@ class WorkerServer:
         self.server.start()
         self.health.set_all(SERVING)
 
-    def handshake_line(self) -> str:
-        body = {"port": self.port, "host": self.options.host, "protocol": PROTOCOL_VERSION,
-                "version": __version__, "pid": os.getpid(), "tls": bool(self.options.tls_cert)}
-        if self.token_generated:
-            body["token"] = self.options.token  # the only way its client can learn it
-        return HANDSHAKE_PREFIX + json.dumps(body, separators=(",", ":"))
+    def ready_detail(self) -> pp.ServeReady:
+        """Where it serves, for the ready message (the token only when it made its own: the only way
+        its client can learn it)."""
+        return pp.ServeReady(host=self.options.host, port=self.port, tls=bool(self.options.tls_cert),
+                             token=self.options.token if self.token_generated else "")
 
     def request_stop(self, *_args) -> None:
         """Begins a graceful stop, with a hard exit as its backstop: work stuck in one long torch call
@@ -181,7 +180,7 @@ def serve(options: ServerOptions, exit_with_stdin: bool = False) -> int:
     signal.signal(signal.SIGTERM, server.request_stop)
     signal.signal(signal.SIGINT, server.request_stop)
     server.start()
-    print(server.handshake_line(), flush=True)
+    channel.ready(serve=server.ready_detail())
     logging.getLogger("afa_worker").info("serving on %s:%d (pid %d)", options.host, server.port, os.getpid())
     if exit_with_stdin:
         watch_stdin(server.request_stop)

@@ -3,7 +3,6 @@ the client goes away or the server shuts down."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections.abc import Iterator
@@ -14,7 +13,7 @@ import grpc
 from afa_worker._gen.afa.v1 import afa_pb2 as pb
 from afa_worker._gen.afa.v1 import afa_pb2_grpc as pbgrpc
 from afa_worker.cancel import Cancelled, cancellable
-from afa_worker.checkpoint import CheckpointPolicy, atomic_write_bytes, checkpoint_bytes, save_checkpoint
+from afa_worker.checkpoint import CheckpointPolicy, checkpoint_bytes, save_checkpoint
 from afa_worker.compute import ComputeThread
 from afa_worker.errors import BusyError, NotFoundError, SpecError, clip
 from afa_worker.info import worker_info
@@ -198,11 +197,7 @@ class AfaWorkerServicer(pbgrpc.AfaWorkerServicer):
                     raise SpecError("path", "give a path or to_weight_store, not both")
                 with self._exclusive(session, "SaveCheckpoint"):
                     data = compute.call(checkpoint_bytes, session.target)
-                digest = hashlib.sha256(data).hexdigest()
-                path = self._store.path(digest)
-                if self._store.size(digest) != len(data):
-                    self._store.root.mkdir(parents=True, exist_ok=True)
-                    atomic_write_bytes(path, data)
+                digest, path = self._store.put_bytes(data)
                 return pb.SaveCheckpointResponse(path=str(path), bytes=len(data), sha256=digest)
             if not request.path:
                 raise SpecError("path", "a checkpoint path is required (or to_weight_store)")

@@ -26,7 +26,10 @@ from afa_worker.precision import PrecisionPlan, resolve_precision
 from afa_worker.weight_store import WeightStore, file_sha256
 from afa_worker.weights import load_into, read_state_dict
 
-__all__ = ["Session", "Provenance", "create_session", "resolve_device"]
+__all__ = ["Session", "Provenance", "create_session", "resolve_device", "recalibrate_bn", "RECALIBRATION_BATCHES"]
+
+# Batches of target images the source's BN statistics are recalibrated on (all of a few-label set).
+RECALIBRATION_BATCHES = 200
 
 
 def resolve_device(name: str) -> torch.device:
@@ -70,6 +73,9 @@ class Session:
     running_stage: str | None = None
     #: Set to cancel the running stage (CloseSession does).
     stage_cancel: threading.Event | None = None
+    #: The source file's backbone tensors as loaded (CPU), the fixed point drift is measured from
+    #: (None without a source). AFA's promote replaces `source`, never this.
+    origin_state: dict[str, torch.Tensor] | None = None
 
     @property
     def head_name(self) -> str:
@@ -227,8 +233,11 @@ def create_session(request: pb.CreateSessionRequest, others_active: bool = False
     finally:
         torch.random.set_rng_state(gen_state)
     source = None
+    origin_state = None
     if source_path:
         load_into(model, read_state_dict(source_path), model.head_name, source_path)
+        origin_state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()
+                        if not k.startswith(model.head_name + ".")}
         if not request.no_source:
             source = copy.deepcopy(model)
             _freeze(source)
@@ -242,4 +251,4 @@ def create_session(request: pb.CreateSessionRequest, others_active: bool = False
     source = source.to(device, memory_format=torch.channels_last) if source is not None else None
     provenance = Provenance(request.backbone.name, request.backbone.width, request.backbone.depth, source_path, spec)
     return Session(uuid.uuid4().hex, provenance, bool(request.data.augment), device, data.to(device), model, source, layers,
-                   layer_shapes, precision, source_sha256)
+                   layer_shapes, precision, source_sha256, origin_state=origin_state)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from afa_worker._gen.afa.v1 import afa_pb2 as pb
 from afa_worker.attention import attention_entropy
-from afa_worker.stage_setup import StageRun
+from afa_worker.stage_setup import PreparedStage
 
 __all__ = ["attention_snapshot", "layer_attention", "SPATIAL", "CHANNEL"]
 
@@ -21,7 +21,7 @@ SPATIAL, CHANNEL = "spatial", "channel"
 _KIND = {"afa_spatial": SPATIAL, "afa_channel": CHANNEL}
 
 
-def layer_attention(run: StageRun) -> list[pb.LayerAttention]:
+def layer_attention(run: PreparedStage) -> list[pb.LayerAttention]:
     """Entropy per aligned layer of the last training batch's attention."""
     return [pb.LayerAttention(layer=layer, entropy=entropy, max_entropy=max_entropy)
             for layer, (entropy, max_entropy) in
@@ -67,7 +67,7 @@ def _channel_layer(name: str, weights: torch.Tensor, target: torch.Tensor | None
                                      channel_discrepancy=_channel_discrepancy(target, source))
 
 
-def _target_maps(run: StageRun, inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+def _target_maps(run: PreparedStage, inputs: torch.Tensor) -> dict[str, torch.Tensor]:
     """The target's maps of ``inputs`` in eval mode (batch-norm statistics untouched)."""
     if run.target_tap is None:
         return {}
@@ -93,7 +93,7 @@ def _one_per_class(labels: list[int], count: int) -> list[int]:
 
 
 @torch.no_grad()
-def attention_snapshot(run: StageRun) -> pb.AttentionSnapshot | None:
+def attention_snapshot(run: PreparedStage) -> pb.AttentionSnapshot | None:
     """The stage's attention on ``plan.attention_images`` fixed images (the first of each class of the
     validation split, else of the training split); None without attention."""
     count, kind = run.plan.attention_images, _KIND.get(run.reg.name)

@@ -24,7 +24,7 @@ from afa_worker._gen.afa.v1 import afa_pb2 as pb
 from afa_worker.backbones import head_module
 from afa_worker.cancel import check_cancelled
 from afa_worker.regularizers.distance import twice_differentiable
-from afa_worker.stage_setup import StageRun
+from afa_worker.stage_setup import PreparedStage
 
 __all__ = ["Stability", "estimate_stability", "stability_limit", "MAX_PRODUCTS", "PROBE_BATCH"]
 
@@ -68,7 +68,7 @@ def _bn_buffers(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
             for b in m.buffers()]
 
 
-def _omega(run: StageRun, idx: torch.Tensor) -> torch.Tensor:
+def _omega(run: PreparedStage, idx: torch.Tensor) -> torch.Tensor:
     session = run.session
     x = session.data.normalise(session.data.train.x[idx])
     source_maps = {}
@@ -106,7 +106,7 @@ def _power_iteration(omega: torch.Tensor, params: list[nn.Parameter], generator:
     return max(estimate, 0.0), products
 
 
-def estimate_stability(run: StageRun) -> Stability | None:
+def estimate_stability(run: PreparedStage) -> Stability | None:
     """lambda_max of Omega in the trainable backbone weights and the limit it sets; None when the
     stage has no term to scale (no regulariser, L2-FE)."""
     reg, plan = run.reg, run.plan

@@ -71,6 +71,8 @@ class StagePlan:
     alpha_relative: float = 0.0
     #: Estimate lambda_max and the stability limit at the start (stages with a term).
     estimate_stability: bool = True
+    #: Measure the target's drift from the session's original source at the end.
+    measure_drift: bool = False
 
     @property
     def check_every(self) -> int:
@@ -164,4 +166,5 @@ def parse_stage(stage: pb.StageSpec) -> StagePlan:
         attention_images=check_max(stage.attention_images, "stage.attention_images", "attention_images"),
         alpha_relative=_alpha_relative(stage, regularizer, optimizer),
         estimate_stability=not stage.no_stability_estimate,
+        measure_drift=bool(stage.measure_drift),
     )

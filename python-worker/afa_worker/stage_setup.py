@@ -1,6 +1,6 @@
 """Everything a stage sets up before its first step, and takes down after its last: the source's
 batch-norm recalibration, the regulariser, the optimiser, the feature taps and the source feature
-cache. ``prepare_stage`` returns them as a ``StageRun``, a context manager that removes the hooks
+cache. ``prepare_stage`` returns them as a ``PreparedStage``, a context manager that removes the hooks
 and unfreezes the backbone on exit."""
 
 from __future__ import annotations
@@ -16,13 +16,10 @@ from afa_worker.batches import ordered_batches, shuffled_indices
 from afa_worker.cancel import check_cancelled
 from afa_worker.features import FeatureTap
 from afa_worker.regularizers import Regularizer, RegularizerContext, build_regularizer
-from afa_worker.session import Session, recalibrate_bn
+from afa_worker.session import RECALIBRATION_BATCHES, Session, recalibrate_bn
 from afa_worker.stage_plan import StagePlan
 
-__all__ = ["StageRun", "StageOptimizer", "prepare_stage"]
-
-# Batches of target images the source's BN statistics are recalibrated on (all of a few-label set).
-RECALIBRATION_BATCHES = 200
+__all__ = ["PreparedStage", "StageOptimizer", "prepare_stage"]
 
 
 class StageOptimizer:
@@ -57,7 +54,7 @@ class StageOptimizer:
 
 
 @dataclass
-class StageRun:
+class PreparedStage:
     session: Session
     plan: StagePlan
     reg: Regularizer
@@ -85,7 +82,7 @@ class StageRun:
     def feature_cache_bytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.cached_maps.values()) if self.cached_maps else 0
 
-    def __enter__(self) -> StageRun:
+    def __enter__(self) -> PreparedStage:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -145,14 +142,14 @@ def _source_feature_cache(session: Session, batch_size: int, budget_mb: int) -> 
     return {name: torch.cat(parts) for name, parts in cache.items()}
 
 
-def prepare_stage(session: Session, plan: StagePlan) -> StageRun:
+def prepare_stage(session: Session, plan: StagePlan) -> PreparedStage:
     """Sets the stage up; on an error part-way, what was set up is taken down again."""
     if session.source is not None and plan.regularizer.entry.module.needs_source_features:
         recalibrate_bn(session.source, ordered_batches(session.data, plan.batch_size, RECALIBRATION_BATCHES))
     reg = _regularizer(session, plan)
     _set_backbone_frozen(session, reg.freezes_backbone)  # before the optimiser, which skips frozen weights
     gen = torch.Generator().manual_seed(plan.seed)
-    run = StageRun(session, plan, reg, StageOptimizer(plan, session.target, reg), gen,
+    run = PreparedStage(session, plan, reg, StageOptimizer(plan, session.target, reg), gen,
                    shuffled_indices(len(session.data.train), plan.batch_size, gen))
     try:
         if reg.needs_source_features and session.layers:

@@ -24,12 +24,13 @@ from afa_worker._gen.afa.v1 import afa_pb2 as pb
 from afa_worker.batches import augment
 from afa_worker.cancel import Cancelled, cancellable
 from afa_worker.data import TensorSplit
+from afa_worker.drift import measure_drift
 from afa_worker.selection import MetricWindow, ModelSelection
 from afa_worker.session import Session
 from afa_worker.snapshot import attention_snapshot, layer_attention
 from afa_worker.stability import Stability, estimate_stability
 from afa_worker.stage_plan import StagePlan
-from afa_worker.stage_setup import StageRun, prepare_stage
+from afa_worker.stage_setup import PreparedStage, prepare_stage
 
 __all__ = ["run_stage", "evaluate", "train_step", "StepOutput"]
 
@@ -68,7 +69,7 @@ class StepOutput:
     lr: float
 
 
-def _source_maps(run: StageRun, x: torch.Tensor, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+def _source_maps(run: PreparedStage, x: torch.Tensor, idx: torch.Tensor) -> dict[str, torch.Tensor]:
     if run.cached_maps is not None:
         return {name: maps[idx] for name, maps in run.cached_maps.items()}
     if run.source_tap is None:
@@ -78,7 +79,7 @@ def _source_maps(run: StageRun, x: torch.Tensor, idx: torch.Tensor) -> dict[str,
     return run.source_tap.take()
 
 
-def train_step(run: StageRun, step: int) -> StepOutput:
+def train_step(run: PreparedStage, step: int) -> StepOutput:
     """One optimiser step on the next batch: CE + alpha * Omega + beta * 0.5 * ||W_fc||^2."""
     session, plan, train = run.session, run.plan, run.session.data.train
     lr = run.optimizer.set_factor(plan.lr_schedule.factor(step, plan.iterations))
@@ -107,7 +108,7 @@ class _Progress:
     images: int = 0
 
 
-def _validate(run: StageRun, selection: ModelSelection, step: int) -> Iterator[pb.StageEvent]:
+def _validate(run: PreparedStage, selection: ModelSelection, step: int) -> Iterator[pb.StageEvent]:
     if run.session.data.val is None:
         return
     loss, acc = evaluate(run.session, run.session.data.val)
@@ -119,7 +120,7 @@ def _diverged(out: StepOutput) -> bool:
     return not math.isfinite(float(out.loss))
 
 
-def _train(run: StageRun, cancel: threading.Event, window: MetricWindow, selection: ModelSelection,
+def _train(run: PreparedStage, cancel: threading.Event, window: MetricWindow, selection: ModelSelection,
            progress: _Progress) -> Iterator[pb.StageEvent]:
     plan = run.plan
     for step in range(plan.iterations):
@@ -143,7 +144,7 @@ def _train(run: StageRun, cancel: threading.Event, window: MetricWindow, selecti
     yield from _validate(run, selection, progress.steps)
 
 
-def _summary(run: StageRun, progress: _Progress, window: MetricWindow, selection: ModelSelection,
+def _summary(run: PreparedStage, progress: _Progress, window: MetricWindow, selection: ModelSelection,
              wall: float, snapshot: pb.AttentionSnapshot | None) -> pb.StageSummary:
     last = selection.last_eval
     return pb.StageSummary(
@@ -160,7 +161,7 @@ def _cancelled_summary(plan: StagePlan, reason: Cancelled, wall: float) -> pb.St
                            final_train_loss=float("nan"), wall_seconds=wall)
 
 
-def _stability(run: StageRun) -> Stability | None:
+def _stability(run: PreparedStage) -> Stability | None:
     """The estimate at the stage's start; a relative alpha becomes absolute here."""
     stability = estimate_stability(run) if run.plan.estimate_stability else None
     if stability is not None and run.plan.alpha_relative:
@@ -187,9 +188,12 @@ def _train_stage(session: Session, plan: StagePlan, cancel: threading.Event) -> 
         snapshot = attention_snapshot(run) if progress.status != pb.STAGE_STATUS_CANCELLED else None
     if progress.status == pb.STAGE_STATUS_COMPLETED and selection.restore() and session.data.val is not None:
         selection.last_eval = evaluate(session, session.data.val)
+    drift = measure_drift(session) if plan.measure_drift and progress.status == pb.STAGE_STATUS_COMPLETED else None
     summary = _summary(run, progress, window, selection, time.perf_counter() - started_at, snapshot)
     if stability:
         summary.stability.CopyFrom(stability.message(run.reg.alpha))
+    if drift is not None:
+        summary.drift.CopyFrom(drift)
     yield pb.StageEvent(summary=summary)
 
 

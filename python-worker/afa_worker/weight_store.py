@@ -121,6 +121,25 @@ class WeightStore:
         finally:
             tmp.unlink(missing_ok=True)
 
+    def put_bytes(self, data: bytes) -> tuple[str, Path]:
+        """Stores bytes this worker made (a checkpoint): written to a fresh temporary file in the store,
+        then adopted (and the store kept within its bound). Returns (sha256, path)."""
+        digest = hashlib.sha256(data).hexdigest()
+        if self.size(digest) == len(data):
+            os.utime(self.path(digest))
+            return digest, self.path(digest)
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=self.root, prefix=f".{digest[:16]}.", suffix=".upload")
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            return digest, self.adopt(tmp, digest)
+        finally:
+            tmp.unlink(missing_ok=True)
+
     def adopt(self, source: Path, sha256: str) -> Path:
         """Moves a file this worker just wrote (its hash known) into the store."""
         target = self.path(check_sha256(sha256, "sha256"))

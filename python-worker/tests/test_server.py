@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 
@@ -9,13 +10,13 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 
-from afa_worker import PROTOCOL_VERSION
+from afa_worker import PROTOCOL_VERSION, __version__, channel
 from afa_worker._gen.afa.v1 import afa_pb2 as pb
 from afa_worker._gen.grpc.health.v1 import health_pb2 as hpb
 from afa_worker._gen.afa.v1 import afa_pb2_grpc as pbgrpc
 from afa_worker.auth import authorized_channel
 from afa_worker.contract import oneof_fields
-from afa_worker.server import HANDSHAKE_PREFIX, ServerOptions, WorkerServer
+from afa_worker.server import ServerOptions, WorkerServer
 from afa_worker.status import DETAILS_KEY
 
 SERVING = hpb.HealthCheckResponse.SERVING
@@ -70,11 +71,16 @@ def test_a_field_without_a_closed_set_has_no_valid_values(stub):
     assert request.field_violations[0].field == "stage.iterations"
 
 
-def test_handshake_line_carries_port_and_protocol(server):
-    line = server.handshake_line()
-    assert line.startswith(HANDSHAKE_PREFIX)
-    body = json.loads(line[len(HANDSHAKE_PREFIX):])
-    assert body["port"] == server.port and body["protocol"] == PROTOCOL_VERSION and body["host"] == "127.0.0.1"
+def test_ready_message_carries_port_version_and_protocol_as_one_channel_line(server):
+    out = io.StringIO()
+    channel.ready(out, serve=server.ready_detail())
+    line = out.getvalue()
+    assert line.startswith(channel.PREFIX) and line.endswith("\n") and line.count("\n") == 1
+    body = json.loads(line[len(channel.PREFIX):])  # proto3 JSON: camelCase names, as the SDK reads them
+    ready = body["ready"]
+    assert ready["serve"]["port"] == server.port and ready["serve"]["host"] == "127.0.0.1"
+    assert ready["protocol"] == PROTOCOL_VERSION and ready["version"] == __version__
+    assert "token" in ready["serve"]  # the fixture's server made its own token: the handshake is how its client learns it
 
 
 def test_unknown_session_is_not_found_and_worker_keeps_serving(stub):
@@ -115,7 +121,7 @@ def test_a_worker_started_without_a_token_makes_one_and_requires_it_even_for_hea
     srv = WorkerServer(ServerOptions(port=0, grace_seconds=0.5))
     srv.start()
     try:
-        handshake = json.loads(srv.handshake_line()[len(HANDSHAKE_PREFIX):])
+        handshake = {"token": srv.ready_detail().token}
         assert len(handshake["token"]) >= 40 and handshake["token"] == srv.options.token
         other = WorkerServer(ServerOptions(port=0))
         assert other.options.token != srv.options.token  # fresh per worker
@@ -137,7 +143,9 @@ def test_a_worker_started_without_a_token_makes_one_and_requires_it_even_for_hea
 
 def test_a_given_token_is_not_printed():
     srv = WorkerServer(ServerOptions(port=0, token="s3cret"))
-    assert "token" not in json.loads(srv.handshake_line()[len(HANDSHAKE_PREFIX):])
+    out = io.StringIO()
+    channel.ready(out, serve=srv.ready_detail())
+    assert "token" not in json.loads(out.getvalue()[len(channel.PREFIX):])["ready"]["serve"] and "s3cret" not in out.getvalue()
 
 
 def test_token_is_required_on_every_call():

@@ -4,64 +4,11 @@
  * `stageFacts` extracts from the run records into stages.json. Every difference to fine-tuning is
  * paired: the same seed is the same labelled set.
  */
-import { meanStd, type TrialRecord } from '../../ts-sdk/src/index.js';
+import { meanStd, type TrialRecord } from '../../ts-sdk/src/sweep/index.js';
+import { blowUp, pairedDifference, type StageFacts, type TrialFacts } from '../shared.js';
 import { AFA_RATIOS, RATIOS, REFERENCE } from './sweeps.js';
 
-export interface ChannelFacts {
-  layer: string;
-  /** Attention weight per channel, averaged over the snapshot's images. */
-  weight: number[];
-  /** ||F_t,j - F_s,j||^2 / HW per channel on the same images, at the end of the stage. */
-  discrepancy: number[];
-}
-
-export interface StageFacts {
-  name: string;
-  status: string;
-  alphaRatio?: number;
-  lambdaMax?: number;
-  alpha?: number;
-  /** alpha x Omega at the first logged step, its peak, and the step of the peak. */
-  first?: number;
-  peak?: number;
-  peakStep?: number;
-  channels?: ChannelFacts[];
-}
-
-export interface TrialFacts {
-  trialId: string;
-  stages: StageFacts[];
-}
-
-/** A run record's `result` as far as the study reads it. */
-interface RunResult {
-  stages: Array<{
-    name: string;
-    status: string;
-    stability?: { alphaRatio: number; lambdaMax: number; alpha: number };
-    history: { steps: Array<{ step: number; regLoss: number }> };
-    attentionSnapshot?: { layers: Array<{ layer: string; kind: string; channel: number[]; channelDiscrepancy?: number[] }> };
-  }>;
-}
-
-export function stageFacts(trialId: string, result: RunResult): TrialFacts {
-  return {
-    trialId,
-    stages: result.stages.map((s) => {
-      const steps = s.history.steps.filter((p) => Number.isFinite(p.regLoss));
-      const peak = steps.reduce<{ step: number; regLoss: number } | undefined>((best, p) => (!best || p.regLoss > best.regLoss ? p : best), undefined);
-      const channels = s.attentionSnapshot?.layers.filter((l) => l.kind === 'channel' && l.channelDiscrepancy?.length)
-        .map((l) => ({ layer: l.layer, weight: l.channel, discrepancy: l.channelDiscrepancy! }));
-      return {
-        name: s.name,
-        status: s.status,
-        ...(s.stability ? { alphaRatio: s.stability.alphaRatio, lambdaMax: s.stability.lambdaMax, alpha: s.stability.alpha } : {}),
-        ...(s.stability && steps.length ? { first: steps[0]!.regLoss, peak: peak!.regLoss, peakStep: peak!.step } : {}),
-        ...(channels?.length ? { channels } : {}),
-      };
-    }),
-  };
-}
+export { stageFacts, type ChannelFacts, type StageFacts, type TrialFacts } from '../shared.js';
 
 /** Spearman's rank correlation (ties share their mean rank). */
 export function spearman(a: readonly number[], b: readonly number[]): number {
@@ -106,11 +53,8 @@ function completed(task: TaskData, label: string): TrialRecord[] {
 
 /** Test accuracy minus `reference`'s on the same seeds. */
 export function paired(task: TaskData, label: string, reference = REFERENCE): { mean: number; std: number; n: number } | null {
-  const ref = new Map(completed(task, reference).map((r) => [r.seed, r.metrics.testAccuracy]));
-  const diffs = completed(task, label).filter((r) => ref.get(r.seed) != null && r.metrics.testAccuracy != null)
-    .map((r) => r.metrics.testAccuracy! - ref.get(r.seed)!);
-  if (!diffs.length) return null;
-  return { ...meanStd(diffs), n: diffs.length };
+  const tests = (l: string) => new Map(completed(task, l).filter((r) => r.metrics.testAccuracy != null).map((r) => [r.seed, r.metrics.testAccuracy!]));
+  return pairedDifference(tests(label), tests(reference));
 }
 
 const meanOf = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
@@ -216,19 +160,13 @@ export function limitCell(task: TaskData, label: string): string {
   }).join('; ');
 }
 
-/**
- * Did it blow up: a diverged stage, validation ending below half its best, or alpha x Omega at the
- * first logged step more than 10x higher per unit of ratio than at the method's smallest ratio
- * (see studies/stability.ts for why the early value and not the peak).
- */
+/** Did it blow up (the criterion: studies/shared.ts `blowUp`), and why. */
 export function blowUpCell(task: TaskData, label: string, smallestLabel: string): string {
   const early = (l: string) => meanOf(estimated(task, l).map((stages) => Math.max(...stages.map((s) => (s.first ?? NaN) / (s.alphaRatio ?? NaN)))));
   const rs = completed(task, label);
   if (!rs.length) return '-';
-  const diverged = rs.filter((r) => (task.facts.get(r.trialId)?.stages ?? []).some((s) => s.status === 'diverged')).length;
-  const collapsed = rs.filter((r) => r.metrics.finalValAccuracy < 0.5 * r.metrics.bestValAccuracy).length;
   const growth = early(label) / early(smallestLabel);
-  const blew = diverged + collapsed > 0 || growth > 10;
+  const { blew, diverged, collapsed } = blowUp(rs.map((r) => ({ ...r.metrics, stages: task.facts.get(r.trialId)?.stages ?? [] })), growth);
   return `${blew ? 'yes' : 'no'} (step-3 term/ratio ${Number.isFinite(growth) ? growth.toFixed(1) : '-'}x the smallest ratio's` +
     `${diverged ? `, ${diverged} diverged` : ''}${collapsed ? `, ${collapsed} val collapsed` : ''})`;
 }

@@ -5,21 +5,7 @@
  * warm-up generalise; what does the channel attention attend to at a stable strength, and does a
  * uniform floor on it help. Two sweeps per task: `baselines` (no attention) and `attention`.
  */
-import {
-  afa,
-  baseline,
-  lr as lrSchedule,
-  noRegularizer,
-  promoteTargetToSource,
-  relative,
-  stage,
-  sweep,
-  variants,
-  withHeadWarmup,
-  afaSpatial,
-  type ScheduleStep,
-  type SweepSpec,
-} from '../../ts-sdk/src/index.js';
+import { afa, baseline, lr as lrSchedule, noRegularizer, promoteTargetToSource, relative, stage, sweep, variants, withHeadWarmup, afaSpatial, type ScheduleStep, type SweepSpec } from '../../ts-sdk/src/index.js';
 import { baseExperiment, FULL, LR, TASKS, type Task } from '../reproduce/study.js';
 
 export const SEEDS = [0, 1, 2, 3, 4] as const;

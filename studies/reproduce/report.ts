@@ -3,7 +3,8 @@
  * variant with the best mean validation accuracy, and its test accuracy (mean ± std over seeds).
  */
 import { barChart, type Bar } from '../../ts-sdk/src/report/svg.js';
-import { bestPerGroup, meanStd, summarize, type ConfigSummary, type TrialRecord } from '../../ts-sdk/src/index.js';
+import { bestPerGroup, meanStd, summarize, type ConfigSummary, type TrialRecord } from '../../ts-sdk/src/sweep/index.js';
+import { pairedDifference } from '../shared.js';
 import { METHODS, methodOf, type Task } from './study.js';
 
 export interface MethodRow {
@@ -48,14 +49,6 @@ function attentionOf(records: readonly TrialRecord[], configId: string): MethodR
 function testBySeed(records: readonly TrialRecord[], configId: string): Map<number, number> {
   return new Map(records.filter((r) => r.configId === configId && r.status === 'completed' && r.metrics.testAccuracy !== null)
     .map((r) => [r.seed, r.metrics.testAccuracy!]));
-}
-
-function pairedDifference(a: Map<number, number>, b: Map<number, number> | undefined): MethodRow['vsFineTune'] {
-  if (!b) return null;
-  const diffs = [...a].filter(([seed]) => b.has(seed)).map(([seed, acc]) => acc - b.get(seed)!);
-  if (!diffs.length) return null;
-  const { mean, std } = meanStd(diffs);
-  return { mean, std, n: diffs.length };
 }
 
 export function taskTable(task: Task, records: readonly TrialRecord[]): TaskTable {

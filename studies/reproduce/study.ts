@@ -7,24 +7,7 @@
  * sweep measures both 0.01 and 0.1); what differs is the regulariser and its alpha, which is chosen
  * per method and task on validation accuracy (mean over the seeds), never on test.
  */
-import {
-  afa,
-  backbone,
-  baseline,
-  data,
-  experiment,
-  fromScratch,
-  l2fe,
-  pretrain,
-  sweep,
-  variants,
-  withHeadWarmup,
-  type DataSpec,
-  type ExperimentSpec,
-  type ScheduleStep,
-  type SourceSpec,
-  type SweepSpec,
-} from '../../ts-sdk/src/index.js';
+import { afa, backbone, baseline, data, experiment, fromScratch, l2fe, pretrain, sweep, variants, withHeadWarmup, type DataSpec, type ExperimentSpec, type ScheduleStep, type SourceSpec, type SweepSpec } from '../../ts-sdk/src/index.js';
 import { formatValue } from '../../ts-sdk/src/sweep/trials.js';
 
 export interface StudyScale {

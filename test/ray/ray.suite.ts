@@ -8,7 +8,8 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { createInterface, type Interface } from 'node:readline';
 import { join } from 'node:path';
-import { grid, planSlots, RayPool, runSweep, sweep, type SweepEvent, type TrialRecord } from '../../ts-sdk/src/index.js';
+import { grid, sweep } from '../../ts-sdk/src/index.js';
+import { planSlots, RayPool, runSweep, type SweepEvent, type TrialRecord } from '../../ts-sdk/src/sweep/index.js';
 import { AFA_CLI, tempDir } from '../helpers.js';
 import { tinyFineTune } from '../fixtures/specs.js';
 

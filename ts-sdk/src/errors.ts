@@ -1,9 +1,9 @@
 /**
  * Typed errors of the SDK. Every error is an {@link AfaError}; `instanceof` works across two copies
- * of the package (a brand symbol from the global registry, not object identity).
+ * of the package (a brand symbol from the global registry, not object identity). Transport-free:
+ * nothing here knows gRPC; the client translates a call's status into these at its edge
+ * (`client/errors.ts`), as Temporal's common errors do.
  */
-import { status as GrpcStatus, type Metadata } from '@grpc/grpc-js';
-import { fieldViolation, type FieldViolation } from './client/status-details.js';
 
 const brands = new WeakMap<object, symbol>();
 
@@ -70,15 +70,19 @@ export class WorkerCrashedError extends AfaError {
 }
 branded('WorkerCrashedError', WorkerCrashedError);
 
-/** A gRPC call failed; `code` is the gRPC status code, `details` the worker's message. */
+/**
+ * A call to the worker failed. `status` names the call's status (`NOT_FOUND`, `UNAVAILABLE`, ...:
+ * gRPC's names, read by the client at its edge; these classes import nothing from the transport),
+ * `details` the worker's message. A subclass per status a caller acts on.
+ */
 export class WorkerCallError extends AfaError {
   constructor(
     readonly method: string,
-    readonly code: number,
+    readonly status: string,
     readonly details: string,
     options?: { cause?: unknown },
   ) {
-    super(`${method}: ${details || GrpcStatus[code] || `status ${code}`}`, options);
+    super(`${method}: ${details || status}`, options);
   }
 }
 branded('WorkerCallError', WorkerCallError);
@@ -123,15 +127,16 @@ export class UsageError extends FieldError {}
 branded('UsageError', UsageError);
 
 /**
- * The worker rejected a request (INVALID_ARGUMENT). `field` names the offending field and `valid`
- * lists the valid values where there is a closed set, both read from the status details.
+ * The worker rejected a request (INVALID_ARGUMENT). `field` names the offending field (as the
+ * spec spells it where the SDK knows the spec, else the contract's path) and `valid` lists the
+ * valid values where there is a closed set, both read from the status details.
  */
 export class SpecError extends WorkerCallError implements FieldProblem {
   readonly field: string;
   readonly problem: string;
   readonly valid: readonly string[] | undefined;
-  constructor(method: string, details: string, violation?: FieldViolation, options?: { cause?: unknown }) {
-    super(method, GrpcStatus.INVALID_ARGUMENT, details, options);
+  constructor(method: string, details: string, violation?: FieldProblem, options?: { cause?: unknown }) {
+    super(method, 'INVALID_ARGUMENT', details, options);
     this.field = violation?.field ?? '';
     this.problem = violation?.problem ?? details;
     this.valid = violation?.valid;
@@ -141,6 +146,7 @@ export class SpecError extends WorkerCallError implements FieldProblem {
 branded('SpecError', SpecError);
 alsoBranded(SpecError, FieldError);
 
+/** No such session or stored file on the worker (NOT_FOUND). */
 export class NotFoundError extends WorkerCallError {}
 branded('NotFoundError', NotFoundError);
 
@@ -161,11 +167,22 @@ branded('WorkerUnavailableError', WorkerUnavailableError);
 export class ResourceExhaustedError extends WorkerCallError {}
 branded('ResourceExhaustedError', ResourceExhaustedError);
 
-/** The caller cancelled (AbortSignal) or the call was cancelled. */
-export class CancelledError extends WorkerCallError {}
+/** The worker does not have this call (an older version: UNIMPLEMENTED). */
+export class UnimplementedError extends WorkerCallError {}
+branded('UnimplementedError', UnimplementedError);
+
+/**
+ * Cancelled: the caller aborted (its AbortSignal), a stage ended cancelled, or the worker
+ * cancelled the call. `method` names the call where one was in flight.
+ */
+export class CancelledError extends AfaError {
+  constructor(message: string, readonly method?: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
 branded('CancelledError', CancelledError);
 
-/** A stage ended without completing (diverged); the summary is attached. */
+/** A stage ended without completing (it diverged); `status` is the stage's status. */
 export class StageFailedError extends AfaError {
   constructor(
     message: string,
@@ -176,39 +193,3 @@ export class StageFailedError extends AfaError {
   }
 }
 branded('StageFailedError', StageFailedError);
-
-interface GrpcLikeError {
-  code?: number;
-  details?: string;
-  message?: string;
-  metadata?: Metadata;
-}
-
-/** Maps a gRPC error to the typed error for its status code. */
-export function fromGrpcError(method: string, error: unknown): AfaError {
-  if (error instanceof AfaError) return error;
-  const e = (error ?? {}) as GrpcLikeError;
-  const code = typeof e.code === 'number' ? e.code : GrpcStatus.UNKNOWN;
-  const details = e.details ?? e.message ?? String(error);
-  const options = { cause: error };
-  switch (code) {
-    case GrpcStatus.INVALID_ARGUMENT:
-      return new SpecError(method, details, fieldViolation(e.metadata), options);
-    case GrpcStatus.NOT_FOUND:
-      return new NotFoundError(method, code, details, options);
-    case GrpcStatus.FAILED_PRECONDITION:
-      return new SessionBusyError(method, code, details, options);
-    case GrpcStatus.UNAUTHENTICATED:
-      return new UnauthenticatedError(method, code, details, options);
-    case GrpcStatus.DEADLINE_EXCEEDED:
-      return new DeadlineExceededError(method, code, details, options);
-    case GrpcStatus.UNAVAILABLE:
-      return new WorkerUnavailableError(method, code, details, options);
-    case GrpcStatus.RESOURCE_EXHAUSTED:
-      return new ResourceExhaustedError(method, code, details, options);
-    case GrpcStatus.CANCELLED:
-      return new CancelledError(method, code, details, options);
-    default:
-      return new WorkerCallError(method, code, details, options);
-  }
-}

@@ -21,7 +21,7 @@ from afa_worker.regularizers.feature_map import FeatureMapAlignment
 from afa_worker.regularizers.l2sp import L2SP
 from afa_worker.regularizers.plain import L2FE, NoRegularizer
 
-__all__ = ["REGULARIZERS", "RegularizerKind", "RegularizerPlan", "parse_regularizer", "build_regularizer", "Regularizer",
+__all__ = ["REGULARIZERS", "RegularizerEntry", "RegularizerPlan", "parse_regularizer", "build_regularizer", "Regularizer",
            "RegularizerContext"]
 
 # Worker-side defaults for DELTA's importance probe when the request leaves them 0.
@@ -38,12 +38,12 @@ class RegularizerPlan:
     options: Mapping[str, Any] = field(default_factory=dict)
 
     @property
-    def entry(self) -> RegularizerKind:
+    def entry(self) -> RegularizerEntry:
         return REGULARIZERS[self.kind]
 
 
 @dataclass(frozen=True)
-class RegularizerKind:
+class RegularizerEntry:
     module: type[Regularizer]
     #: proto message of this kind, field path -> validated options.
     parse: Callable[[Any, str], dict[str, Any]]
@@ -87,17 +87,17 @@ def _build_delta(ctx: RegularizerContext, alpha: float, temperature: float, head
     return DELTA(alpha, weights)
 
 
-REGULARIZERS: dict[str, RegularizerKind] = {
-    "none": RegularizerKind(
+REGULARIZERS: dict[str, RegularizerEntry] = {
+    "none": RegularizerEntry(
         NoRegularizer, lambda m, at: {"weight_decay": check_finite(m.weight_decay, f"{at}.weight_decay")},
         lambda ctx, weight_decay: NoRegularizer(weight_decay=weight_decay)),
-    "l2fe": RegularizerKind(L2FE, lambda m, at: {}, lambda ctx: L2FE()),
-    "l2sp": RegularizerKind(L2SP, _alpha, lambda ctx, alpha: L2SP(alpha, ctx.target, ctx.source, ctx.head_name)),
-    "feature_map": RegularizerKind(FeatureMapAlignment, _alpha, lambda ctx, alpha: FeatureMapAlignment(alpha)),
-    "delta": RegularizerKind(DELTA, _delta, _build_delta),
-    "afa_spatial": RegularizerKind(AttentiveSpatialTransfer, _attentive,
+    "l2fe": RegularizerEntry(L2FE, lambda m, at: {}, lambda ctx: L2FE()),
+    "l2sp": RegularizerEntry(L2SP, _alpha, lambda ctx, alpha: L2SP(alpha, ctx.target, ctx.source, ctx.head_name)),
+    "feature_map": RegularizerEntry(FeatureMapAlignment, _alpha, lambda ctx, alpha: FeatureMapAlignment(alpha)),
+    "delta": RegularizerEntry(DELTA, _delta, _build_delta),
+    "afa_spatial": RegularizerEntry(AttentiveSpatialTransfer, _attentive,
                                    lambda ctx, alpha, hidden: AttentiveSpatialTransfer(alpha, ctx.layer_shapes, hidden)),
-    "afa_channel": RegularizerKind(AttentiveChannelTransfer, _channel,
+    "afa_channel": RegularizerEntry(AttentiveChannelTransfer, _channel,
                                    lambda ctx, alpha, hidden, uniform_floor:
                                    AttentiveChannelTransfer(alpha, ctx.layer_shapes, hidden, uniform_floor)),
 }

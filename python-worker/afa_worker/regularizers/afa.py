@@ -8,42 +8,33 @@ import torch
 from torch import nn
 
 from afa_worker.attention import ChannelAttention, SpatialAttention
-from afa_worker.regularizers.base import FeatureDict, Regularizer
+from afa_worker.regularizers.base import LayerwiseRegularizer, module_key
 from afa_worker.regularizers.distance import weighted_sq_distance
 
 __all__ = ["AttentiveSpatialTransfer", "AttentiveChannelTransfer"]
 
 
-class _AttentiveTransfer(Regularizer):
+class _AttentiveTransfer(LayerwiseRegularizer):
     """One attention module per aligned layer; Omega sums each layer's attention-weighted term."""
 
-    has_term = True
-    needs_source = True
-    needs_source_features = True
     has_attention = True
 
     def __init__(self, alpha: float, modules: dict[str, nn.Module]):
         super().__init__(alpha)
-        # ModuleDict keys cannot hold dots.
-        self._keys = {name: name.replace(".", "__") for name in modules}
-        self.attention = nn.ModuleDict({self._keys[name]: module for name, module in modules.items()})
+        self.attention = nn.ModuleDict({module_key(name): module for name, module in modules.items()})
 
     def _term(self, ft: torch.Tensor, fs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def attention_weights(self, layer: str, source_maps: torch.Tensor) -> torch.Tensor:
         """The attention module of ``layer`` applied to source maps: (B, HW) or (B, C) weights."""
-        return self.attention[self._keys[layer]](source_maps)
+        return self.attention[module_key(layer)](source_maps)
 
-    def omega(self, target: FeatureDict, source: FeatureDict) -> torch.Tensor:
-        total = None
-        for name, ft in target.items():
-            fs = source[name].detach().float()
-            weights = self.attention_weights(name, fs)
-            self.last_attention[name] = weights.detach()
-            term = self._term(ft, fs, weights) / ft.shape[0]
-            total = term if total is None else total + term
-        return 0.5 * total
+    def layer_term(self, layer: str, ft: torch.Tensor, fs: torch.Tensor) -> torch.Tensor:
+        fs = fs.detach().float()
+        weights = self.attention_weights(layer, fs)
+        self.last_attention[layer] = weights.detach()
+        return self._term(ft, fs, weights)
 
 
 class AttentiveSpatialTransfer(_AttentiveTransfer):

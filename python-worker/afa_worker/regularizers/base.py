@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-__all__ = ["Regularizer", "RegularizerContext", "FeatureDict"]
+__all__ = ["Regularizer", "LayerwiseRegularizer", "RegularizerContext", "FeatureDict", "module_key"]
 
 FeatureDict = dict[str, torch.Tensor]
 
@@ -58,4 +58,29 @@ class Regularizer(nn.Module):
 
     def forward(self, target: FeatureDict, source: FeatureDict) -> torch.Tensor:
         return self.omega(target, source)
+
+
+def module_key(layer: str) -> str:
+    """A layer's name as a ModuleDict key or buffer name (which cannot hold dots)."""
+    return layer.replace(".", "__")
+
+
+class LayerwiseRegularizer(Regularizer):
+    """The feature terms' shared shape: Omega = 0.5/B * sum_l term_l(F_t^l, F_s^l), one term per aligned
+    layer, each summed over the batch here and averaged by the division. Subclasses give ``layer_term``."""
+
+    has_term = True
+    needs_source = True
+    needs_source_features = True
+
+    def layer_term(self, layer: str, ft: torch.Tensor, fs: torch.Tensor) -> torch.Tensor:
+        """The layer's term summed over the batch (a scalar)."""
+        raise NotImplementedError
+
+    def omega(self, target: FeatureDict, source: FeatureDict) -> torch.Tensor:
+        total = None
+        for name, ft in target.items():
+            term = self.layer_term(name, ft, source[name]) / ft.shape[0]
+            total = term if total is None else total + term
+        return 0.5 * total
 

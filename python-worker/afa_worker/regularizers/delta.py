@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from afa_worker.cancel import check_cancelled
-from afa_worker.regularizers.base import FeatureDict, Regularizer
+from afa_worker.regularizers.base import LayerwiseRegularizer, module_key
 from afa_worker.regularizers.distance import weighted_sq_distance
 
 __all__ = ["DELTA", "channel_importance", "importance_from_rises"]
@@ -19,34 +19,25 @@ __all__ = ["DELTA", "channel_importance", "importance_from_rises"]
 _log = logging.getLogger("afa_worker")
 
 
-class DELTA(Regularizer):
+class DELTA(LayerwiseRegularizer):
     """Omega = 0.5/B * sum_l sum_j C * a_j * ||F_t,j - F_s,j||^2 / (HW), with a_j fixed.
 
     Averaged over the batch; the public reference code sums over it, so its alphas equal ours
     divided by the batch size."""
 
     name = "delta"
-    has_term = True
-    needs_source = True
-    needs_source_features = True
 
     def __init__(self, alpha: float, weights: dict[str, torch.Tensor]):
         super().__init__(alpha)
-        self._keys = {name: name.replace(".", "__") for name in weights}
         for name, w in weights.items():
-            self.register_buffer(f"w_{self._keys[name]}", w.detach().clone())
+            self.register_buffer(f"w_{module_key(name)}", w.detach().clone())
 
     def channel_weights(self, layer: str) -> torch.Tensor:
-        return getattr(self, f"w_{self._keys[layer]}")
+        return getattr(self, f"w_{module_key(layer)}")
 
-    def omega(self, target: FeatureDict, source: FeatureDict) -> torch.Tensor:
-        total = None
-        for name, ft in target.items():
-            weights = self.channel_weights(name)  # (C,)
-            b, c, h, w = ft.shape
-            term = weighted_sq_distance(ft, source[name], c * weights / (h * w), over="channel") / b
-            total = term if total is None else total + term
-        return 0.5 * total
+    def layer_term(self, layer: str, ft: torch.Tensor, fs: torch.Tensor) -> torch.Tensor:
+        _b, c, h, w = ft.shape
+        return weighted_sq_distance(ft, fs, c * self.channel_weights(layer) / (h * w), over="channel")
 
 
 @torch.no_grad()

@@ -7,8 +7,8 @@
  * a CommonJS project is handed to `require()`, which fails ("Cannot require() ES Module ... in a
  * cycle"). The hook runs before tsx's and says `module` for the user's TypeScript files (outside
  * node_modules; `.cts` stays CommonJS) and for the entry file itself, whatever its extension.
- * `import ... from 'afa-transfer'` that does not resolve from the file's folder resolves to the
- * copy of the package running this CLI.
+ * `import ... from 'afa-transfer'` (or a subpath: `afa-transfer/sweep`, `/report`, `/proto`) that
+ * does not resolve from the file's folder resolves to the copy of the package running this CLI.
  *
  * The hook source is a data: URL so it loads in Node's hooks thread from `dist/` and from the
  * repository (tsx) alike, with no file of its own to find.
@@ -17,18 +17,20 @@ import { register } from 'node:module';
 import { pathToFileURL } from 'node:url';
 
 const PACKAGE_NAME = 'afa-transfer';
+/** The package's entry points (package.json's `exports`), relative to the package's source root. */
+const SUBPATHS: Record<string, string> = { '': 'index.js', sweep: 'sweep/index.js', report: 'report/index.js', proto: 'proto.js' };
 
 const HOOKS = `
-let entry, self, name;
-export function initialize(data) { ({ entry, self, name } = data); }
+let entry, own;
+export function initialize(data) { ({ entry, own } = data); }
 const typescript = /\\.(ts|mts|tsx)$/;
 export async function resolve(specifier, context, next) {
   let resolved;
   try {
     resolved = await next(specifier, context);
   } catch (error) {
-    if (error?.code !== 'ERR_MODULE_NOT_FOUND' || specifier !== name) throw error;
-    resolved = await next(self, context);
+    if (error?.code !== 'ERR_MODULE_NOT_FOUND' || !(specifier in own)) throw error;
+    resolved = await next(own[specifier], context);
   }
   const url = resolved.url;
   if (!url.startsWith('file:') || url.includes('/node_modules/')) return resolved;
@@ -44,9 +46,10 @@ let registered = false;
 export function registerExperimentHooks(entryPath: string): void {
   if (registered) return;
   registered = true;
-  // In dist/ this is dist/index.js; from the repository tsx maps it to ts-sdk/src/index.ts.
-  const self = new URL('../index.js', import.meta.url).href;
+  // In dist/ these are dist/index.js, ...; from the repository tsx maps them to ts-sdk/src/*.ts.
+  const own = Object.fromEntries(Object.entries(SUBPATHS).map(([sub, file]) =>
+    [sub ? `${PACKAGE_NAME}/${sub}` : PACKAGE_NAME, new URL(`../${file}`, import.meta.url).href]));
   register(`data:text/javascript,${encodeURIComponent(HOOKS)}`, {
-    data: { entry: pathToFileURL(entryPath).href, self, name: PACKAGE_NAME },
+    data: { entry: pathToFileURL(entryPath).href, own },
   });
 }

@@ -1,21 +1,18 @@
 import type { Command } from 'commander';
-import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { AfaError } from '../errors.js';
 import { writeReport } from '../report/html.js';
 import { renderRunReport } from '../report/run-report.js';
 import { writeFileAtomically } from '../atomic-write.js';
 import { isRunDirectory, readRunRecord } from '../run/result-file.js';
-import { loadSweepDirectory } from '../sweep/load.js';
+import { loadSweepDirectory } from '../sweep/directory.js';
 import { formatSummaryTable, recordsToCsv, summarize } from '../sweep/summary.js';
-import { exitCodeFor } from './run.js';
+import { reportFailure } from './exit.js';
 
-function guard(action: () => void): void {
+function guard(command: string, action: () => void): void {
   try {
     action();
   } catch (error) {
-    process.stderr.write(`afa: ${error instanceof AfaError ? error.message : error instanceof Error ? error.stack : String(error)}\n`);
-    process.exitCode = exitCodeFor(error);
+    process.exitCode = reportFailure(command, error);
   }
 }
 
@@ -25,11 +22,11 @@ export function registerResults(program: Command): void {
     .description("a sweep's results: the table by configuration, or CSV")
     .option('--csv [file]', 'write one row per trial as CSV (to the file, or stdout)')
     .action((dir: string, opts: { csv?: string | boolean }) =>
-      guard(() => {
+      guard('results', () => {
         const loaded = loadSweepDirectory(resolve(dir));
         if (opts.csv !== undefined) {
           const csv = recordsToCsv(loaded.records);
-          if (typeof opts.csv === 'string') writeFileSync(opts.csv, csv);
+          if (typeof opts.csv === 'string') writeFileAtomically(resolve(opts.csv), csv);
           else process.stdout.write(csv);
           return;
         }
@@ -44,7 +41,7 @@ export function registerResults(program: Command): void {
     .description("write a self-contained HTML report of a sweep's directory, or of a run's (the folder of its result.json)")
     .option('--out <file>', 'the HTML file (default: <dir>/report.html)')
     .action((dir: string, opts: { out?: string }) =>
-      guard(() => {
+      guard('report', () => {
         const out = resolve(opts.out ?? join(dir, 'report.html'));
         if (isRunDirectory(resolve(dir))) writeFileAtomically(out, renderRunReport(readRunRecord(resolve(dir))));
         else writeReport(loadSweepDirectory(resolve(dir)), out);

@@ -1,11 +1,10 @@
 import type { Command } from 'commander';
-import { AfaError, CancelledError, FieldError } from '../errors.js';
 import { checkAttentionImages } from '../run/session.js';
 import { parseExperiment } from '../dsl/validate.js';
 import { Worker } from '../worker/worker.js';
-import { EXIT } from './exit.js';
+import { EXIT, reportFailure } from './exit.js';
 import { abortOnSigint } from './interrupt.js';
-import { loadSpecFile } from './load.js';
+import { loadSpecFile } from './spec-file.js';
 import { Progress } from '../report/progress.js';
 import { formatResult } from '../report/result.js';
 import { renderRunReport } from '../report/run-report.js';
@@ -13,13 +12,6 @@ import { writeFileAtomically } from '../atomic-write.js';
 import { toJsonText } from '../run/result-file.js';
 import { TensorBoardWriter } from '../report/tensorboard.js';
 import { resolve } from 'node:path';
-
-/** Exit code for an error: 2 for a bad spec or flag (any field error), 130 for an interrupt, 1 otherwise. */
-export function exitCodeFor(error: unknown): number {
-  if (error instanceof FieldError) return EXIT.BAD_SPEC;
-  if (error instanceof CancelledError) return EXIT.INTERRUPTED;
-  return EXIT.FAILURE;
-}
 
 interface RunCliOptions {
   json?: boolean;
@@ -71,8 +63,9 @@ async function runCommand(file: string, opts: RunCliOptions): Promise<number> {
       progress.handle(event);
       boardRun?.handle(event);
     }
-    await board?.close();
+    const boardWarning = await board?.close();
     board = undefined;
+    if (boardWarning) process.stderr.write(`warning: TensorBoard: ${boardWarning}\n`);
     const result = await run.result;
     if (opts.json) process.stdout.write(toJsonText(result));
     else process.stdout.write(`\n${formatResult(result)}\n`);
@@ -84,10 +77,7 @@ async function runCommand(file: string, opts: RunCliOptions): Promise<number> {
     return EXIT.OK;
   } catch (error) {
     progress.close();
-    const code = interrupt.signal.aborted ? EXIT.INTERRUPTED : exitCodeFor(error);
-    const message = error instanceof AfaError ? error.message : error instanceof Error ? error.stack ?? error.message : String(error);
-    process.stderr.write(`afa run: ${code === EXIT.INTERRUPTED ? 'interrupted' : message}\n`);
-    return code;
+    return reportFailure('run', error, interrupt.signal.aborted);
   } finally {
     interrupt.dispose();
     await board?.close().catch(() => undefined);

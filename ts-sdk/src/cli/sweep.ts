@@ -1,17 +1,17 @@
 import type { Command } from 'commander';
-import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { writeFileAtomically } from '../atomic-write.js';
 import { UsageError } from '../errors.js';
-import { AfaError } from '../errors.js';
+import { Fields } from '../fields.js';
 import { SweepProgress } from '../report/sweep-progress.js';
-import { planSlots } from '../sweep/pool.js';
-import { runSweep } from '../sweep/runner.js';
+import { planSlots, type WorkerSlot } from '../sweep/pool.js';
+import { runSweep, type SweepOutcome } from '../sweep/runner.js';
+import type { SweepSpec } from '../sweep/space.js';
 import { parseSweep } from '../sweep/validate.js';
 import { bestSpec, formatSummaryTable, summarize } from '../sweep/summary.js';
-import { EXIT } from './exit.js';
+import { EXIT, reportFailure } from './exit.js';
 import { abortOnSigint } from './interrupt.js';
-import { loadSpecFile } from './load.js';
-import { exitCodeFor } from './run.js';
+import { loadSpecFile } from './spec-file.js';
 import { TensorBoardWriter, type TensorBoardRun } from '../report/tensorboard.js';
 import { configLabel, type TrialPlan } from '../sweep/trials.js';
 import type { RunEvent } from '../run/events.js';
@@ -57,58 +57,66 @@ export function registerSweep(program: Command): void {
     });
 }
 
+/** The worker slots the flags ask for: Ray actors, running workers, or local ones. */
+function slotsFromFlags(opts: SweepCliOptions, workers: number, threads: number | undefined): WorkerSlot[] {
+  if (opts.ray !== undefined && opts.worker?.length) throw new UsageError('--ray', 'give --ray or --worker, not both');
+  if (opts.ray === undefined && (opts.cpusPerWorker || opts.gpusPerWorker)) {
+    throw new UsageError(opts.cpusPerWorker ? '--cpus-per-worker' : '--gpus-per-worker', 'applies to Ray workers only (with --ray)');
+  }
+  const ray = opts.ray === undefined ? undefined : {
+    address: opts.ray === true ? 'auto' : opts.ray,
+    workers,
+    threads,
+    cpusPerWorker: opts.cpusPerWorker === undefined ? undefined : Fields.usage('--cpus-per-worker').number(opts.cpusPerWorker, { min: 0, max: 1024 }),
+    gpusPerWorker: opts.gpusPerWorker === undefined ? undefined : Fields.usage('--gpus-per-worker').number(opts.gpusPerWorker, { min: 0, max: 64 }),
+  };
+  return planSlots({ local: workers, remote: opts.worker, ray, threads, python: opts.python });
+}
+
+/** Each trial's events into its own TensorBoard run, named by its labels; a retry starts its run over. */
+function boardHandler(board: TensorBoardWriter): (trial: TrialPlan, event: RunEvent) => void {
+  const runs = new Map<string, TensorBoardRun>();
+  return (trial, event) => {
+    if (event.type === 'stage-start' && event.index === 0 && event.phase === 'transfer') runs.delete(trial.trialId);
+    let run = runs.get(trial.trialId);
+    if (!run) runs.set(trial.trialId, (run = board.run(`${configLabel(trial.labels, ' ') || 'base'} seed=${trial.seed}`)));
+    run.handle(event);
+  };
+}
+
+/** The table by configuration, and the best one written out as a runnable spec. */
+function printOutcome(sweep: SweepSpec, outcome: SweepOutcome, outDir: string): void {
+  const summaries = summarize(outcome.records, sweep.metric, sweep.goal);
+  process.stdout.write(`\n${sweep.name}: ${outcome.records.length} trials in ${outDir}/results.jsonl ` +
+    `(selection on ${sweep.metric}, validation only)\n\n${formatSummaryTable(summaries, sweep.metric)}\n`);
+  const best = summaries.find((s) => s.n > 0);
+  if (!best) return;
+  const path = join(outDir, 'best.json');
+  writeFileAtomically(path, `${JSON.stringify(bestSpec(sweep, best), null, 2)}\n`);
+  process.stdout.write(`\nbest configuration (runnable: afa run ${path}):\n${JSON.stringify(best.labels)}\n`);
+}
+
 async function sweepCommand(file: string, opts: SweepCliOptions): Promise<number> {
   const interrupt = abortOnSigint('cancelling running trials; finished ones are kept (rerun with --resume)');
   const progress = new SweepProgress();
   try {
     const sweep = parseSweep(await loadSpecFile(file));
-    if (!['none', 'median'].includes(opts.earlyStop)) throw new UsageError('--early-stop', `unknown rule ${opts.earlyStop}`, ['none', 'median']);
-    const workers = Number(opts.workers);
-    if (!Number.isInteger(workers) || workers < 1) throw new UsageError('--workers', `must be a whole number >= 1, got ${opts.workers}`);
+    const earlyStop = Fields.usage('--early-stop').oneOf(opts.earlyStop, ['none', 'median'] as const);
+    const workers = Fields.usage('--workers').count(opts.workers, { max: 1024 });
+    const maxAttempts = Fields.usage('--max-attempts').count(opts.maxAttempts, { max: 100 });
+    const threads = opts.threads === undefined ? undefined : Fields.usage('--threads').count(opts.threads, { max: 1024 });
     const outDir = resolve(opts.out ?? join('afa-sweeps', sweep.name.replace(/[^A-Za-z0-9_.-]+/g, '-')));
+    const slots = slotsFromFlags(opts, workers, threads);
     const board = opts.tensorboard ? await TensorBoardWriter.open(opts.tensorboard, { python: opts.python }) : undefined;
-    const boardRuns = new Map<string, TensorBoardRun>();
-    const onTrialEvent = board && ((trial: TrialPlan, event: RunEvent) => {
-      if (event.type === 'stage-start' && event.index === 0 && event.phase === 'transfer') boardRuns.delete(trial.trialId); // a retry starts over
-      let run = boardRuns.get(trial.trialId);
-      if (!run) boardRuns.set(trial.trialId, (run = board.run(`${configLabel(trial.labels, ' ') || 'base'} seed=${trial.seed}`)));
-      run.handle(event);
-    });
-    const threads = opts.threads ? Number(opts.threads) : undefined;
-    if (opts.ray !== undefined && opts.worker?.length) throw new UsageError('--ray', 'give --ray or --worker, not both');
-    if (opts.ray === undefined && (opts.cpusPerWorker || opts.gpusPerWorker)) {
-      throw new UsageError(opts.cpusPerWorker ? '--cpus-per-worker' : '--gpus-per-worker', 'applies to Ray workers only (with --ray)');
-    }
-    const ray = opts.ray === undefined ? undefined : {
-      address: opts.ray === true ? 'auto' : opts.ray,
-      workers,
-      threads,
-      cpusPerWorker: opts.cpusPerWorker === undefined ? undefined : Number(opts.cpusPerWorker),
-      gpusPerWorker: opts.gpusPerWorker === undefined ? undefined : Number(opts.gpusPerWorker),
-    };
-    const slots = planSlots({ local: workers, remote: opts.worker, ray, threads, python: opts.python });
     const outcome = await runSweep(sweep, {
-      outDir,
-      slots,
-      resume: opts.resume,
-      forceNew: opts.forceNew,
-      earlyStop: opts.earlyStop as 'none' | 'median',
-      maxAttempts: Number(opts.maxAttempts),
-      signal: interrupt.signal,
-      onEvent: (e) => progress.handle(e),
-      onTrialEvent,
-    }).finally(() => board?.close());
+      outDir, slots, resume: opts.resume, forceNew: opts.forceNew, earlyStop, maxAttempts, signal: interrupt.signal,
+      onEvent: (e) => progress.handle(e), onTrialEvent: board && boardHandler(board),
+    }).finally(async () => {
+      const warning = await board?.close();
+      if (warning) progress.handle({ type: 'warning', message: `TensorBoard: ${warning}` });
+    });
     progress.close();
-    const summaries = summarize(outcome.records, sweep.metric, sweep.goal);
-    process.stdout.write(`\n${sweep.name}: ${outcome.records.length} trials in ${outDir}/results.jsonl ` +
-      `(selection on ${sweep.metric}, validation only)\n\n${formatSummaryTable(summaries, sweep.metric)}\n`);
-    const best = summaries.find((s) => s.n > 0);
-    if (best) {
-      const spec = bestSpec(sweep, best);
-      const path = join(outDir, 'best.json');
-      writeFileSync(path, `${JSON.stringify(spec, null, 2)}\n`);
-      process.stdout.write(`\nbest configuration (runnable: afa run ${path}):\n${JSON.stringify(best.labels)}\n`);
-    }
+    printOutcome(sweep, outcome, outDir);
     if (outcome.interrupted) {
       process.stderr.write('afa sweep: interrupted; rerun with --resume to finish the remaining trials\n');
       return EXIT.INTERRUPTED;
@@ -116,9 +124,7 @@ async function sweepCommand(file: string, opts: SweepCliOptions): Promise<number
     return EXIT.OK;
   } catch (error) {
     progress.close();
-    const code = interrupt.signal.aborted ? EXIT.INTERRUPTED : exitCodeFor(error);
-    process.stderr.write(`afa sweep: ${error instanceof AfaError ? error.message : error instanceof Error ? error.stack : String(error)}\n`);
-    return code;
+    return reportFailure('sweep', error, interrupt.signal.aborted);
   } finally {
     interrupt.dispose();
   }

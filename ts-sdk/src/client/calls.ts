@@ -1,7 +1,7 @@
 /** Promise and AsyncIterable wrappers over grpc-js calls, with deadlines, AbortSignal and typed errors. */
 import type { ClientReadableStream, ClientUnaryCall, ClientWritableStream, Metadata, ServiceError } from '@grpc/grpc-js';
-import { CancelledError, fromGrpcError, type AfaError } from '../errors.js';
-import { status as GrpcStatus } from '@grpc/grpc-js';
+import { CancelledError, type AfaError } from '../errors.js';
+import { fromGrpcError } from './errors.js';
 
 export interface CallOptions {
   /** Abort the call; the promise rejects (or the iterator throws) with a `CancelledError`. */
@@ -17,7 +17,7 @@ export const defaultTranslator: ErrorTranslator = async (method, error) => fromG
 
 function abortError(method: string, signal: AbortSignal): CancelledError {
   const reason = signal.reason instanceof Error ? signal.reason.message : String(signal.reason ?? 'aborted');
-  return new CancelledError(method, GrpcStatus.CANCELLED, `cancelled by the caller (${reason})`, { cause: signal.reason });
+  return new CancelledError(`${method}: cancelled by the caller (${reason})`, method, { cause: signal.reason });
 }
 
 type UnaryInvoker<Req, Res> = (

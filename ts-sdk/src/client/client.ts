@@ -32,7 +32,7 @@ export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
 export interface ClientOptions {
   /** Bearer token sent with every call. @default process.env.AFA_TOKEN */
   token?: string;
-  /** TLS: PEM root certificates (or `true` for the system roots). @default insecure on loopback */
+  /** TLS: PEM root certificates (or `true` for the system roots). @default plaintext (the token still goes with every call: use TLS beyond loopback) */
   tls?: boolean | { rootCerts?: Buffer };
   /** Turns errors into typed ones; the worker handle supplies one that detects crashes. */
   translate?: ErrorTranslator;

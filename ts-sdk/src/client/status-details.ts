@@ -4,6 +4,7 @@
  * the valid values in an `afa.v1.ValidValues`. Read as data, never parsed from the message.
  */
 import type { Metadata } from '@grpc/grpc-js';
+import type { FieldProblem } from '../errors.js';
 import { ValidValues } from '../gen/afa/v1/afa.js';
 import { BadRequest } from '../gen/google/rpc/error_details.js';
 import { Status } from '../gen/google/rpc/status.js';
@@ -11,11 +12,8 @@ import { Status } from '../gen/google/rpc/status.js';
 export const STATUS_DETAILS_KEY = 'grpc-status-details-bin';
 const TYPE_URL_PREFIX = 'type.googleapis.com/';
 
-export interface FieldViolation {
-  readonly field: string;
-  readonly problem: string;
-  readonly valid: readonly string[] | undefined;
-}
+/** A field violation of the status details: the field's contract path, the problem, the valid values. */
+export type FieldViolation = FieldProblem;
 
 function statusOf(metadata: Metadata | undefined): Status | undefined {
   const raw = metadata?.get(STATUS_DETAILS_KEY)[0];

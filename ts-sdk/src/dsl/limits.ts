@@ -21,9 +21,3 @@ export const LIMITS = {
   attentionImages: 16,
   weightsBytes: 8 * 2 ** 30,
 } as const;
-
-/** The largest value a uint32 field of the contract holds. */
-export const UINT32_MAX = 0xffff_ffff;
-
-/** Spec floats are doubles in JSON and on the wire, float32 in the model: larger ones become inf there. */
-export const FLOAT32_MAX = 3.4028234663852886e38;

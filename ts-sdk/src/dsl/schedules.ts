@@ -27,6 +27,8 @@ export interface AfaStageOptions {
   attentionLrMultiplier?: number;
   evalEvery?: number;
   logEvery?: number;
+  /** See {@link StageOptions.measureDrift}. @default false */
+  measureDrift?: boolean;
 }
 
 export interface AfaChannelStageOptions extends AfaStageOptions {
@@ -68,7 +70,7 @@ export function afa(options: AfaOptions = {}): ScheduleStep[] {
   const common = { batchSize: options.batchSize, headL2: options.headL2, lrSchedule: lr.step() };
   const afaStage = (name: string, regularizer: RegularizerSpec, o: AfaStageOptions, defaultLr: number) =>
     stage({ ...common, name, regularizer, iterations: o.iterations ?? 4500, optimizer: sgd({ lr: o.lr ?? defaultLr }),
-      evalEvery: o.evalEvery, logEvery: o.logEvery, attentionLrMultiplier: o.attentionLrMultiplier });
+      evalEvery: o.evalEvery, logEvery: o.logEvery, attentionLrMultiplier: o.attentionLrMultiplier, measureDrift: o.measureDrift });
   const sp = options.spatial ?? {};
   const ch = options.channel ?? {};
   return [

@@ -58,6 +58,8 @@ export interface StageSpec {
   readonly featureCacheMb?: number;
   /** Set false to always run the source forward. @default true */
   readonly featureCache?: boolean;
+  /** Measure the target's drift from the original source at the end (`StageResult.drift`). @default false */
+  readonly measureDrift?: boolean;
 }
 
 /** The AFA stage-II rule: the frozen source becomes the current target backbone. */
@@ -99,6 +101,13 @@ export interface StageOptions {
   attentionLrMultiplier?: number;
   featureCacheMb?: number;
   featureCache?: boolean;
+  /**
+   * At the end of the stage, measure how far the target moved from the source the run started
+   * from: the backbone's weight distance and each aligned layer's feature discrepancy
+   * (`StageResult.drift`). It costs a copy of the model and a forward of the validation images.
+   * @default false
+   */
+  measureDrift?: boolean;
 }
 
 export const PAPER_BETA = 0.01;

@@ -2,11 +2,11 @@
  * Run-time validation of specs that did not pass through the compiler (JSON files, CLI input,
  * sweeps). Every error names the field by its path and, where there is a closed set, the valid values.
  */
-import { InvalidSpecError } from '../errors.js';
+import { describeValue as describe, Fields } from '../fields.js';
 import { BACKBONE_NAMES } from './backbone.js';
 import { DATA_KINDS, type DataKind, type DataSpec } from './data.js';
 import type { ExperimentSpec } from './experiment.js';
-import { FLOAT32_MAX, LIMITS, UINT32_MAX } from './limits.js';
+import { LIMITS } from './limits.js';
 import { PRECISIONS } from './precision.js';
 import { needsSource, REGULARIZER_KINDS, type RegularizerKind, type RegularizerSpec } from './regularizers.js';
 import type { SourceSpec } from './source.js';
@@ -14,87 +14,11 @@ import type { ScheduleStep } from './stage.js';
 
 type Obj = Record<string, unknown>;
 
-class Checker {
-  constructor(readonly path: string) {}
-
-  at(key: string | number): Checker {
-    return new Checker(typeof key === 'number' ? `${this.path}[${key}]` : this.path ? `${this.path}.${key}` : key);
-  }
-
-  fail(problem: string, valid?: readonly string[]): never {
-    throw new InvalidSpecError(this.path || '(root)', problem, valid);
-  }
-
-  object(value: unknown): Obj {
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) this.fail(`must be an object, got ${describe(value)}`);
-    return value as Obj;
-  }
-
-  string(value: unknown, { nonEmpty = true } = {}): string {
-    if (typeof value !== 'string') this.fail(`must be a string, got ${describe(value)}`);
-    if (nonEmpty && value.length === 0) this.fail('must not be empty');
-    return value;
-  }
-
-  oneOf<T extends string>(value: unknown, choices: readonly T[]): T {
-    if (typeof value !== 'string' || !(choices as readonly string[]).includes(value)) {
-      this.fail(`unknown value ${describe(value)}`, choices);
-    }
-    return value as T;
-  }
-
-  number(value: unknown, opts: { min?: number; minExclusive?: number; max?: number; maxExclusive?: number; integer?: boolean } = {}): number {
-    if (typeof value !== 'number' || !Number.isFinite(value)) this.fail(`must be a finite number, got ${describe(value)}`);
-    if (Math.abs(value) > FLOAT32_MAX) this.fail(`must be at most ${FLOAT32_MAX.toPrecision(4)} (it becomes float32 in the model), got ${value}`);
-    if (opts.integer && !Number.isInteger(value)) this.fail(`must be a whole number, got ${value}`);
-    if (opts.min !== undefined && value < opts.min) this.fail(`must be >= ${opts.min}, got ${value}`);
-    if (opts.minExclusive !== undefined && value <= opts.minExclusive) this.fail(`must be > ${opts.minExclusive}, got ${value}`);
-    if (opts.max !== undefined && value > opts.max) this.fail(`must be <= ${opts.max}, got ${value}`);
-    if (opts.maxExclusive !== undefined && value >= opts.maxExclusive) this.fail(`must be < ${opts.maxExclusive}, got ${value}`);
-    return value;
-  }
-
-  /** A whole number that fits the contract's uint32, at most `max` where the field has a bound. */
-  count(value: unknown, { allowZero = false, max = UINT32_MAX }: { allowZero?: boolean; max?: number } = {}): number {
-    return this.number(value, { integer: true, min: allowZero ? 0 : 1, max });
-  }
-
-  boolean(value: unknown): boolean {
-    if (typeof value !== 'boolean') this.fail(`must be true or false, got ${describe(value)}`);
-    return value;
-  }
-
-  array(value: unknown, { nonEmpty = false } = {}): unknown[] {
-    if (!Array.isArray(value)) this.fail(`must be an array, got ${describe(value)}`);
-    if (nonEmpty && value.length === 0) this.fail('must not be empty');
-    return value;
-  }
-
-  optional<T>(obj: Obj, key: string, check: (c: Checker, v: unknown) => T): T | undefined {
-    return obj[key] === undefined ? undefined : check(this.at(key), obj[key]);
-  }
-
-  /** Refuses keys the spec does not have, so a typo is not silently ignored. */
-  onlyKeys(obj: Obj, keys: readonly string[]): void {
-    for (const key of Object.keys(obj)) {
-      if (!keys.includes(key)) this.at(key).fail('is not a field here', keys);
-    }
-  }
-}
-
-function describe(value: unknown): string {
-  if (value === undefined) return 'nothing';
-  if (typeof value === 'string') return JSON.stringify(value);
-  if (Array.isArray(value)) return 'an array';
-  if (value === null) return 'null';
-  return typeof value === 'object' ? 'an object' : String(value);
-}
-
 /** A relative alpha above this many times the stability limit is a typo, not an experiment. */
 const MAX_RELATIVE_ALPHA = 1000;
 
 /** A number >= 0, or `relative(x)`: x in (0, 1000] times the stage's stability limit. */
-const alpha = (c: Checker, v: unknown) => {
+const alpha = (c: Fields, v: unknown) => {
   if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
     const r = c.object(v);
     c.onlyKeys(r, ['relative']);
@@ -104,7 +28,7 @@ const alpha = (c: Checker, v: unknown) => {
   c.number(v, { min: 0 });
 };
 
-function checkBackbone(c: Checker, value: unknown): void {
+function checkBackbone(c: Fields, value: unknown): void {
   const b = c.object(value);
   c.onlyKeys(b, ['name', 'inChannels', 'width', 'depth', 'layers']);
   const name = c.at('name').string(b.name);
@@ -119,7 +43,7 @@ function checkBackbone(c: Checker, value: unknown): void {
 
 const SAMPLING_KEYS = ['labelsPerClass', 'valPerClass', 'testPerClass', 'classes', 'seed', 'imageSize', 'color', 'augment'];
 
-type KindCheck = (c: Checker, value: Obj) => void;
+type KindCheck = (c: Fields, value: Obj) => void;
 
 const checkDirectory: KindCheck = (c, d) => {
   c.onlyKeys(d, ['kind', 'directory', ...SAMPLING_KEYS]);
@@ -136,7 +60,7 @@ const DATA_CHECKS = {
   },
 } satisfies Record<DataKind, KindCheck>;
 
-function checkData(c: Checker, value: unknown): DataSpec {
+function checkData(c: Fields, value: unknown): DataSpec {
   const d = c.object(value);
   DATA_CHECKS[c.at('kind').oneOf(d.kind, DATA_KINDS)](c, d);
   for (const key of ['labelsPerClass', 'valPerClass', 'testPerClass', 'seed'] as const) {
@@ -189,13 +113,13 @@ const REGULARIZER_CHECKS = {
   },
 } satisfies Record<RegularizerKind, KindCheck>;
 
-function checkRegularizer(c: Checker, value: unknown): RegularizerSpec {
+function checkRegularizer(c: Fields, value: unknown): RegularizerSpec {
   const r = c.object(value);
   REGULARIZER_CHECKS[c.at('kind').oneOf(r.kind, REGULARIZER_KINDS)](c, r);
   return r as unknown as RegularizerSpec;
 }
 
-function checkStep(c: Checker, value: unknown): ScheduleStep {
+function checkStep(c: Fields, value: unknown): ScheduleStep {
   const s = c.object(value);
   const kind = c.at('kind').oneOf(s.kind, ['stage', 'promoteTargetToSource'] as const);
   if (kind === 'promoteTargetToSource') {
@@ -203,7 +127,7 @@ function checkStep(c: Checker, value: unknown): ScheduleStep {
     return s as unknown as ScheduleStep;
   }
   c.onlyKeys(s, ['kind', 'name', 'regularizer', 'iterations', 'batchSize', 'optimizer', 'lrSchedule', 'headL2', 'evalEvery',
-    'logEvery', 'seed', 'restoreBest', 'headLrMultiplier', 'attentionLrMultiplier', 'featureCacheMb', 'featureCache']);
+    'logEvery', 'seed', 'restoreBest', 'headLrMultiplier', 'attentionLrMultiplier', 'featureCacheMb', 'featureCache', 'measureDrift']);
   c.at('name').string(s.name);
   checkRegularizer(c.at('regularizer'), s.regularizer);
   c.at('iterations').count(s.iterations, { max: LIMITS.iterations });
@@ -237,10 +161,11 @@ function checkStep(c: Checker, value: unknown): ScheduleStep {
   c.optional(s, 'attentionLrMultiplier', (cc, v) => cc.number(v, { minExclusive: 0 }));
   c.optional(s, 'featureCacheMb', (cc, v) => cc.count(v, { allowZero: true, max: LIMITS.featureCacheMb }));
   c.optional(s, 'featureCache', (cc, v) => cc.boolean(v));
+  c.optional(s, 'measureDrift', (cc, v) => cc.boolean(v));
   return s as unknown as ScheduleStep;
 }
 
-function checkSource(c: Checker, value: unknown): SourceSpec {
+function checkSource(c: Fields, value: unknown): SourceSpec {
   const s = c.object(value);
   const kind = c.at('kind').oneOf(s.kind, ['weights', 'pretrain', 'scratch'] as const);
   if (kind === 'weights') {
@@ -262,9 +187,12 @@ function checkSource(c: Checker, value: unknown): SourceSpec {
   return s as unknown as SourceSpec;
 }
 
-/** Validates a parsed JSON value as an experiment spec (the `experiment()` builder's output shape). */
-export function parseExperiment(value: unknown): ExperimentSpec {
-  const c = new Checker('');
+/**
+ * Validates a parsed JSON value as an experiment spec (the `experiment()` builder's output shape).
+ * `at` is where the spec sits in what the user wrote (`base` in a sweep): errors name fields from there.
+ */
+export function parseExperiment(value: unknown, at = ''): ExperimentSpec {
+  const c = Fields.spec(at);
   const e = c.object(value);
   c.onlyKeys(e, ['version', 'name', 'seed', 'backbone', 'source', 'target', 'schedule', 'device', 'evaluateTest', 'precision']);
   if (e.version !== 1) c.at('version').fail(`unsupported spec version ${describe(e.version)}`, ['1']);

@@ -7,7 +7,7 @@
  */
 import { writeFileAtomically } from '../atomic-write.js';
 import { dirname, join, relative } from 'node:path';
-import type { SweepDirectory } from '../sweep/load.js';
+import type { SweepDirectory } from '../sweep/directory.js';
 import { formatSummaryTable, meanStd, summarize, type ConfigSummary } from '../sweep/summary.js';
 import { trialRunDir, type TrialRecord } from '../sweep/store.js';
 import { configLabel } from '../sweep/trials.js';

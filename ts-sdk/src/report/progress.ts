@@ -3,7 +3,7 @@
  * without one (CI, pipes) one plain line per evaluation.
  */
 import type { RunEvent, Stability } from '../run/events.js';
-import { pct, secs } from '../text/table.js';
+import { pct, secs } from '../table.js';
 
 export interface ProgressOptions {
   stream?: NodeJS.WriteStream;
@@ -68,51 +68,22 @@ export class Progress {
   handle(event: RunEvent): void {
     switch (event.type) {
       case 'source':
-        if (event.cached) this.print(`source: cached pretrained model ${event.path}`);
-        else this.print(`source: pretrained and cached at ${event.path}`);
+        this.print(event.cached ? `source: cached pretrained model ${event.path}` : `source: pretrained and cached at ${event.path}`);
         break;
       case 'session':
-        if (event.phase === 'transfer') {
-          this.print(`target: ${event.trainSize} labelled / ${event.valSize} val / ${event.testSize} test images on ` +
-            `${event.device} (${event.precision}); aligned layers ${event.layers.map((l) => `${l.name} [${l.shape.join('x')}]`).join(', ') || '-'}`);
-        } else {
-          this.print(`pretraining the source on ${event.trainSize} images on ${event.device} (${event.precision})`);
-        }
+        this.print(event.phase === 'transfer'
+          ? `target: ${event.trainSize} labelled / ${event.valSize} val / ${event.testSize} test images on ${event.device} ` +
+            `(${event.precision}); aligned layers ${event.layers.map((l) => `${l.name} [${l.shape.join('x')}]`).join(', ') || '-'}`
+          : `pretraining the source on ${event.trainSize} images on ${event.device} (${event.precision})`);
         break;
       case 'stage-start':
-        this.lastStep = { loss: NaN, acc: NaN, ips: NaN, step: 0 };
-        this.lastVal = NaN;
-        this.stageStarted = performance.now();
-        this.pending = undefined;
-        if (!this.interactive) this.print(`${event.stage}: ${event.iterations} steps, regulariser ${event.regularizer}`);
-        if (event.stability) this.print(stabilityLine(event.stage, event.stability));
-        if (this.interactive) this.draw(event.stage, 0, event.iterations);
+        this.onStageStart(event);
         break;
       case 'step':
-        this.lastStep = { loss: event.totalLoss, acc: event.trainAccuracy, ips: event.imagesPerSecond, step: event.step };
-        if (this.interactive) {
-          this.draw(event.stage, event.step, event.iterations);
-        } else {
-          this.flushPending();
-          // A heartbeat every 10 % for stages without evaluations there (e.g. pretraining without a val split).
-          const tenth = Math.max(1, Math.round(event.iterations / 10));
-          if (event.step % tenth === 0) {
-            this.pending = { step: event.step, line: `${event.stage} step ${event.step}/${event.iterations}  train loss ${event.totalLoss.toFixed(3)}` +
-              `  train ${pct(event.trainAccuracy)}  ${Math.round(event.imagesPerSecond)} img/s` };
-          }
-        }
+        this.onStep(event);
         break;
       case 'eval':
-        this.lastVal = event.accuracy;
-        if (this.pending?.step === event.step) this.pending = undefined;
-        if (this.interactive) {
-          this.draw(event.stage, event.step, event.iterations);
-        } else {
-          const s = this.lastStep;
-          this.print(`${event.stage} step ${event.step}/${event.iterations}  val ${pct(event.accuracy)} (loss ${event.loss.toFixed(3)})` +
-            `${Number.isFinite(s.loss) ? `  train loss ${s.loss.toFixed(3)}` : ''}` +
-            `${Number.isFinite(s.ips) ? `  ${Math.round(s.ips)} img/s` : ''}${event.isBest ? '  *best' : ''}`);
-        }
+        this.onEval(event);
         break;
       case 'stage-end': {
         this.flushPending();
@@ -131,6 +102,38 @@ export class Progress {
       case 'checkpoint':
         break;
     }
+  }
+
+  private onStageStart(event: Extract<RunEvent, { type: 'stage-start' }>): void {
+    this.lastStep = { loss: NaN, acc: NaN, ips: NaN, step: 0 };
+    this.lastVal = NaN;
+    this.stageStarted = performance.now();
+    this.pending = undefined;
+    if (!this.interactive) this.print(`${event.stage}: ${event.iterations} steps, regulariser ${event.regularizer}`);
+    if (event.stability) this.print(stabilityLine(event.stage, event.stability));
+    if (this.interactive) this.draw(event.stage, 0, event.iterations);
+  }
+
+  private onStep(event: Extract<RunEvent, { type: 'step' }>): void {
+    this.lastStep = { loss: event.totalLoss, acc: event.trainAccuracy, ips: event.imagesPerSecond, step: event.step };
+    if (this.interactive) return this.draw(event.stage, event.step, event.iterations);
+    this.flushPending();
+    // A heartbeat every 10 % for stages without evaluations there (e.g. pretraining without a val split).
+    const tenth = Math.max(1, Math.round(event.iterations / 10));
+    if (event.step % tenth === 0) {
+      this.pending = { step: event.step, line: `${event.stage} step ${event.step}/${event.iterations}  train loss ${event.totalLoss.toFixed(3)}` +
+        `  train ${pct(event.trainAccuracy)}  ${Math.round(event.imagesPerSecond)} img/s` };
+    }
+  }
+
+  private onEval(event: Extract<RunEvent, { type: 'eval' }>): void {
+    this.lastVal = event.accuracy;
+    if (this.pending?.step === event.step) this.pending = undefined;
+    if (this.interactive) return this.draw(event.stage, event.step, event.iterations);
+    const s = this.lastStep;
+    this.print(`${event.stage} step ${event.step}/${event.iterations}  val ${pct(event.accuracy)} (loss ${event.loss.toFixed(3)})` +
+      `${Number.isFinite(s.loss) ? `  train loss ${s.loss.toFixed(3)}` : ''}` +
+      `${Number.isFinite(s.ips) ? `  ${Math.round(s.ips)} img/s` : ''}${event.isBest ? '  *best' : ''}`);
   }
 
   private flushPending(): void {

@@ -1,6 +1,6 @@
 /** Result tables: one experiment's stages, and several experiments side by side. */
 import type { ExperimentResult } from '../run/events.js';
-import { formatTable, pct, secs } from '../text/table.js';
+import { formatTable, pct, secs } from '../table.js';
 
 export function formatResult(result: ExperimentResult): string {
   const rows = result.stages.map((s) => [

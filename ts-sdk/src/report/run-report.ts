@@ -7,7 +7,7 @@
 import type { AttentionSnapshot } from '../run/attention.js';
 import type { StageResult } from '../run/events.js';
 import type { RunRecord } from '../run/result-file.js';
-import { pct, secs } from '../text/table.js';
+import { pct, secs } from '../table.js';
 import { CSS, esc } from './page.js';
 import { imageRgb, overlayRgb } from './heatmap.js';
 import { pngDataUrl } from './png.js';

@@ -1,6 +1,6 @@
 /** Sweep progress: trials done, running, failed, pruned and an ETA; redrawn on a terminal, a line per trial otherwise. */
 import type { SweepEvent } from '../sweep/runner.js';
-import { secs } from '../text/table.js';
+import { secs } from '../table.js';
 import { Progress } from './progress.js';
 
 export class SweepProgress {

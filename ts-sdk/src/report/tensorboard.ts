@@ -2,16 +2,16 @@
  * TensorBoard event files from a run's events: train/val loss and accuracy, the regulariser's term,
  * attention entropy per layer, lr, images/s, test accuracy, and the attention heat maps as images;
  * one run directory per experiment (or sweep trial). The files are written by the `tensorboard`
- * package's own writer (through torch's SummaryWriter) in a small Python process the SDK feeds JSON
- * lines, so they are the format TensorBoard reads, not a copy of it.
+ * package's own writer (through torch's SummaryWriter) in a small Python process (through the one
+ * door to Python) that the SDK feeds `tensorboard` lines of the process channel, so they are the
+ * format TensorBoard reads, not a copy of it. A writer that fails never costs a run its result:
+ * `close()` says what went wrong, the CLI prints it as a warning.
  */
-import { execa, type ResultPromise } from 'execa';
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { AfaError } from '../errors.js';
-import { pythonWorkerDir, workerPythonPath } from '../paths.js';
+import type { TensorBoardLine } from '../gen/afa/v1/process.js';
 import { imageRgb, overlayRgb } from './heatmap.js';
-import { resolvePython } from '../worker/python.js';
+import { PythonProcess } from '../worker/python-process.js';
 import type { AttentionSnapshot } from '../run/attention.js';
 import type { RunEvent } from '../run/events.js';
 
@@ -20,7 +20,7 @@ export interface TensorBoardOptions {
   python?: string;
 }
 
-type Line = { run: string; step: number; scalars?: Record<string, number>; image?: { tag: string; height: number; width: number; rgb: string } };
+type Line = Pick<TensorBoardLine, 'run' | 'step'> & Partial<Pick<TensorBoardLine, 'scalars' | 'image'>>;
 
 /** The attention of one layer on every snapshot image, side by side, as one RGB image. */
 export function snapshotStrip(snapshot: AttentionSnapshot, layerIndex: number): { width: number; height: number; rgb: Uint8Array } {
@@ -75,8 +75,7 @@ export class TensorBoardRun {
           if (layer.kind !== 'spatial') return;
           const strip = snapshotStrip(snapshot, i);
           this.send({ run: this.name, step: this.offset + event.result.stepsCompleted,
-            image: { tag: `attention/${event.stage}/${layer.layer}`, height: strip.height, width: strip.width,
-              rgb: Buffer.from(strip.rgb).toString('base64') } });
+            image: { tag: `attention/${event.stage}/${layer.layer}`, height: strip.height, width: strip.width, rgb: Buffer.from(strip.rgb) } });
         });
         break;
       }
@@ -87,61 +86,36 @@ export class TensorBoardRun {
   }
 }
 
-const READY = 'AFA_TENSORBOARD_READY';
-
 /**
  * One writer process for a log directory; `run(name)` for each experiment or trial, `close()` at the
  * end. Open it with `TensorBoardWriter.open`, which waits until the process can write, so a Python
  * without the tensorboard package fails before any training, not after it.
  */
 export class TensorBoardWriter {
-  private readonly child: ResultPromise;
-  private stderr = '';
-  private readonly ready: Promise<void>;
+  private constructor(private readonly process: PythonProcess, readonly logDir: string) {}
 
   /** Starts the writer and waits until it can write; throws (with its message) when it cannot. */
   static async open(logDir: string, options: TensorBoardOptions = {}): Promise<TensorBoardWriter> {
-    const writer = new TensorBoardWriter(logDir, options);
-    await writer.ready;
-    return writer;
-  }
-
-  private constructor(readonly logDir: string, options: TensorBoardOptions = {}) {
     const dir = resolve(logDir);
     mkdirSync(dir, { recursive: true });
-    const workerDir = pythonWorkerDir();
-    this.child = execa(resolvePython(options.python), ['-m', 'afa_worker', 'tensorboard', '--logdir', dir], {
-      cwd: workerDir,
-      env: { PYTHONPATH: workerPythonPath() },
-      stdin: 'pipe', stdout: 'pipe', stderr: 'pipe', buffer: false, reject: false, cleanup: true,
-    });
-    this.child.stderr?.setEncoding('utf8');
-    this.child.stderr?.on('data', (chunk: string) => (this.stderr = (this.stderr + chunk).slice(-4000)));
-    this.child.stdin?.on('error', () => undefined); // a dead writer is reported by close()
-    this.ready = new Promise<void>((resolve, reject) => {
-      let out = '';
-      this.child.stdout?.setEncoding('utf8');
-      this.child.stdout?.on('data', (chunk: string) => {
-        out += chunk;
-        if (out.includes(READY)) resolve();
-      });
-      void this.child.then((result) => reject(new AfaError(
-        `the TensorBoard writer (${result.command.split(' ')[0]}) could not start (exit ${result.exitCode ?? result.signal}): ` +
-        `${this.stderr.trim() || 'no message'}`)));
-    });
-    this.ready.catch(() => undefined);
+    const process = await PythonProcess.start({ command: 'tensorboard', args: ['--logdir', dir], python: options.python,
+      name: 'the TensorBoard writer', startTimeoutMs: 60_000 });
+    return new TensorBoardWriter(process, dir);
   }
 
   run(name: string): TensorBoardRun {
-    return new TensorBoardRun((line) => this.child.stdin?.write(`${JSON.stringify(line)}\n`), name);
+    return new TensorBoardRun((line) => this.process.send({ input: { $case: 'tensorboard',
+      value: { scalars: {}, image: undefined, ...line } } }), name);
   }
 
-  /** Flushes every run and waits for the files; throws when the writer failed. */
-  async close(): Promise<void> {
-    this.child.stdin?.end();
-    const result = await this.child;
-    if (result.exitCode !== 0) {
-      throw new AfaError(`the TensorBoard writer failed (exit ${result.exitCode ?? result.signal}): ${this.stderr.trim() || 'no message'}`);
-    }
+  /**
+   * Flushes every run and waits for the files. Resolves with the writer's warnings (lines it
+   * skipped, from its stderr), '' when there were none; a writer that died resolves with why.
+   */
+  async close(): Promise<string> {
+    const exit = await this.process.stop(60_000);
+    const log = this.process.stderrTail(10);
+    if (exit.exitCode !== 0) return `the TensorBoard writer failed (exit ${exit.exitCode ?? exit.signal}): ${log || 'no message'}`;
+    return log;
   }
 }

@@ -1,4 +1,7 @@
-/** The DSL's plain data -> the contract's messages. The only place that knows both shapes. */
+/**
+ * The DSL's plain data -> the contract's messages, and (for errors) the contract's field paths back
+ * to the spec's: the one place that maps between the two shapes (results come back in run/events.ts).
+ */
 import {
   ColorMode,
   OptimizerKind,
@@ -11,6 +14,7 @@ import {
   type Regularizer,
   type StageSpec as StageMessage,
 } from '../gen/afa/v1/afa.js';
+import { formatFieldProblem, SpecError } from '../errors.js';
 import type { BackboneSpec } from '../dsl/backbone.js';
 import type { DataSpec } from '../dsl/data.js';
 import type { Precision } from '../dsl/precision.js';
@@ -116,6 +120,7 @@ export function toStageMessage(s: StageSpec, defaultSeed: number, observe: Stage
     attentionImages: observe.attentionImages ?? 0,
     alphaRelative: relativeAlpha(s.regularizer),
     noStabilityEstimate: false,
+    measureDrift: s.measureDrift ?? false,
   };
 }
 
@@ -151,4 +156,56 @@ export function toCreateSessionRequest(o: SessionOptions): CreateSessionRequest 
     precision: PRECISION_MESSAGES[o.precision ?? 'auto'],
     sourceWeightsSha256: o.sourceWeightsSha256 ?? '',
   };
+}
+
+/** Where the contract's message parts sit in what the user wrote (e.g. `data` -> `target`). */
+export interface SpecFieldContext {
+  /** Path of the DataSpec: `target`, `source.data` (pretraining), or `data` (Worker.createSession). @default 'target' */
+  data?: string;
+  /** Path of the stage: `schedule[2]`, or '' for a stage given alone (Session.runStage). @default '' */
+  stage?: string;
+  /** Path of the source weights: `source.path`, or `sourceWeights` (Worker.createSession). @default 'source.path' */
+  sourceWeights?: string;
+}
+
+const camel = (segment: string) => segment.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+const join = (...parts: string[]) => parts.filter(Boolean).join('.');
+/** The oneof cases whose name is a segment of the contract's path and a `kind` value in the DSL. */
+const ONEOF_CASE = /^(regularizer|lr_schedule)\.([a-z0-9_]+)(\.|$)/;
+
+/**
+ * The contract's path of a field the worker refused (`stage.regularizer.afa_spatial.alpha`,
+ * `data.image_folder.root`) as the spec spells it (`schedule[0].regularizer.alpha`, `target.root`).
+ * A path this table does not know keeps the contract's name, camel-cased.
+ */
+export function toSpecField(field: string, context: SpecFieldContext = {}): string {
+  const data = context.data ?? 'target';
+  const stage = context.stage ?? '';
+  if (field === 'source_weights' || field === 'source_weights_sha256') return context.sourceWeights ?? 'source.path';
+  if (field === 'layers' || field.startsWith('layers[')) return `backbone.${field}`;
+  if (field === 'data.dataset') return join(data, 'kind');
+  const dataset = /^data\.(fashion_mnist|mnist|image_folder)\.(.+)$/.exec(field);
+  if (dataset) return join(data, camel(dataset[2]!));
+  if (field.startsWith('data.')) return join(data, ...field.slice(5).split('.').map(camel));
+  if (field === 'stage.attention_images') return 'attentionImages'; // a run option, not a spec field
+  if (field === 'stage.alpha_relative') return join(stage, 'regularizer.alpha.relative');
+  if (field === 'stage.no_stability_estimate') return join(stage, 'stabilityEstimate');
+  if (field === 'stage.no_feature_cache') return join(stage, 'featureCache');
+  if (field === 'stage.measure_drift') return join(stage, 'measureDrift');
+  if (field === 'stage' || field.startsWith('stage.')) {
+    const rest = field.slice('stage.'.length);
+    const oneof = ONEOF_CASE.exec(rest);
+    const collapsed = oneof ? `${oneof[1]}${oneof[3]}${rest.slice(oneof[0].length)}` : rest; // drop the case name
+    return join(stage, ...collapsed.split('.').filter(Boolean).map(camel)) || field;
+  }
+  return field.split('.').map(camel).join('.');
+}
+
+/** A worker's refusal (SpecError) with its field named as the spec spells it; any other error as it is. */
+export function inSpecTerms(error: unknown, context: SpecFieldContext = {}): unknown {
+  if (!(error instanceof SpecError) || !error.field) return error;
+  const field = toSpecField(error.field, context);
+  if (field === error.field) return error;
+  return new SpecError(error.method, formatFieldProblem(field, error.problem, error.valid), { field, problem: error.problem, valid: error.valid },
+    { cause: error });
 }

@@ -1,5 +1,5 @@
 /** Typed events and results of stages and experiments. */
-import { StageStatus, type EvalMetrics, type LayerAttention, type StabilityEstimate, type StageEvent, type StageSummary, type StepMetrics } from '../gen/afa/v1/afa.js';
+import { StageStatus, type Drift as DriftMessage, type EvalMetrics, type LayerAttention, type StabilityEstimate, type StageEvent, type StageSummary, type StepMetrics } from '../gen/afa/v1/afa.js';
 
 import { fromSnapshotMessage, type AttentionSnapshot } from './attention.js';
 
@@ -21,6 +21,14 @@ export type StageStatusName = 'completed' | 'cancelled' | 'diverged' | 'unknown'
  * Adam), the alpha used and alphaRatio = alpha / alphaMax; the estimate's products and seconds.
  */
 export type Stability = StabilityEstimate;
+
+/**
+ * How far the target moved from the run's original source at the end of a stage (stages with
+ * `measureDrift`): weightDistance ||w - w_source|| over the backbone and weightDistanceRelative
+ * (over ||w_source||); per aligned layer the mean squared feature discrepancy and its ratio to the
+ * source's mean squared activation, on `images` validation images.
+ */
+export type Drift = DriftMessage;
 
 /** Attention entropy of one aligned layer over the last batch (nats), and the uniform maximum. */
 export type AttentionStat = LayerAttention;
@@ -49,6 +57,8 @@ export interface StageResult {
   stability?: Stability;
   /** Where the attention looks at the end of a stage with attention (see `RunOptions.attentionImages`). */
   attentionSnapshot?: AttentionSnapshot;
+  /** The target's drift from the original source (stages with `measureDrift`). */
+  drift?: Drift;
   history: { steps: StepPoint[]; evals: EvalPoint[] };
 }
 
@@ -155,6 +165,7 @@ export class StageAccumulator {
       attention: s.attention.map((a) => ({ ...a })),
       featureCacheBytes: s.featureCacheBytes,
       ...(s.stability ? { stability: { ...s.stability } } : {}),
+      ...(s.drift ? { drift: { ...s.drift, layers: s.drift.layers.map((l) => ({ ...l })) } } : {}),
       ...(s.attentionSnapshot?.images.length ? { attentionSnapshot: fromSnapshotMessage(s.attentionSnapshot) } : {}),
       history: { steps: this.steps, evals: this.evals },
     };

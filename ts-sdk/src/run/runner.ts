@@ -12,7 +12,7 @@ import type { Precision } from '../dsl/precision.js';
 import type { PretrainSource } from '../dsl/source.js';
 import { sgd, stage } from '../dsl/stage.js';
 import { cacheDir, isCached, sourceCachePath } from './cache.js';
-import { toCreateSessionRequest } from './convert.js';
+import { inSpecTerms, toCreateSessionRequest } from './convert.js';
 import type { ExperimentResult, RunEvent, StageResult } from './events.js';
 import { AsyncQueue } from './queue.js';
 import { checkAttentionImages, Session } from './session.js';
@@ -20,7 +20,6 @@ import { DEFAULT_ATTENTION_IMAGES } from './attention.js';
 import { writeRunRecord } from './result-file.js';
 import { downloadWeights, uploadWeights, type WeightsAccess } from './weights.js';
 import { writeFileAtomically } from '../atomic-write.js';
-import { status as GrpcStatus } from '@grpc/grpc-js';
 
 export interface RunOptions {
   /** Cancels the run within one training step; `result` rejects with `CancelledError`. */
@@ -50,7 +49,7 @@ export interface ExperimentRun {
 /** `access`: how the worker reaches weight files ('upload' for a worker that does not share this disk). */
 export function runExperiment(client: WorkerClient, spec: ExperimentSpec, options: RunOptions = {}, access: WeightsAccess = 'path'): ExperimentRun {
   const queue = new AsyncQueue<RunEvent>();
-  const result = execute(client, spec, options, access, (e) => queue.push(e)).then(
+  const result = runSchedule(client, spec, options, access, (e) => queue.push(e)).then(
     (r) => {
       queue.end();
       return r;
@@ -62,6 +61,13 @@ export function runExperiment(client: WorkerClient, spec: ExperimentSpec, option
   );
   result.catch(() => undefined);
   return { events: queue, result };
+}
+
+/** The `session` event of a session just created. */
+function sessionEvent(phase: 'pretrain' | 'transfer', session: Session): RunEvent {
+  const i = session.info;
+  return { type: 'session', phase, sessionId: session.id, trainSize: i.trainSize, valSize: i.valSize, testSize: i.testSize,
+    layers: i.layers, device: i.device, precision: i.precision, ...(i.sourceSha256 ? { sourceSha256: i.sourceSha256 } : {}) };
 }
 
 async function runStageTo(session: Session, s: Parameters<Session['runStage']>[0], opts: Parameters<Session['runStage']>[1],
@@ -89,11 +95,10 @@ export async function obtainSource(client: WorkerClient, spec: Pick<ExperimentSp
   }
   const request = toCreateSessionRequest({ backbone: spec.backbone, data: source.data, seed: source.seed, device: spec.device,
     precision: spec.precision, specJson: JSON.stringify({ pretrain: source, backbone: spec.backbone }) });
-  const session = new Session(client, await client.createSession(request, { signal }), source.seed);
+  const session = new Session(client, await client.createSession(request, { signal })
+    .catch((error: unknown) => Promise.reject(inSpecTerms(error, { data: 'source.data' }))), source.seed);
   try {
-    emit({ type: 'session', phase: 'pretrain', sessionId: session.id, trainSize: session.info.trainSize,
-      valSize: session.info.valSize, testSize: session.info.testSize, layers: session.info.layers, device: session.info.device,
-      precision: session.info.precision });
+    emit(sessionEvent('pretrain', session));
     const pretrainStage = stage({
       name: 'pretrain',
       regularizer: noRegularizer({ weightDecay: source.weightDecay }),
@@ -129,7 +134,33 @@ export async function sourceReference(client: WorkerClient, path: string | undef
   return { sourceWeightsSha256: (await uploadWeights(client, path, signal)).sha256 };
 }
 
-async function execute(client: WorkerClient, spec: ExperimentSpec, options: RunOptions, access: WeightsAccess,
+/** Each step of the schedule on the session: its stages (with their results) and promote steps. */
+async function runSteps(session: Session, spec: ExperimentSpec, options: RunOptions, emit: (e: RunEvent) => void): Promise<StageResult[]> {
+  const { signal } = options;
+  const stages: StageResult[] = [];
+  for (const [index, step] of spec.schedule.entries()) {
+    if (step.kind === 'promoteTargetToSource') {
+      emit({ type: 'promote', phase: 'transfer', tensorsCopied: await session.promoteTargetToSource({ signal }) });
+    } else {
+      stages.push(await runStageTo(session, step, { signal, phase: 'transfer', index, seed: spec.seed, attentionImages: options.attentionImages }, emit));
+    }
+  }
+  return stages;
+}
+
+/** The test split, read once after selection (undefined when the spec says not to, or there is none). */
+async function testOnce(session: Session, spec: ExperimentSpec, signal: AbortSignal | undefined, emit: (e: RunEvent) => void) {
+  if (!spec.evaluateTest || session.info.testSize === 0) return undefined;
+  const test = await session.evaluate('test', { signal });
+  emit({ type: 'test', phase: 'transfer', ...test });
+  return test;
+}
+
+/**
+ * The whole experiment on the worker: its source, a session on the target, each step of the
+ * schedule (stages and promote steps), the test split once, the checkpoint and the run record.
+ */
+async function runSchedule(client: WorkerClient, spec: ExperimentSpec, options: RunOptions, access: WeightsAccess,
   emit: (e: RunEvent) => void): Promise<ExperimentResult> {
   const { signal } = options;
   checkAttentionImages(options.attentionImages ?? DEFAULT_ATTENTION_IMAGES);
@@ -137,61 +168,32 @@ async function execute(client: WorkerClient, spec: ExperimentSpec, options: RunO
   const hash = specHash(spec);
   const dir = cacheDir(options.cacheDir);
   try {
-    let sourcePath: string | undefined;
+    let sourcePath: string | undefined = spec.source.kind === 'weights' ? spec.source.path : undefined;
     let sourceCached = false;
-    if (spec.source.kind === 'weights') sourcePath = spec.source.path;
     if (spec.source.kind === 'pretrain') {
       ({ path: sourcePath, cached: sourceCached } = await obtainSource(client, spec, spec.source, dir, signal, emit, access));
     }
     const pretrainDone = performance.now();
-
-    const source = await sourceReference(client, sourcePath, access, signal);
     const request = toCreateSessionRequest({ backbone: spec.backbone, data: spec.target, seed: spec.seed, device: spec.device,
-      precision: spec.precision, ...source, specJson: JSON.stringify(spec) });
-    const session = new Session(client, await client.createSession(request, { signal }), spec.seed);
+      precision: spec.precision, ...(await sourceReference(client, sourcePath, access, signal)), specJson: JSON.stringify(spec) });
+    const session = new Session(client, await client.createSession(request, { signal })
+      .catch((error: unknown) => Promise.reject(inSpecTerms(error))), spec.seed);
     try {
-      emit({ type: 'session', phase: 'transfer', sessionId: session.id, trainSize: session.info.trainSize,
-        valSize: session.info.valSize, testSize: session.info.testSize, layers: session.info.layers, device: session.info.device,
-        precision: session.info.precision, sourceSha256: session.info.sourceSha256 || undefined });
-      const stages: StageResult[] = [];
-      for (const [index, step] of spec.schedule.entries()) {
-        if (step.kind === 'promoteTargetToSource') {
-          emit({ type: 'promote', phase: 'transfer', tensorsCopied: await session.promoteTargetToSource({ signal }) });
-        } else {
-          stages.push(await runStageTo(session, step,
-            { signal, phase: 'transfer', index, seed: spec.seed, attentionImages: options.attentionImages }, emit));
-        }
-      }
-      let test: { loss: number; accuracy: number; count: number } | undefined;
-      if (spec.evaluateTest && session.info.testSize > 0) {
-        test = await session.evaluate('test', { signal });
-        emit({ type: 'test', phase: 'transfer', ...test });
-      }
+      emit(sessionEvent('transfer', session));
+      const stages = await runSteps(session, spec, options, emit);
+      const test = await testOnce(session, spec, signal, emit);
       let checkpointPath: string | undefined;
       if (options.checkpoint !== false) {
-        const target = options.checkpoint ?? join(dir, 'runs', hash, 'target.safetensors');
-        const saved = await session.saveCheckpoint(target, { signal });
+        const saved = await session.saveCheckpoint(options.checkpoint ?? join(dir, 'runs', hash, 'target.safetensors'), { signal });
         checkpointPath = saved.path;
         emit({ type: 'checkpoint', phase: 'transfer', path: saved.path, bytes: saved.bytes });
       }
       const finished = performance.now();
       const result: ExperimentResult = {
-        name: spec.name,
-        specHash: hash,
-        seed: spec.seed,
-        stages,
-        bestValAccuracy: stages.at(-1)?.bestValAccuracy ?? 0,
-        testAccuracy: test?.accuracy,
-        testLoss: test?.loss,
-        checkpointPath,
-        sourcePath,
-        sourceSha256: session.info.sourceSha256 || undefined,
-        timings: {
-          totalSeconds: (finished - started) / 1000,
-          pretrainSeconds: (pretrainDone - started) / 1000,
-          transferSeconds: (finished - pretrainDone) / 1000,
-          sourceCached,
-        },
+        name: spec.name, specHash: hash, seed: spec.seed, stages, bestValAccuracy: stages.at(-1)?.bestValAccuracy ?? 0,
+        testAccuracy: test?.accuracy, testLoss: test?.loss, checkpointPath, sourcePath, sourceSha256: session.info.sourceSha256 || undefined,
+        timings: { totalSeconds: (finished - started) / 1000, pretrainSeconds: (pretrainDone - started) / 1000,
+          transferSeconds: (finished - pretrainDone) / 1000, sourceCached },
       };
       if (options.resultDir !== false) writeRunRecord(options.resultDir ?? join(dir, 'runs', hash), { spec, result });
       return result;
@@ -200,7 +202,7 @@ async function execute(client: WorkerClient, spec: ExperimentSpec, options: RunO
     }
   } catch (error) {
     if (signal?.aborted && !(error instanceof CancelledError)) {
-      throw new CancelledError('run', GrpcStatus.CANCELLED, `experiment ${spec.name} was cancelled`, { cause: error });
+      throw new CancelledError(`experiment ${spec.name} was cancelled`, undefined, { cause: error });
     }
     throw error;
   }

@@ -4,21 +4,20 @@
  */
 import type { WorkerClient } from '../client/client.js';
 import type { CallOptions } from '../client/calls.js';
-import { AfaError, CancelledError, UsageError } from '../errors.js';
+import { AfaError, CancelledError, NotFoundError, SessionBusyError, UsageError } from '../errors.js';
 import { LIMITS } from '../dsl/limits.js';
 import { DEFAULT_ATTENTION_IMAGES } from './attention.js';
 import { Split, type CreateSessionResponse } from '../gen/afa/v1/afa.js';
 import type { StageSpec } from '../dsl/stage.js';
-import { toStageMessage } from './convert.js';
+import { inSpecTerms, toStageMessage } from './convert.js';
 import { StageAccumulator, type Phase, type RunEvent, type StageResult } from './events.js';
 import { AsyncQueue } from './queue.js';
-import { status as GrpcStatus } from '@grpc/grpc-js';
 
 export type SplitName = 'val' | 'test' | 'train';
 const SPLITS: Record<SplitName, Split> = { val: Split.SPLIT_VAL, test: Split.SPLIT_TEST, train: Split.SPLIT_TRAIN };
 
 /** A running stage: its events as they come, and its result when it ends. */
-export interface StageRun extends AsyncIterable<RunEvent> {
+export interface StageHandle extends AsyncIterable<RunEvent> {
   readonly result: Promise<StageResult>;
 }
 
@@ -59,7 +58,7 @@ export class Session {
   }
 
   /** Starts one stage; iterate the handle for events, await `result` for the summary. */
-  runStage(stage: StageSpec, options: StageRunOptions = {}): StageRun {
+  runStage(stage: StageSpec, options: StageRunOptions = {}): StageHandle {
     if (this.closed) throw new AfaError(`session ${this.id} is closed`);
     const queue = new AsyncQueue<RunEvent>();
     const acc = new StageAccumulator(options.phase ?? 'transfer', stage.name, options.index ?? this.stageCount++);
@@ -74,14 +73,16 @@ export class Session {
           queue.push(runEvent);
           if (runEvent.type === 'stage-end') summary = runEvent.result;
         }
-      } catch (error) {
+      } catch (raw) {
+        // A refused field named as the spec spells it: schedule[i]... in a run, the stage's own fields alone.
+        const error = inSpecTerms(raw, { stage: options.phase === 'pretrain' ? 'source' : options.index === undefined ? '' : `schedule[${options.index}]` });
         queue.fail(error);
         throw error;
       }
       queue.end();
       if (!summary) throw new AfaError(`stage ${stage.name}: the worker ended the stream without a summary`);
       if (summary.status === 'cancelled') {
-        throw new CancelledError('RunStage', GrpcStatus.CANCELLED, `stage ${stage.name} was cancelled: ${summary.message}`);
+        throw new CancelledError(`stage ${stage.name} was cancelled: ${summary.message}`, 'RunStage');
       }
       return summary;
     })();
@@ -121,12 +122,11 @@ export class Session {
         this.closed = true;
         return;
       } catch (error) {
-        const code = (error as { code?: number }).code;
-        if (code === GrpcStatus.NOT_FOUND) {
+        if (error instanceof NotFoundError) {
           this.closed = true;
           return;
         }
-        if (code !== GrpcStatus.FAILED_PRECONDITION || attempt >= 100) throw error;
+        if (!(error instanceof SessionBusyError) || attempt >= 100) throw error;
         await new Promise((r) => setTimeout(r, 50));
       }
     }

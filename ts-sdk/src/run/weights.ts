@@ -8,8 +8,7 @@ import { createReadStream, statSync } from 'node:fs';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { WorkerClient } from '../client/client.js';
-import { AfaError, UsageError, WorkerCallError } from '../errors.js';
-import { status as GrpcStatus } from '@grpc/grpc-js';
+import { AfaError, UnimplementedError, UsageError } from '../errors.js';
 import type { WeightsChunk } from '../gen/afa/v1/afa.js';
 import { LIMITS } from '../dsl/limits.js';
 
@@ -56,7 +55,7 @@ export async function uploadWeights(client: WorkerClient, path: string, signal?:
   try {
     present = (await client.hasWeights(sha256, { signal, timeoutMs: 30_000 })).present;
   } catch (error) {
-    if (error instanceof WorkerCallError && error.code === GrpcStatus.UNIMPLEMENTED) {
+    if (error instanceof UnimplementedError) {
       throw new AfaError(`the worker at ${client.address} predates weights over the contract (no HasWeights): install this ` +
         "version's afa-worker there, or connect with { sharedFilesystem: true } if it reads this machine's files", { cause: error });
     }

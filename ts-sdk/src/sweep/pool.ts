@@ -2,14 +2,10 @@
 import { cpus, hostname } from 'node:os';
 import { Worker } from '../worker/worker.js';
 import { RayPool, type RayPoolOptions } from '../worker/ray-pool.js';
+import type { DispatchSlot } from './dispatcher.js';
 
-export interface WorkerSlot {
-  readonly name: string;
-  worker: Worker | undefined;
-  /** A fresh worker for this slot (after a crash); remote slots reconnect, Ray slots wait for Ray's restart. */
-  readonly create: (signal?: AbortSignal) => Promise<Worker>;
-  /** The machine the slot's current worker runs on, for trial records. */
-  node?: string;
+/** A slot of real workers: the dispatcher's seam, plus what the slot holds beyond its worker. */
+export interface WorkerSlot extends DispatchSlot<Worker> {
   /** Frees what the slot holds beyond its worker (a Ray pool); called once the sweep is over. */
   readonly release?: () => Promise<void>;
 }

@@ -2,7 +2,8 @@
  * Runs a sweep on a pool of workers. Finished trials are appended to `results.jsonl` as they end;
  * `resume` skips trials already there; a failed trial is retried as the retry policy says (by
  * default: when its worker was lost, on a fresh worker, up to `maxAttempts`), then recorded as
- * failed, and the sweep goes on. A trial scheduler may stop trials early.
+ * failed, and the sweep goes on. A trial scheduler may stop trials early. The dispatch itself (which
+ * slot runs what, worker loss, drain) is `Dispatcher`'s; this module owns the directory and the records.
  */
 import { existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,7 +14,8 @@ import { sourceKey } from '../run/cache.js';
 import type { RunEvent } from '../run/events.js';
 import { MedianStoppingRule } from './early-stop.js';
 import { startSlots, stopSlots, type WorkerSlot } from './pool.js';
-import { isWorkerLoss, retryOnWorkerLoss, type RetryPolicy } from './retry.js';
+import { Dispatcher, TrialQueue } from './dispatcher.js';
+import { retryOnWorkerLoss, type RetryPolicy } from './retry.js';
 import { FifoScheduler, type TrialScheduler } from './scheduler.js';
 import type { SweepSpec } from './space.js';
 import { changedPaths } from './diff.js';
@@ -129,7 +131,6 @@ async function pretrainSources(queue: readonly TrialPlan[], slots: WorkerSlot[],
 export async function runSweep(sweep: SweepSpec, options: SweepRunOptions): Promise<SweepOutcome> {
   const { outDir, slots, signal } = options;
   const emit = options.onEvent ?? (() => undefined);
-  const retry = options.retry ?? retryOnWorkerLoss(options.maxAttempts ?? 2);
   const trials = planTrials(sweep);
   const results = resultsPath(outDir);
   mkdirSync(outDir, { recursive: true });
@@ -141,87 +142,46 @@ export async function runSweep(sweep: SweepSpec, options: SweepRunOptions): Prom
   const done = new Set(existing.filter((r) => r.status !== 'failed').map((r) => r.trialId));
   const scheduler = schedulerFor(options);
   existing.forEach((r) => scheduler.onTrialComplete(r));
-  const queue = trials.filter((t) => !done.has(t.trialId));
-  emit({ type: 'plan', total: trials.length, skipped: trials.length - queue.length, toRun: queue.length, workers: slots.map((s) => s.name) });
+  const queue = new TrialQueue(trials.filter((t) => !done.has(t.trialId)));
+  const toRun = trials.length - done.size;
+  emit({ type: 'plan', total: trials.length, skipped: done.size, toRun, workers: slots.map((s) => s.name) });
+  if (toRun === 0) return { records: existing, ran: 0, skipped: trials.length, interrupted: false };
 
   let ran = 0;
-  if (queue.length === 0) return { records: existing, ran, skipped: trials.length, interrupted: false };
-
   try {
     await startSlots(slots);
-    await pretrainSources(queue, slots, signal, emit);
-    const attempts = new Map<string, number>();
-    const live = new Set(slots);
-    // A slot waiting for its worker to come back stops waiting once nothing is left for it to run.
-    const drained = new AbortController();
-    let looping = slots.length;
-    let waiting = 0;
-    const checkDrained = () => {
-      if (!queue.length && waiting === looping) drained.abort();
-    };
-    const record = (trial: TrialPlan, entry: TrialRecord, attempt: number, slot: WorkerSlot, started: number) => {
-      entry.attempts = attempt;
-      entry.worker = slot.name;
-      if (slot.node) entry.node = slot.node;
-      entry.wallSeconds = (performance.now() - started) / 1000;
-      appendRecord(results, entry);
-      scheduler.onTrialComplete(entry);
-      ran += 1;
-      emit({ type: 'trial-end', record: entry });
-    };
-    const work = async (slot: WorkerSlot) => {
-      while (queue.length && !signal?.aborted) {
-        const trial = queue.shift()!;
-        const attempt = (attempts.get(trial.trialId) ?? 0) + 1;
-        attempts.set(trial.trialId, attempt);
-        emit({ type: 'trial-start', trial, worker: slot.name, attempt });
-        const started = performance.now();
-        try {
-          record(trial, await runTrial(slot, trial, scheduler, signal, emit, options.onTrialEvent, trialRunDir(outDir, trial.trialId)),
-            attempt, slot, started);
-          continue;
-        } catch (error) {
-          if (signal?.aborted) return; // interrupted: an unfinished trial is not recorded
-          const message = error instanceof Error ? error.message : String(error);
-          if (!retry.shouldRetry(error, attempt)) {
-            record(trial, failedRecord(trial, message), attempt, slot, started);
-          } else {
-            emit({ type: 'trial-retry', trial, worker: slot.name, attempt, error: message });
-            queue.unshift(trial); // first in line for a live worker, while this one comes back
-          }
-          if (!isWorkerLoss(error)) continue;
-          await slot.worker?.stop().catch(() => undefined);
-          slot.worker = undefined;
-          waiting += 1;
-          checkDrained();
-          try {
-            slot.worker = await slot.create(signal ? AbortSignal.any([signal, drained.signal]) : drained.signal);
-          } catch (lost) {
-            if (signal?.aborted || (drained.signal.aborted && !queue.length)) return;
-            live.delete(slot);
-            emit({ type: 'warning', message: `worker ${slot.name} is gone (${lost instanceof Error ? lost.message : String(lost)}); ` +
-              `${live.size} worker(s) left` });
-            if (live.size) return;
-            // No worker left to run what remains: each is recorded as failed, and a --resume runs it.
-            for (const left of queue.splice(0)) record(left, failedRecord(left, `no worker left: ${message}`), attempts.get(left.trialId) ?? 0, slot, performance.now());
-            return;
-          } finally {
-            waiting -= 1;
-          }
-        }
-      }
-    };
-    await Promise.all(slots.map(async (slot) => {
-      try {
-        await work(slot);
-      } finally {
-        looping -= 1;
-        checkDrained();
-      }
-    }));
+    await pretrainSources(trials.filter((t) => !done.has(t.trialId)), slots, signal, emit);
+    const dispatcher = new Dispatcher({
+      slots,
+      source: queue,
+      signal,
+      retry: options.retry ?? retryOnWorkerLoss(options.maxAttempts ?? 2),
+      failed: failedRecord,
+      run: (slot, trial, runSignal) => runTrial({
+        worker: slot.worker!, trial, scheduler, signal: runSignal, resultDir: trialRunDir(outDir, trial.trialId),
+        onEval: (point) => emit({ type: 'trial-eval', trial, worker: slot.name, point }),
+        onRunEvent: options.onTrialEvent && ((event) => options.onTrialEvent!(trial, event)),
+      }),
+      record: (_trial, entry, attempt, slot, started) => {
+        entry.attempts = attempt;
+        entry.worker = slot.name;
+        if (slot.node) entry.node = slot.node;
+        entry.wallSeconds = (performance.now() - started) / 1000;
+        appendRecord(results, entry);
+        scheduler.onTrialComplete(entry);
+        ran += 1;
+        emit({ type: 'trial-end', record: entry });
+      },
+      emit: (event) => {
+        if (event.type === 'trial-start') emit({ type: 'trial-start', trial: event.trial, worker: event.slot, attempt: event.attempt });
+        else if (event.type === 'trial-retry') emit({ type: 'trial-retry', trial: event.trial, worker: event.slot, attempt: event.attempt, error: event.error });
+        else emit({ type: 'warning', message: `worker ${event.slot} is gone (${event.error}); ${event.live} worker(s) left` });
+      },
+    });
+    await dispatcher.run();
   } finally {
     await stopSlots(slots);
   }
   const records = latestByTrial(readRecords(results).records).filter((r) => planned.has(r.trialId));
-  return { records, ran, skipped: trials.length - ran - queue.length, interrupted: Boolean(signal?.aborted) };
+  return { records, ran, skipped: done.size, interrupted: Boolean(signal?.aborted) };
 }

@@ -34,6 +34,10 @@ export interface IntUniformDimension {
 }
 export type Dimension = GridDimension | UniformDimension | LogUniformDimension | IntUniformDimension;
 
+/** How configurations are chosen: every grid combination, or `budget` random draws. */
+export const SEARCHES = ['grid', 'random'] as const;
+export type Search = (typeof SEARCHES)[number];
+
 /** Metrics a sweep may select on: validation only, never test. */
 export const SWEEP_METRICS = ['bestValAccuracy', 'finalValAccuracy', 'finalValLoss'] as const;
 export type SweepMetric = (typeof SWEEP_METRICS)[number];
@@ -48,7 +52,7 @@ export interface SweepSpec {
   readonly metric: SweepMetric;
   readonly goal: 'max' | 'min';
   /** 'grid': every combination; 'random': `budget` configurations drawn from the space. */
-  readonly search: 'grid' | 'random';
+  readonly search: Search;
   readonly budget: number;
   /** Seed of the random search's draws. */
   readonly searchSeed: number;
@@ -65,7 +69,7 @@ export interface SweepInput {
   /** @default 'max' for accuracies, 'min' for losses */
   goal?: 'max' | 'min';
   /** @default 'grid' when every dimension is a grid, else 'random' */
-  search?: 'grid' | 'random';
+  search?: Search;
   /** Configurations for random search. @default 10 */
   budget?: number;
   /** @default 0 */

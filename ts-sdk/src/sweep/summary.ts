@@ -1,6 +1,6 @@
 /** Sweep results grouped by configuration: seeds folded into mean ± std, sorted by the metric. */
 import type { ExperimentSpec } from '../dsl/experiment.js';
-import { formatTable } from '../text/table.js';
+import { formatTable } from '../table.js';
 import type { SweepMetric, SweepSpec } from './space.js';
 import type { TrialRecord } from './store.js';
 import { applyValues, configLabel } from './trials.js';

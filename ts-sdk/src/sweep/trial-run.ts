@@ -1,8 +1,7 @@
 /** One trial on one worker slot: its experiment run, its learning curve, and its record. */
 import { CancelledError } from '../errors.js';
 import type { TrialScheduler } from './scheduler.js';
-import type { SweepEvent } from './runner.js';
-import type { WorkerSlot } from './pool.js';
+import type { Worker } from '../worker/worker.js';
 import type { CurvePoint, TrialRecord } from './store.js';
 import type { TrialPlan } from './trials.js';
 import type { RunEvent } from '../run/events.js';
@@ -35,9 +34,24 @@ function prunedRecord(trial: TrialPlan, curve: CurvePoint[], reason: string): Tr
       finalValLoss: last?.loss ?? 0, testAccuracy: null } };
 }
 
+export interface TrialRunOptions {
+  /** The worker the trial runs on (its slot's). */
+  worker: Worker;
+  trial: TrialPlan;
+  /** Decides at each validation point whether the trial goes on. */
+  scheduler: TrialScheduler;
+  signal?: AbortSignal;
+  /** Each validation point of the learning curve, as it comes. */
+  onEval?: (point: CurvePoint) => void;
+  /** Every event of the trial's run (e.g. for a TensorBoard writer). */
+  onRunEvent?: (event: RunEvent) => void;
+  /** Where the run's `result.json` goes; none without it. */
+  resultDir?: string;
+}
+
 /** Runs the trial; a scheduler's stop ends it as 'pruned'. Throws what the run throws otherwise. */
-export async function runTrial(slot: WorkerSlot, trial: TrialPlan, scheduler: TrialScheduler, signal: AbortSignal | undefined,
-  emit: (e: SweepEvent) => void, onRunEvent?: (trial: TrialPlan, event: RunEvent) => void, resultDir?: string): Promise<TrialRecord> {
+export async function runTrial(options: TrialRunOptions): Promise<TrialRecord> {
+  const { worker, trial, scheduler, signal, onEval, onRunEvent, resultDir } = options;
   const controller = new AbortController();
   const onAbort = () => controller.abort(signal?.reason);
   signal?.addEventListener('abort', onAbort, { once: true });
@@ -47,9 +61,9 @@ export async function runTrial(slot: WorkerSlot, trial: TrialPlan, scheduler: Tr
   let currentIterations = 0;
   let pruned: string | undefined;
   try {
-    const run = slot.worker!.run(trial.spec, { signal: controller.signal, checkpoint: false, resultDir: resultDir ?? false });
+    const run = worker.run(trial.spec, { signal: controller.signal, checkpoint: false, resultDir: resultDir ?? false });
     for await (const event of run.events) {
-      onRunEvent?.(trial, event);
+      onRunEvent?.(event);
       if (event.phase !== 'transfer') continue;
       if (event.type === 'stage-start') {
         offset += currentIterations;
@@ -59,7 +73,7 @@ export async function runTrial(slot: WorkerSlot, trial: TrialPlan, scheduler: Tr
         const point: CurvePoint = { stage: stageIndex.get(event.stage) ?? 0, step: event.step, globalStep: offset + event.step,
           accuracy: event.accuracy, loss: event.loss };
         curve.push(point);
-        emit({ type: 'trial-eval', trial, worker: slot.name, point });
+        onEval?.(point);
         const decision = scheduler.onTrialResult(trial, point);
         if (decision.action === 'stop' && !pruned) {
           pruned = decision.reason;

@@ -2,9 +2,9 @@
 import { specHash, type ExperimentSpec } from '../dsl/experiment.js';
 import { contentHash } from '../dsl/hash.js';
 import { parseExperiment } from '../dsl/validate.js';
-import { InvalidSpecError } from '../errors.js';
-import { getPath, setPath } from './paths.js';
+import { setPath } from './spec-path.js';
 import type { Dimension, SweepSpec } from './space.js';
+import { parseSweep } from './validate.js';
 
 export interface TrialPlan {
   /** The trial spec's content hash: a finished trial is recognised by it on resume. */
@@ -61,7 +61,7 @@ type Assignment = { values: Record<string, unknown>; labels: Record<string, stri
 function gridAssignments(space: SweepSpec['space']): Assignment[] {
   let combos: Assignment[] = [{ values: {}, labels: {} }];
   for (const [path, dim] of Object.entries(space)) {
-    if (dim.kind !== 'grid') throw new InvalidSpecError(`space.${path}`, `grid search needs grid dimensions, got ${dim.kind}`, ['grid']);
+    if (dim.kind !== 'grid') continue; // refused by parseSweep
     combos = combos.flatMap((c) =>
       dim.values.map((value, i) => ({
         values: { ...c.values, [path]: value },
@@ -84,22 +84,6 @@ function randomAssignments(sweep: SweepSpec): Assignment[] {
   });
 }
 
-function checkOverrides(field: string, values: readonly unknown[], labels: readonly string[] | undefined, base: unknown): void {
-  values.forEach((value, i) => {
-    const where = `${field}[${JSON.stringify(labels?.[i] ?? i)}]`;
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-      throw new InvalidSpecError(where, 'must map spec paths to values');
-    }
-    for (const path of Object.keys(value)) checkPath(`${where}.${path}`, base, path);
-  });
-}
-
-function checkPath(field: string, base: unknown, path: string): void {
-  if (getPath(base, path) === undefined) {
-    throw new InvalidSpecError(field, 'is not a field of the base experiment (paths look like schedule[0].regularizer.alpha)');
-  }
-}
-
 /** A configuration's short name: the last part of each swept path with its value's label. */
 export function configLabel(labels: Record<string, string>, separator = ','): string {
   return Object.entries(labels).map(([k, v]) => `${k.split('.').at(-1)}=${v}`).join(separator);
@@ -119,24 +103,9 @@ export function applyValues(sweep: SweepSpec, values: Record<string, unknown>): 
   return spec;
 }
 
-function checkSpace(sweep: SweepSpec): void {
-  for (const [path, dim] of Object.entries(sweep.space)) {
-    const field = `space.${path}`;
-    if (dim.kind === 'grid' && dim.overrides) {
-      checkOverrides(field, dim.values, dim.labels, sweep.base);
-    } else {
-      checkPath(field, sweep.base, path);
-    }
-    if (dim.kind === 'grid' && dim.values.length === 0) throw new InvalidSpecError(field, 'has no values');
-    if (dim.kind !== 'grid' && !(dim.low <= dim.high)) throw new InvalidSpecError(field, `low ${dim.low} is above high ${dim.high}`);
-    if (dim.kind === 'logUniform' && !(dim.low > 0)) throw new InvalidSpecError(field, 'a log-uniform range must be positive');
-  }
-  if (!sweep.seeds.length) throw new InvalidSpecError('seeds', 'must not be empty');
-}
-
-/** Every trial of the sweep, each spec validated before anything runs. */
+/** Every trial of the sweep, the definition and each trial's spec validated before anything runs. */
 export function planTrials(sweep: SweepSpec): TrialPlan[] {
-  checkSpace(sweep);
+  parseSweep(sweep);
   const assignments = sweep.search === 'grid' ? gridAssignments(sweep.space) : randomAssignments(sweep);
   const baseHash = specHash(sweep.base);
   const trials: TrialPlan[] = [];
@@ -145,15 +114,8 @@ export function planTrials(sweep: SweepSpec): TrialPlan[] {
     const label = configLabel(a.labels);
     for (const seed of sweep.seeds) {
       const spec = { ...(applyValues(sweep, a.values) as ExperimentSpec), seed, name: `${sweep.base.name}[${label}]` };
-      let parsed: ExperimentSpec;
-      try {
-        parsed = parseExperiment(spec);
-      } catch (error) {
-        if (error instanceof InvalidSpecError) {
-          throw new InvalidSpecError(`trial ${label} seed ${seed}: ${error.field}`, error.problem, error.valid);
-        }
-        throw error;
-      }
+      // An error names the trial, then the field of its spec.
+      const parsed = parseExperiment(spec, `trial[${label || 'base'}, seed ${seed}]`);
       trials.push({ trialId: specHash(parsed), configId, values: a.values, labels: a.labels, seed, spec: parsed });
     }
   }

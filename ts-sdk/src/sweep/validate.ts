@@ -1,54 +1,75 @@
-/** Run-time validation of a sweep loaded from a file (TS default export or JSON). */
+/**
+ * Validation of a sweep definition, once, at its boundary: the `sweep()` builder, a file loaded by
+ * the CLI (TS default export or JSON) and `runSweep` all go through `parseSweep`. Every error names
+ * the field as the definition spells it (`space.schedule[0].lr.high`, `base.target.labelsPerClass`).
+ */
 import { parseExperiment } from '../dsl/validate.js';
-import { InvalidSpecError } from '../errors.js';
-import { SWEEP_METRICS, type Dimension, type SweepSpec } from './space.js';
+import { Fields } from '../fields.js';
+import { getPath } from './spec-path.js';
+import { SEARCHES, SWEEP_METRICS, type SweepSpec } from './space.js';
 
-function fail(field: string, problem: string, valid?: readonly string[]): never {
-  throw new InvalidSpecError(field, problem, valid);
+/** Bounds on a definition's counts: a sweep must be a plan a machine can finish, not a typo. */
+export const SWEEP_LIMITS = { seeds: 10_000, budget: 1_000_000, gridValues: 10_000, dimensions: 64 } as const;
+
+const DIMENSION_KINDS = ['grid', 'uniform', 'logUniform', 'intUniform'] as const;
+
+function checkPath(f: Fields, base: unknown, path: string): void {
+  if (getPath(base, path) === undefined) f.fail('is not a field of the base experiment (paths look like schedule[0].regularizer.alpha)');
 }
 
-function checkDimension(path: string, value: unknown): Dimension {
-  const field = `space.${path}`;
-  if (typeof value !== 'object' || value === null) fail(field, 'must be a dimension: grid([...]), choice({...}), variants({...}), uniform(a, b), logUniform(a, b), intUniform(a, b)');
-  const d = value as Record<string, unknown>;
-  const kinds = ['grid', 'uniform', 'logUniform', 'intUniform'] as const;
-  if (!kinds.includes(d.kind as (typeof kinds)[number])) fail(`${field}.kind`, `unknown value ${JSON.stringify(d.kind)}`, kinds);
-  if (d.kind === 'grid') {
-    if (!Array.isArray(d.values) || d.values.length === 0) fail(`${field}.values`, 'must be a non-empty array');
-    if (d.labels !== undefined && (!Array.isArray(d.labels) || d.labels.length !== d.values.length)) {
-      fail(`${field}.labels`, 'must label every value');
+function checkDimension(f: Fields, key: string, value: unknown, base: unknown): void {
+  const d = f.object(value);
+  const kind = f.at('kind').oneOf(d.kind, DIMENSION_KINDS);
+  if (kind === 'grid') {
+    const values = f.at('values').array(d.values, { nonEmpty: true, maxLength: SWEEP_LIMITS.gridValues });
+    if (d.labels !== undefined && (!Array.isArray(d.labels) || d.labels.length !== values.length)) {
+      f.at('labels').fail('must label every value');
     }
-    if (d.overrides !== undefined && d.overrides !== true) fail(`${field}.overrides`, 'must be true when present (build it with variants({...}))');
-  } else {
-    for (const k of ['low', 'high'] as const) {
-      if (typeof d[k] !== 'number' || !Number.isFinite(d[k])) fail(`${field}.${k}`, 'must be a finite number');
+    if (d.overrides !== undefined && d.overrides !== true) f.at('overrides').fail('must be true when present (build it with variants({...}))');
+    if (d.overrides) {
+      values.forEach((v, i) => {
+        const where = new Fields(`${f.path}[${JSON.stringify((d.labels as string[] | undefined)?.[i] ?? i)}]`);
+        const overrides = typeof v === 'object' && v !== null && !Array.isArray(v) ? v : where.fail('must map spec paths to values');
+        for (const path of Object.keys(overrides)) checkPath(where.at(path), base, path);
+      });
+    } else {
+      checkPath(f, base, key);
     }
+    return;
   }
-  return d as unknown as Dimension;
+  checkPath(f, base, key);
+  const low = f.at('low').number(d.low);
+  const high = f.at('high').number(d.high);
+  if (!(low <= high)) f.fail(`low ${low} is above high ${high}`);
+  if (kind === 'logUniform' && !(low > 0)) f.fail('a log-uniform range must be positive');
+  if (kind === 'intUniform' && !(Number.isInteger(low) && Number.isInteger(high))) f.fail('an integer range needs whole-number ends');
 }
 
 export function parseSweep(value: unknown): SweepSpec {
-  if (typeof value !== 'object' || value === null) fail('(root)', 'must be a sweep: export default sweep({...})');
+  const f = Fields.spec();
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) f.fail('must be a sweep: export default sweep({...})');
   const s = value as Record<string, unknown>;
-  if (s.kind !== 'sweep') fail('kind', `must be "sweep" (build it with sweep({...})), got ${JSON.stringify(s.kind)}`);
-  if (typeof s.name !== 'string' || !s.name) fail('name', 'must be a non-empty string');
-  try {
-    parseExperiment(s.base);
-  } catch (error) {
-    if (error instanceof InvalidSpecError) fail(`base.${error.field}`, error.problem, error.valid);
-    throw error;
-  }
-  if (typeof s.space !== 'object' || s.space === null) fail('space', 'must map spec paths to dimensions');
-  for (const [path, dim] of Object.entries(s.space as Record<string, unknown>)) checkDimension(path, dim);
-  if (!Array.isArray(s.seeds) || !s.seeds.length || !s.seeds.every((x) => Number.isInteger(x) && x >= 0)) {
-    fail('seeds', 'must be a non-empty array of whole numbers >= 0');
-  }
+  if (s.kind !== 'sweep') f.at('kind').fail(`must be "sweep" (build it with sweep({...})), got ${JSON.stringify(s.kind)}`);
+  f.onlyKeys(s, ['kind', 'name', 'base', 'space', 'seeds', 'metric', 'goal', 'search', 'budget', 'searchSeed']);
+  f.at('name').string(s.name, { maxLength: 200 });
+  const base = parseExperiment(s.base, 'base');
+  const space = f.at('space').object(s.space);
+  if (Object.keys(space).length > SWEEP_LIMITS.dimensions) f.at('space').fail(`must have at most ${SWEEP_LIMITS.dimensions} dimensions`);
+  for (const [key, dim] of Object.entries(space)) checkDimension(f.at('space').at(key), key, dim, base);
+  f.at('seeds').array(s.seeds, { nonEmpty: true, maxLength: SWEEP_LIMITS.seeds }).forEach((seed, i) => f.at('seeds').at(i).count(seed, { allowZero: true }));
+  if (new Set(s.seeds as number[]).size !== (s.seeds as number[]).length) f.at('seeds').fail('seeds repeat');
+  const metricField = f.at('metric');
   if (!SWEEP_METRICS.includes(s.metric as (typeof SWEEP_METRICS)[number])) {
-    fail('metric', `unknown metric ${JSON.stringify(s.metric)} (sweeps select on validation only)`, SWEEP_METRICS);
+    metricField.fail(`unknown metric ${JSON.stringify(s.metric)} (sweeps select on validation only)`, SWEEP_METRICS);
   }
-  if (s.goal !== 'max' && s.goal !== 'min') fail('goal', `unknown goal ${JSON.stringify(s.goal)}`, ['max', 'min']);
-  if (s.search !== 'grid' && s.search !== 'random') fail('search', `unknown search ${JSON.stringify(s.search)}`, ['grid', 'random']);
-  if (!Number.isInteger(s.budget) || (s.budget as number) < 1) fail('budget', 'must be a whole number >= 1');
-  if (!Number.isInteger(s.searchSeed)) fail('searchSeed', 'must be a whole number');
+  f.at('goal').oneOf(s.goal, ['max', 'min'] as const);
+  const search = f.at('search').oneOf(s.search, SEARCHES);
+  if (search === 'grid') {
+    for (const [key, dim] of Object.entries(space)) {
+      if ((dim as { kind: string }).kind !== 'grid') f.at('space').at(key).fail(`grid search needs grid dimensions, got ${(dim as { kind: string }).kind}`, ['grid']);
+    }
+  }
+  f.at('budget').count(s.budget, { max: SWEEP_LIMITS.budget });
+  f.at('searchSeed').count(s.searchSeed, { allowZero: true });
   return s as unknown as SweepSpec;
 }

@@ -1,15 +1,13 @@
 /**
- * Workers as Ray actors: spawns the worker package's Ray driver (`python -m afa_worker ray-pool`),
- * which creates one actor per worker on the cluster and reports each actor's address and token on
- * JSON lines, again when Ray restarts one. The driver keeps a pipe on its stdin, so closing it (or
+ * Workers as Ray actors: spawns the worker package's Ray driver (`python -m afa_worker ray-pool`,
+ * through the one door to Python), which creates one actor per worker on the cluster and reports
+ * each actor's address and token on the line channel, again when Ray restarts one. The driver keeps a pipe on its stdin, so closing it (or
  * this process dying, even by SIGKILL) removes every actor. The sweep engine stays the scheduler.
  */
-import { execa, type ResultPromise } from 'execa';
-import { createInterface } from 'node:readline';
-import { pythonWorkerDir, workerPythonPath } from '../paths.js';
-import { AfaError, UsageError, WorkerStartError } from '../errors.js';
-import { resolvePython } from './python.js';
-import { TailBuffer } from './process.js';
+import { AfaError } from '../errors.js';
+import { Fields } from '../fields.js';
+import type { ProcessMessage } from '../gen/afa/v1/process.js';
+import { PythonProcess } from './python-process.js';
 
 export interface RayPoolOptions {
   /** 'auto' ($RAY_ADDRESS or the cluster started on this machine), the GCS host:port, or 'local' (a throwaway cluster). @default 'auto' */
@@ -51,21 +49,19 @@ export interface RayEndpoint {
   incarnation: string;
 }
 
-type DriverLine =
-  | { event: 'ready'; address: string; nodes: string[]; gpus: number }
-  | { event: 'worker'; slot: number; address: string; token: string; node_id: string; node_ip: string; hostname: string; pid: number; incarnation: string }
-  | { event: 'down' | 'dead'; slot: number; reason: string }
-  | { event: 'error'; message: string };
-
 export type RayPoolEvent = { type: 'worker'; endpoint: RayEndpoint } | { type: 'down' | 'dead'; slot: number; reason: string };
 
 const MAX_WORKERS = 1024;
 
-function checkCount(value: number | undefined, field: string, min: number, max: number, integer: boolean): void {
-  if (value === undefined) return;
-  if (!Number.isFinite(value) || value < min || value > max || (integer && !Number.isInteger(value))) {
-    throw new UsageError(field, `must be ${integer ? 'a whole number' : 'a number'} in [${min}, ${max}], got ${value}`);
-  }
+/** The options' counts within their bounds (a UsageError naming the option otherwise). */
+function checkOptions(options: RayPoolOptions): number {
+  const f = Fields.usage('');
+  const workers = f.at('workers').count(options.workers ?? 1, { max: MAX_WORKERS });
+  f.optional(options, 'cpusPerWorker', (c, v) => c.number(v, { min: 0, max: 1024 }));
+  f.optional(options, 'gpusPerWorker', (c, v) => c.number(v, { min: 0, max: 64 }));
+  f.optional(options, 'threads', (c, v) => c.count(v, { max: 1024 }));
+  f.optional(options, 'maxRestarts', (c, v) => c.number(v, { integer: true, min: -1, max: 1_000_000 }));
+  return workers;
 }
 
 export class RayPool {
@@ -76,92 +72,43 @@ export class RayPool {
   private readonly listeners = new Set<(event: RayPoolEvent) => void>();
 
   private constructor(
-    private readonly child: ResultPromise,
-    private readonly stderr: TailBuffer,
+    private readonly driver: PythonProcess,
     readonly clusterAddress: string,
     readonly nodes: readonly string[],
     readonly workers: number,
     private readonly timeouts: { actorStartMs: number; restartMs: number },
   ) {
-    void child.then(() => {
+    void driver.exited.then(() => {
       this.exited = true;
       this.wake();
     });
+    driver.onMessage((message) => this.handle(message));
   }
 
   static async start(options: RayPoolOptions = {}): Promise<RayPool> {
-    const workers = options.workers ?? 1;
-    checkCount(workers, 'workers', 1, MAX_WORKERS, true);
-    checkCount(options.cpusPerWorker, 'cpusPerWorker', 0, 1024, false);
-    checkCount(options.gpusPerWorker, 'gpusPerWorker', 0, 64, false);
-    checkCount(options.threads, 'threads', 1, 1024, true);
-    checkCount(options.maxRestarts, 'maxRestarts', -1, 1_000_000, true);
-    const python = resolvePython(options.python);
-    const args = ['-m', 'afa_worker', 'ray-pool', '--address', options.address ?? 'auto', '--workers', String(workers)];
+    const workers = checkOptions(options);
+    const args = ['--address', options.address ?? 'auto', '--workers', String(workers)];
     if (options.cpusPerWorker !== undefined) args.push('--cpus-per-worker', String(options.cpusPerWorker));
     if (options.gpusPerWorker !== undefined) args.push('--gpus-per-worker', String(options.gpusPerWorker));
     if (options.threads !== undefined) args.push('--threads', String(options.threads));
     if (options.maxRestarts !== undefined) args.push('--max-restarts', String(options.maxRestarts));
     if (options.localCpus !== undefined) args.push('--local-cpus', String(options.localCpus));
-    const stderr = new TailBuffer();
-    const child = execa(python, args, {
-      cwd: pythonWorkerDir(),
-      env: { ...options.env, PYTHONPATH: workerPythonPath(options.env?.PYTHONPATH ?? process.env.PYTHONPATH), PYTHONUNBUFFERED: '1' },
-      stdin: 'pipe', stdout: 'pipe', stderr: 'pipe', reject: false, buffer: false,
+    const driver = await PythonProcess.start({
+      command: 'ray-pool', args, python: options.python, env: options.env, onStderr: options.onStderr, name: 'Ray',
+      startTimeoutMs: options.startTimeoutMs ?? 120_000,
     });
-    child.stderr?.setEncoding('utf8');
-    child.stderr?.on('data', (chunk: string) => {
-      stderr.push(chunk);
-      options.onStderr?.(chunk);
-    });
-    const lines = createInterface({ input: child.stdout! });
-    let pool: RayPool | undefined;
-    const early: DriverLine[] = [];
-    const ready = new Promise<Extract<DriverLine, { event: 'ready' }>>((resolve, reject) => {
-      lines.on('line', (text) => {
-        let line: DriverLine;
-        try {
-          line = JSON.parse(text) as DriverLine;
-        } catch {
-          return; // Ray prints to stdout now and then; our lines are JSON
-        }
-        if (line.event === 'ready') resolve(line);
-        else if (line.event === 'error') reject(new WorkerStartError(`Ray: ${line.message}`, stderr.tail()));
-        else if (pool) pool.handle(line);
-        else early.push(line);
-      });
-      void child.then((result) => reject(new WorkerStartError(
-        `the Ray pool driver (${python}) exited before the cluster was ready (${result.signal ? `signal ${result.signal}` : `exit code ${result.exitCode}`})`,
-        stderr.tail())));
-    });
-    ready.catch(() => undefined); // observed through the race below
-    const timeoutMs = options.startTimeoutMs ?? 120_000;
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      const line = await Promise.race([ready, new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new WorkerStartError(`the Ray cluster at ${options.address ?? 'auto'} was not ready within ${timeoutMs} ms`,
-          stderr.tail())), timeoutMs);
-      })]);
-      pool = new RayPool(child, stderr, line.address, line.nodes, workers,
-        { actorStartMs: options.actorStartTimeoutMs ?? 360_000, restartMs: options.restartTimeoutMs ?? 180_000 });
-      early.forEach((l) => pool!.handle(l));
-      return pool;
-    } catch (error) {
-      child.kill('SIGKILL');
-      await child;
-      throw error;
-    } finally {
-      clearTimeout(timer);
-    }
+    const ready = driver.ready.detail?.$case === 'rayPool' ? driver.ready.detail.value : { address: '', nodes: [], gpus: 0 };
+    return new RayPool(driver, ready.address, ready.nodes, workers,
+      { actorStartMs: options.actorStartTimeoutMs ?? 360_000, restartMs: options.restartTimeoutMs ?? 180_000 });
   }
 
   /** The driver's process id. */
   get pid(): number | undefined {
-    return this.child.pid;
+    return this.driver.pid;
   }
 
   stderrTail(lines = 40): string {
-    return this.stderr.tail(lines);
+    return this.driver.stderrTail(lines);
   }
 
   /** Pool events: an actor's (new) endpoint, an actor unreachable, an actor gone for good. */
@@ -170,15 +117,17 @@ export class RayPool {
     return () => this.listeners.delete(listener);
   }
 
-  private handle(line: DriverLine): void {
-    if (line.event === 'worker') {
-      const endpoint: RayEndpoint = { slot: line.slot, address: line.address, token: line.token, nodeId: line.node_id, nodeIp: line.node_ip,
-        hostname: line.hostname, pid: line.pid, incarnation: line.incarnation };
-      this.latest.set(line.slot, endpoint);
+  private handle(message: ProcessMessage): void {
+    const m = message.message;
+    if (m?.$case === 'rayWorker') {
+      const w = m.value;
+      const endpoint: RayEndpoint = { slot: w.slot, address: w.address, token: w.token, nodeId: w.nodeId, nodeIp: w.nodeIp,
+        hostname: w.hostname, pid: w.pid, incarnation: w.incarnation };
+      this.latest.set(w.slot, endpoint);
       this.emit({ type: 'worker', endpoint });
-    } else if (line.event === 'dead' || line.event === 'down') {
-      if (line.event === 'dead') this.dead.set(line.slot, line.reason);
-      this.emit({ type: line.event, slot: line.slot, reason: line.reason });
+    } else if (m?.$case === 'rayWorkerLost') {
+      if (m.value.gone) this.dead.set(m.value.slot, m.value.reason);
+      this.emit({ type: m.value.gone ? 'dead' : 'down', slot: m.value.slot, reason: m.value.reason });
     }
     this.wake();
   }
@@ -206,7 +155,7 @@ export class RayPool {
       if (current && current.incarnation !== after) return current;
       const gone = this.dead.get(slot);
       if (gone !== undefined) throw new AfaError(`Ray worker ${slot + 1} is gone for good (its restarts are used up): ${gone}`);
-      if (this.exited) throw new AfaError(`the Ray pool driver exited${this.stderr.tail(5) ? `:\n${this.stderr.tail(5)}` : ''}`);
+      if (this.exited) throw new AfaError(`the Ray pool driver exited${this.driver.stderrTail(5) ? `:\n${this.driver.stderrTail(5)}` : ''}`);
       const left = until - Date.now();
       if (left <= 0) {
         throw new AfaError(`Ray did not ${after === undefined ? 'start' : 'restart'} worker ${slot + 1} within ${timeoutMs} ms ` +
@@ -228,11 +177,6 @@ export class RayPool {
 
   /** Removes every actor (the driver kills them and disconnects); SIGKILL after `timeoutMs`. */
   async stop(timeoutMs = 30_000): Promise<void> {
-    if (this.exited) return;
-    this.child.stdin?.end();
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs);
-    timer.unref();
-    await this.child;
-    clearTimeout(timer);
+    await this.driver.stop(timeoutMs);
   }
 }

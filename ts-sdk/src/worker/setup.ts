@@ -3,12 +3,12 @@
  * under the user's cache with the bundled `python-worker/` installed into it, stamped with the
  * version that installed it so a later version reinstalls instead of running a stale worker.
  */
-import { execa } from 'execa';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afaHome, pythonWorkerDir, userVenvPython } from '../paths.js';
 import { AfaError, UsageError } from '../errors.js';
 import { currentStamp, readStamp, TORCH_BUILDS, venvOf, writeStamp, type TorchBuild } from './environment.js';
+import { runCommand } from './python-process.js';
 
 /** PyTorch's own index of CPU-only wheels: a laptop gets torch without gigabytes of CUDA libraries. */
 export const TORCH_CPU_INDEX = 'https://download.pytorch.org/whl/cpu';
@@ -45,17 +45,7 @@ export interface WorkerSetupResult {
 type Run = (file: string, args: string[]) => Promise<string>;
 
 function runner(onOutput?: (line: string) => void): Run {
-  return async (file, args) => {
-    const child = execa(file, args, { all: true, reject: false });
-    child.all?.setEncoding('utf8');
-    child.all?.on('data', (chunk: string) => chunk.split('\n').filter(Boolean).forEach((l) => onOutput?.(l)));
-    const result = await child;
-    if (result.exitCode !== 0) {
-      const why = (result as { code?: string }).code === 'ENOENT' ? 'not found' : `exit ${result.exitCode}`;
-      throw new AfaError(`${file} ${args.join(' ')} failed (${why}):\n${String(result.all ?? '').slice(-4000)}`);
-    }
-    return String(result.stdout ?? '');
-  };
+  return (file, args) => runCommand(file, args, onOutput);
 }
 
 function checkTorchChoice(torch: TorchBuild): void {

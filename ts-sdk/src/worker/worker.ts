@@ -4,18 +4,18 @@
  * spawned worker dies on its own.
  */
 import { randomBytes } from 'node:crypto';
-import type { ResultPromise } from 'execa';
 import { WorkerClient, type ClientOptions } from '../client/client.js';
-import { fromGrpcError, IllegalStateError, WorkerCrashedError, WorkerStartError, type AfaError } from '../errors.js';
+import { fromGrpcError, grpcCode } from '../client/errors.js';
+import { IllegalStateError, WorkerCrashedError, WorkerStartError, type AfaError } from '../errors.js';
 import type { WorkerInfo } from '../gen/afa/v1/afa.js';
-import { resolvePython } from './python.js';
-import { PROTOCOL_VERSION, spawnWorker, TailBuffer, type Handshake } from './process.js';
+import type { Ready } from '../gen/afa/v1/process.js';
+import { PROTOCOL_VERSION, PythonProcess } from './python-process.js';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import type { ExperimentSpec } from '../dsl/experiment.js';
 import type { BackboneSpec } from '../dsl/backbone.js';
 import type { DataSpec } from '../dsl/data.js';
 import type { Precision } from '../dsl/precision.js';
-import { toCreateSessionRequest } from '../run/convert.js';
+import { inSpecTerms, toCreateSessionRequest } from '../run/convert.js';
 import { obtainSource, runExperiment, sourceReference, type ExperimentRun, type RunOptions } from '../run/runner.js';
 import type { WeightsAccess } from '../run/weights.js';
 import { cacheDir } from '../run/cache.js';
@@ -31,7 +31,7 @@ export interface WorkerStartOptions {
   python?: string;
   /** torch CPU threads in the worker. @default torch's choice */
   threads?: number;
-  /** Milliseconds to wait for the handshake and health SERVING. @default 60000 */
+  /** Milliseconds to wait for the worker's ready message and health SERVING. @default 60000 */
   startTimeoutMs?: number;
   /** Milliseconds `stop()` waits for a graceful exit before SIGKILL. @default 10000 */
   stopTimeoutMs?: number;
@@ -89,9 +89,7 @@ export class Worker {
   private constructor(
     readonly address: string,
     clientOptions: ClientOptions,
-    private readonly child?: ResultPromise,
-    private readonly stderr?: TailBuffer,
-    readonly handshake?: Handshake,
+    private readonly child?: PythonProcess,
     private readonly stopTimeoutMs = 10_000,
     /** How this worker reaches weight files: by path (a spawned worker shares this disk) or uploaded by hash. */
     readonly weightsAccess: WeightsAccess = 'path',
@@ -99,39 +97,45 @@ export class Worker {
     this.token = clientOptions.token ?? process.env.AFA_TOKEN;
     this.client = new WorkerClient(address, { ...clientOptions, translate: (m, e) => this.translate(m, e) });
     this.exited = child
-      ? child.then((result) => {
-          this.exitInfo = { exitCode: result.exitCode ?? null, signal: result.signal ?? null };
+      ? child.exited.then((exit) => {
+          this.exitInfo = exit;
           if (this._state === 'RUNNING' || this._state === 'STARTING') this.setState('FAILED');
         })
       : Promise.resolve();
   }
 
+  /** A spawned worker's ready message (its version, protocol, pid, host and port); undefined for an attached one. */
+  get ready(): Ready | undefined {
+    return this.child?.ready;
+  }
+
   /** Spawns a worker on 127.0.0.1 with a free port and waits until it serves. */
   static async start(options: WorkerStartOptions = {}): Promise<Worker> {
     const opts = withStartDefaults(options);
-    const python = resolvePython(opts.python);
     const started = Date.now();
     // Every worker requires a token, loopback included: other accounts on a shared machine can reach
     // 127.0.0.1. It travels in the child's environment, never on its command line (visible in ps).
     const token = randomBytes(32).toString('base64url');
-    const spawned = await spawnWorker({
-      python,
-      threads: opts.threads,
-      env: { ...opts.env, AFA_TOKEN: token },
-      checkpointDir: opts.checkpointDir ?? cacheDir(),
-      allowWrite: opts.allowWrite,
-      onStderr: opts.onStderr,
-      startTimeoutMs: opts.startTimeoutMs,
-      signal: opts.signal,
+    const args = ['--port', '0', '--exit-with-stdin', '--checkpoint-dir', opts.checkpointDir ?? cacheDir()];
+    if (opts.threads) args.push('--threads', String(opts.threads));
+    if (opts.allowWrite === 'anywhere') args.push('--allow-write-anywhere');
+    else for (const dir of opts.allowWrite) args.push('--allow-write', dir);
+    const child = await PythonProcess.start({
+      command: 'serve', args, python: opts.python, name: 'the worker', env: { ...opts.env, AFA_TOKEN: token },
+      onStderr: opts.onStderr, startTimeoutMs: opts.startTimeoutMs, signal: opts.signal,
     });
-    const address = `127.0.0.1:${spawned.handshake.port}`;
-    const worker = new Worker(address, { token: spawned.handshake.token ?? token }, spawned.child, spawned.stderr, spawned.handshake,
-      opts.stopTimeoutMs);
+    const serve = child.ready.detail?.$case === 'serve' ? child.ready.detail.value : undefined;
+    if (!serve) {
+      child.kill('SIGKILL');
+      throw new WorkerStartError('the worker\'s ready message does not say where it serves', child.stderrTail());
+    }
+    const address = `127.0.0.1:${serve.port}`;
+    const worker = new Worker(address, { token: serve.token || token }, child, opts.stopTimeoutMs);
     const remaining = Math.max(1000, opts.startTimeoutMs - (Date.now() - started));
     const serving = await Promise.race([worker.client.waitForServing(remaining, opts.signal), worker.exited.then(() => false)]);
     if (!serving) {
       await worker.kill();
-      throw new WorkerStartError(`the worker at ${address} did not report SERVING within ${remaining} ms`, spawned.stderr.tail());
+      throw new WorkerStartError(`the worker at ${address} did not report SERVING within ${remaining} ms`, child.stderrTail());
     }
     worker.setState('RUNNING');
     return worker;
@@ -139,7 +143,7 @@ export class Worker {
 
   /** Attaches to a running worker (e.g. `afa-worker serve --host 0.0.0.0 --token ...` elsewhere). */
   static async connect(address: string, options: WorkerConnectOptions = {}): Promise<Worker> {
-    const worker = new Worker(address, options, undefined, undefined, undefined, 10_000, options.sharedFilesystem ? 'path' : 'upload');
+    const worker = new Worker(address, options, undefined, 10_000, options.sharedFilesystem ? 'path' : 'upload');
     const serving = await worker.client.waitForServing(options.timeoutMs ?? 10_000);
     if (!serving) {
       worker.setState('FAILED');
@@ -172,7 +176,7 @@ export class Worker {
 
   /** The last lines the spawned worker wrote to stderr. */
   stderrTail(lines = 40): string {
-    return this.stderr?.tail(lines) ?? '';
+    return this.child?.stderrTail(lines) ?? '';
   }
 
   get history(): ReadonlyArray<{ state: WorkerState; at: number }> {
@@ -234,7 +238,8 @@ export class Worker {
     const seed = options.seed ?? 0;
     const source = await sourceReference(this.client, options.sourceWeights, this.weightsAccess, options.signal);
     const request = toCreateSessionRequest({ ...options, sourceWeights: undefined, ...source, seed });
-    const response = await this.client.createSession(request, { signal: options.signal });
+    const response = await this.client.createSession(request, { signal: options.signal })
+      .catch((error: unknown) => Promise.reject(inSpecTerms(error, { data: 'data', sourceWeights: 'sourceWeights' })));
     return new Session(this.client, response, seed);
   }
 
@@ -246,8 +251,8 @@ export class Worker {
 
   /** A call failing because the process died becomes a WorkerCrashedError with the stderr tail. */
   private async translate(method: string, error: unknown): Promise<AfaError> {
-    const code = (error as { code?: number }).code;
-    if (this.child && typeof code === 'number' && CRASH_CODES.has(code) && this._state !== 'STOPPING') {
+    const code = grpcCode(error);
+    if (this.child && code !== undefined && CRASH_CODES.has(code) && this._state !== 'STOPPING') {
       // The call's failure can arrive a moment before the exit event.
       await Promise.race([this.exited, new Promise((r) => setTimeout(r, 1500))]);
       if (this.exitInfo) return this.crashError(method, error);

@@ -534,6 +534,12 @@ export interface StageSpec {
   alphaRelative: number;
   /** Skips the stability estimate (its cost is ~20 Hessian-vector products on one batch). */
   noStabilityEstimate: boolean;
+  /**
+   * At the end of the stage, measure how far the target has moved from the session's original
+   * source (StageSummary.drift): cheap for the weights, one copy of the model and a forward of the
+   * validation images for the features. Sessions without a source report nothing.
+   */
+  measureDrift: boolean;
 }
 
 /**
@@ -624,7 +630,35 @@ export interface StageSummary {
    * with attention).
    */
   attentionSnapshot: AttentionSnapshot | undefined;
-  stability: StabilityEstimate | undefined;
+  stability:
+    | StabilityEstimate
+    | undefined;
+  /** StageSpec.measure_drift: the target against the source the session was created from. */
+  drift: Drift | undefined;
+}
+
+/**
+ * How far the target moved from the session's original source (not the promoted one of AFA's
+ * stage II), at the end of a stage: in the backbone's weights and in the aligned layers' maps.
+ */
+export interface Drift {
+  /** ||w - w_source|| over the backbone's trainable weights (the head excluded), and over ||w_source||. */
+  weightDistance: number;
+  weightDistanceRelative: number;
+  /** Per aligned layer, on the validation images (the training images without a val split). */
+  layers: LayerDrift[];
+  /** Images the feature discrepancy was measured on. */
+  images: number;
+}
+
+export interface LayerDrift {
+  layer: string;
+  /**
+   * Mean over elements of (F_t - F_s)^2, the source with its batch norms recalibrated on the target
+   * training images (as the aligning stages use it) and both in eval mode; and that over mean F_s^2.
+   */
+  meanSquared: number;
+  relative: number;
 }
 
 export interface AttentionImage {
@@ -4049,6 +4083,7 @@ function createBaseStageSpec(): StageSpec {
     attentionImages: 0,
     alphaRelative: 0,
     noStabilityEstimate: false,
+    measureDrift: false,
   };
 }
 
@@ -4107,6 +4142,9 @@ export const StageSpec: MessageFns<StageSpec> = {
     }
     if (message.noStabilityEstimate !== false) {
       writer.uint32(144).bool(message.noStabilityEstimate);
+    }
+    if (message.measureDrift !== false) {
+      writer.uint32(152).bool(message.measureDrift);
     }
     return writer;
   },
@@ -4268,6 +4306,14 @@ export const StageSpec: MessageFns<StageSpec> = {
             message.noStabilityEstimate = reader.bool();
             continue;
           }
+          case 19: {
+            if (tag !== 152) {
+              break;
+            }
+
+            message.measureDrift = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4352,6 +4398,11 @@ export const StageSpec: MessageFns<StageSpec> = {
         : isSet(object.no_stability_estimate)
         ? globalThis.Boolean(object.no_stability_estimate)
         : false,
+      measureDrift: isSet(object.measureDrift)
+        ? globalThis.Boolean(object.measureDrift)
+        : isSet(object.measure_drift)
+        ? globalThis.Boolean(object.measure_drift)
+        : false,
     };
   },
 
@@ -4411,6 +4462,9 @@ export const StageSpec: MessageFns<StageSpec> = {
     if (message.noStabilityEstimate !== false) {
       obj.noStabilityEstimate = message.noStabilityEstimate;
     }
+    if (message.measureDrift !== false) {
+      obj.measureDrift = message.measureDrift;
+    }
     return obj;
   },
 
@@ -4443,6 +4497,7 @@ export const StageSpec: MessageFns<StageSpec> = {
     message.attentionImages = object.attentionImages ?? 0;
     message.alphaRelative = object.alphaRelative ?? 0;
     message.noStabilityEstimate = object.noStabilityEstimate ?? false;
+    message.measureDrift = object.measureDrift ?? false;
     return message;
   },
 };
@@ -5328,6 +5383,7 @@ function createBaseStageSummary(): StageSummary {
     deliveryWaitSeconds: 0,
     attentionSnapshot: undefined,
     stability: undefined,
+    drift: undefined,
   };
 }
 
@@ -5380,6 +5436,9 @@ export const StageSummary: MessageFns<StageSummary> = {
     }
     if (message.stability !== undefined) {
       StabilityEstimate.encode(message.stability, writer.uint32(130).fork()).join();
+    }
+    if (message.drift !== undefined) {
+      Drift.encode(message.drift, writer.uint32(138).fork()).join();
     }
     return writer;
   },
@@ -5525,6 +5584,14 @@ export const StageSummary: MessageFns<StageSummary> = {
             message.stability = StabilityEstimate.decode(reader, reader.uint32());
             continue;
           }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.drift = Drift.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5601,6 +5668,7 @@ export const StageSummary: MessageFns<StageSummary> = {
         ? AttentionSnapshot.fromJSON(object.attention_snapshot)
         : undefined,
       stability: isSet(object.stability) ? StabilityEstimate.fromJSON(object.stability) : undefined,
+      drift: isSet(object.drift) ? Drift.fromJSON(object.drift) : undefined,
     };
   },
 
@@ -5654,6 +5722,9 @@ export const StageSummary: MessageFns<StageSummary> = {
     if (message.stability !== undefined) {
       obj.stability = StabilityEstimate.toJSON(message.stability);
     }
+    if (message.drift !== undefined) {
+      obj.drift = Drift.toJSON(message.drift);
+    }
     return obj;
   },
 
@@ -5682,6 +5753,237 @@ export const StageSummary: MessageFns<StageSummary> = {
     message.stability = (object.stability !== undefined && object.stability !== null)
       ? StabilityEstimate.fromPartial(object.stability)
       : undefined;
+    message.drift = (object.drift !== undefined && object.drift !== null) ? Drift.fromPartial(object.drift) : undefined;
+    return message;
+  },
+};
+
+function createBaseDrift(): Drift {
+  return { weightDistance: 0, weightDistanceRelative: 0, layers: [], images: 0 };
+}
+
+export const Drift: MessageFns<Drift> = {
+  encode(message: Drift, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.weightDistance !== 0) {
+      writer.uint32(9).double(message.weightDistance);
+    }
+    if (message.weightDistanceRelative !== 0) {
+      writer.uint32(17).double(message.weightDistanceRelative);
+    }
+    for (const v of message.layers) {
+      LayerDrift.encode(v!, writer.uint32(26).fork()).join();
+    }
+    if (message.images !== 0) {
+      writer.uint32(32).uint32(message.images);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Drift {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDrift();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 9) {
+              break;
+            }
+
+            message.weightDistance = reader.double();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.weightDistanceRelative = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.layers.push(LayerDrift.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.images = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Drift {
+    return {
+      weightDistance: isSet(object.weightDistance)
+        ? globalThis.Number(object.weightDistance)
+        : isSet(object.weight_distance)
+        ? globalThis.Number(object.weight_distance)
+        : 0,
+      weightDistanceRelative: isSet(object.weightDistanceRelative)
+        ? globalThis.Number(object.weightDistanceRelative)
+        : isSet(object.weight_distance_relative)
+        ? globalThis.Number(object.weight_distance_relative)
+        : 0,
+      layers: globalThis.Array.isArray(object?.layers) ? object.layers.map((e: any) => LayerDrift.fromJSON(e)) : [],
+      images: isSet(object.images) ? globalThis.Number(object.images) : 0,
+    };
+  },
+
+  toJSON(message: Drift): unknown {
+    const obj: any = {};
+    if (message.weightDistance !== 0) {
+      obj.weightDistance = floatToJson(message.weightDistance);
+    }
+    if (message.weightDistanceRelative !== 0) {
+      obj.weightDistanceRelative = floatToJson(message.weightDistanceRelative);
+    }
+    if (message.layers?.length) {
+      obj.layers = message.layers.map((e) => LayerDrift.toJSON(e));
+    }
+    if (message.images !== 0) {
+      obj.images = Math.round(message.images);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Drift>, I>>(base?: I): Drift {
+    return Drift.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Drift>, I>>(object: I): Drift {
+    const message = createBaseDrift();
+    message.weightDistance = object.weightDistance ?? 0;
+    message.weightDistanceRelative = object.weightDistanceRelative ?? 0;
+    message.layers = object.layers?.map((e) => LayerDrift.fromPartial(e)) || [];
+    message.images = object.images ?? 0;
+    return message;
+  },
+};
+
+function createBaseLayerDrift(): LayerDrift {
+  return { layer: "", meanSquared: 0, relative: 0 };
+}
+
+export const LayerDrift: MessageFns<LayerDrift> = {
+  encode(message: LayerDrift, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.layer !== "") {
+      writer.uint32(10).string(message.layer);
+    }
+    if (message.meanSquared !== 0) {
+      writer.uint32(17).double(message.meanSquared);
+    }
+    if (message.relative !== 0) {
+      writer.uint32(25).double(message.relative);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LayerDrift {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLayerDrift();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.layer = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.meanSquared = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.relative = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LayerDrift {
+    return {
+      layer: isSet(object.layer) ? globalThis.String(object.layer) : "",
+      meanSquared: isSet(object.meanSquared)
+        ? globalThis.Number(object.meanSquared)
+        : isSet(object.mean_squared)
+        ? globalThis.Number(object.mean_squared)
+        : 0,
+      relative: isSet(object.relative) ? globalThis.Number(object.relative) : 0,
+    };
+  },
+
+  toJSON(message: LayerDrift): unknown {
+    const obj: any = {};
+    if (message.layer !== "") {
+      obj.layer = message.layer;
+    }
+    if (message.meanSquared !== 0) {
+      obj.meanSquared = floatToJson(message.meanSquared);
+    }
+    if (message.relative !== 0) {
+      obj.relative = floatToJson(message.relative);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LayerDrift>, I>>(base?: I): LayerDrift {
+    return LayerDrift.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LayerDrift>, I>>(object: I): LayerDrift {
+    const message = createBaseLayerDrift();
+    message.layer = object.layer ?? "";
+    message.meanSquared = object.meanSquared ?? 0;
+    message.relative = object.relative ?? 0;
     return message;
   },
 };
