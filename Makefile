@@ -26,7 +26,7 @@ help:
 setup: $(NODE_STAMP) $(VENV_STAMP) data
 
 $(NODE_STAMP): package.json package-lock.json
-	npm ci --no-audit --no-fund
+	ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund
 	@touch $@
 
 $(VENV_STAMP): python-worker/pyproject.toml

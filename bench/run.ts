@@ -19,6 +19,7 @@ import { planSlots, runSweep } from '../ts-sdk/src/sweep/index.js';
 import { formatTable } from '../ts-sdk/src/report/index.js';
 import { toCreateSessionRequest, toStageMessage } from '../ts-sdk/src/proto.js';
 import * as proto from '../ts-sdk/src/proto.js';
+import { inference } from './inference.js';
 
 const PYTHON = join(process.cwd(), 'python-worker', '.venv', 'bin', 'python');
 const QUICK = process.env.AFA_BENCH_QUICK === '1';
@@ -122,6 +123,8 @@ async function main() {
   const worker = await Worker.start({ threads: THREADS });
   const { path: weights } = await worker.prepareSource(net, source);
   const over = await overhead(worker, weights);
+  log('inference: Node onnxruntime vs the worker\'s Predict over gRPC vs PyTorch eager in-process ...');
+  const infer = await inference(worker, net, target, weights, THREADS);
   await worker.stop();
   log('startup ...');
   const start = await startup(weights);
@@ -129,7 +132,7 @@ async function main() {
   const scaling = await sweepScaling();
 
   const results = { date: new Date().toISOString(), machine: `${cpus().length} CPUs (${cpus()[0]?.model ?? '?'})`, threads: THREADS,
-    quick: QUICK, methodCost: step, overhead: over, startup: start, sweepScaling: scaling };
+    quick: QUICK, methodCost: step, overhead: over, startup: start, sweepScaling: scaling, inference: infer };
   writeFileSync('bench/out/results.json', JSON.stringify(results, null, 2));
   const r = step.ratios;
   const x = (v: number) => `${v.toFixed(2)}x`;
@@ -137,6 +140,7 @@ async function main() {
   const span = (key: string) => `${x(r[key]!)} (${step.ratio_ranges[key]!.map((v) => v.toFixed(2)).join('-')})`;
   const verdict = (key: string, atMost: number) => (r[key]! <= atMost ? 'met' : 'not met');
   const pct = (v: number) => `${(100 * v).toFixed(2)}%`;
+  const ms = (v: number) => `${(1000 * v).toFixed(2)} ms`;
   const rows = [
     ['SDK over gRPC: call-to-result vs the worker\'s compute, one stage', `${pct(over.overhead)} (${over.overheadRange.map(pct).join(' to ')})`,
       '< 1 % (design bar < 2 %)', over.overhead < 0.01 ? 'met' : 'not met'],
@@ -155,6 +159,12 @@ async function main() {
     ['spawn to first step (warm)', `${start.warm.spawnToFirstStep.toFixed(2)}s`, '< 5 s', start.warm.spawnToFirstStep < 5 ? 'met' : 'not met'],
     ['session creation (warm)', `${start.warm.sessionCreate.toFixed(2)}s`, '-', '-'],
     ['sweep: trials/hour 2 workers vs 1', x(scaling.ratio), '> 1x', scaling.ratio > 1 ? 'met' : 'not met'],
+    ['inference batch 1, p50 / p99: Node onnxruntime', `${ms(infer.node.p50)} / ${ms(infer.node.p99)}`, '-', '-'],
+    ['  worker Predict over gRPC', `${ms(infer.grpc.p50)} / ${ms(infer.grpc.p99)}`, '-', '-'],
+    ['  PyTorch eager in-process', `${ms(infer.eager.p50)} / ${ms(infer.eager.p99)}`, '-', '-'],
+    ['inference batch 64, images/s: Node / gRPC / eager', [infer.node, infer.grpc, infer.eager].map((v) => Math.round(v.throughput)).join(' / '), '-', '-'],
+    ['  SDK overhead on Predict, batch 1 (p50) / batch 64', `${pct(infer.sdkOverheadBatch1)} / ${pct(infer.sdkOverheadBatch64)}`, '-', '-'],
+    ['  Node onnxruntime speed-up over eager, batch 1 / 64', `${x(infer.nodeVsEagerBatch1)} / ${x(infer.nodeVsEagerBatch64)}`, '-', '-'],
   ];
   console.log(formatTable(['measure', 'value', 'target', ''], rows));
   console.log(`\nstep ratios: of each method's quietest of ${step.rounds} rounds (range of the per-round ratios). ` +

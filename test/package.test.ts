@@ -30,7 +30,7 @@ describe('the npm package in a consumer project (slow: npm pack, npm install, af
   const index = join(root, 'simple');
   const env = {
     AFA_HOME: home, AFA_CACHE: join(root, 'cache'), AFA_PYTHON: '', AFA_TOKEN: '', AFA_EXAMPLES_QUICK: '',
-    npm_config_update_notifier: 'false',
+    npm_config_update_notifier: 'false', ONNXRUNTIME_NODE_INSTALL: 'skip',
   };
   const sh = async (file: string, args: string[], options: { cwd?: string } = {}) => {
     const r = await execa(file, args, { reject: false, all: true, env, cwd: options.cwd });
@@ -115,6 +115,26 @@ describe('the npm package in a consumer project (slow: npm pack, npm install, af
     const run = await afa(['run', join(loose, 'exp.ts'), '--threads', '1'], loose);
     expect(run.exitCode, run.all).to.equal(0);
     expect(run.stdout).to.include('consumer-loose-');
+  });
+
+  it('train, export, serve: afa run --checkpoint, afa export --onnx, afa predict and loadModel().predict() with no Python', async () => {
+    const run = await afa(['run', 'exp-cjs.ts', '--threads', '1', '--checkpoint', join(project, 'model.safetensors')]);
+    expect(run.exitCode, run.all).to.equal(0);
+    const exported = await afa(['export', join(project, 'model.safetensors'), '--onnx', join(project, 'model.onnx')]);
+    expect(exported.exitCode, exported.all).to.equal(0);
+    // The optional peers a Node service installs for inference (onnxruntime-node's CPU binaries are in the package).
+    const peers = await sh('npm', ['install', '--no-audit', '--no-fund', 'onnxruntime-node@1.30.0', 'sharp@0.35.5'], { cwd: project });
+    expect(peers.exitCode, peers.all).to.equal(0);
+    const png = readFileSync('docs/img/run-report-1400.png'); // any real image: the model resizes and greys it
+    writeFileSync(join(project, 'image.png'), png);
+    const predicted = await afa(['predict', join(project, 'model.onnx'), join(project, 'image.png'), '--json']);
+    expect(predicted.exitCode, predicted.all).to.equal(0);
+    expect((JSON.parse(predicted.stdout) as Array<{ top: unknown[] }>)[0]!.top).to.have.length(3);
+    writeFileSync(join(project, 'serve.cjs'), "const { loadModel } = require('afa-transfer'); const { readFileSync } = require('node:fs');\n" +
+      "loadModel('model.onnx').then((m) => m.predict(readFileSync('image.png'))).then(([p]) => console.log(p.name, p.probability > 0));\n");
+    const inNode = await sh(process.execPath, ['serve.cjs'], { cwd: project });
+    expect(inNode.exitCode, inNode.all).to.equal(0);
+    expect(inNode.stdout.trim()).to.match(/^\d true$/);
   });
 
   it('a venv set up by another version is refused with the command that fixes it, and setup reinstalls', async () => {

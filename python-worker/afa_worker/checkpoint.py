@@ -106,15 +106,19 @@ def _is_our_sidecar(path: Path) -> bool:
     return isinstance(body, dict) and "worker_version" in body and "sha256" in body
 
 
-def checkpoint_bytes(model: torch.nn.Module) -> bytes:
-    """The model's state as a safetensors file marked as this worker's."""
+def checkpoint_bytes(model: torch.nn.Module, card_json: str = "") -> bytes:
+    """The model's state as a safetensors file marked as this worker's, its model card (proto3 JSON)
+    in the file's own metadata, so the weights alone say how to predict with them."""
     # safetensors refuses shared storage; clone makes every tensor its own contiguous buffer.
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    return safetensors_bytes(tensors, metadata={"format": "pt", "afa_worker": __version__})
+    metadata = {"format": "pt", "afa_worker": __version__}
+    if card_json:
+        metadata["afa_model_card"] = card_json
+    return safetensors_bytes(tensors, metadata=metadata)
 
 
 def save_checkpoint(model: torch.nn.Module, path: str, metadata: dict,
-                    policy: CheckpointPolicy | None = None) -> tuple[str, str, int, str]:
+                    policy: CheckpointPolicy | None = None, card_json: str = "") -> tuple[str, str, int, str]:
     policy = policy or CheckpointPolicy(Path(os.path.realpath(".")), anywhere=True)
     target = policy.resolve(path)
     sidecar = target.with_suffix(".json")
@@ -122,10 +126,12 @@ def save_checkpoint(model: torch.nn.Module, path: str, metadata: dict,
     _refuse_foreign(sidecar, _is_our_sidecar)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        data = checkpoint_bytes(model)
+        data = checkpoint_bytes(model, card_json)
         atomic_write_bytes(target, data)
         digest = hashlib.sha256(data).hexdigest()
         body = {**metadata, "weights": target.name, "sha256": digest, "saved_at": time.time(), "worker_version": __version__}
+        if card_json:
+            body["model_card"] = json.loads(card_json)
         atomic_write_bytes(sidecar, json.dumps(body, indent=2, sort_keys=True).encode())
     except OSError as exc:
         raise WriteRefused("path", f"cannot write {path}: {exc.strerror or exc}") from exc

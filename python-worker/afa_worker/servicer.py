@@ -16,8 +16,12 @@ from afa_worker.cancel import Cancelled, cancellable
 from afa_worker.checkpoint import CheckpointPolicy, checkpoint_bytes, save_checkpoint
 from afa_worker.compute import ComputeThread
 from afa_worker.errors import BusyError, NotFoundError, SpecError, clip
+from afa_worker.inference import InferenceSession
 from afa_worker.info import worker_info
 from afa_worker.limits import check_max
+from afa_worker.model_card import card_json
+from afa_worker.model_rpcs import ModelRpcs, card_for
+from afa_worker.onnx_export import ExportRefused
 from afa_worker.session import Session, create_session
 from afa_worker.stage_plan import parse_stage
 from afa_worker.status import abort_invalid_argument
@@ -49,9 +53,11 @@ def _status_mapping(context: grpc.ServicerContext):
         context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"out of memory: {exc}")
     except Cancelled as exc:
         context.abort(grpc.StatusCode.CANCELLED, str(exc))
+    except ExportRefused as exc:
+        context.abort(grpc.StatusCode.ABORTED, str(exc))
 
 
-class AfaWorkerServicer(pbgrpc.AfaWorkerServicer):
+class AfaWorkerServicer(ModelRpcs, pbgrpc.AfaWorkerServicer):
     def __init__(self, checkpoints: CheckpointPolicy, store: WeightStore | None = None) -> None:
         self._checkpoints = checkpoints
         self._store = store or WeightStore()
@@ -66,12 +72,36 @@ class AfaWorkerServicer(pbgrpc.AfaWorkerServicer):
 
     # -------------------------------------------------------------- helpers
 
-    def _session(self, session_id: str) -> tuple[Session, ComputeThread]:
+    _status = staticmethod(_status_mapping)
+
+    def _session(self, session_id: str) -> tuple[Session | InferenceSession, ComputeThread]:
         with self._guard:
             session = self._sessions.get(session_id)
             compute = self._compute.get(session_id)
         if session is None or compute is None:
             raise NotFoundError(f"session_id: no session {clip(session_id, 64)!r} (closed, or created on another worker)")
+        return session, compute
+
+    def _training(self, session_id: str, what: str) -> tuple[Session, ComputeThread]:
+        """A training session (not LoadModel's inference-only one, which has no data or source)."""
+        session, compute = self._session(session_id)
+        if isinstance(session, InferenceSession):
+            raise SpecError("session_id", f"session {session.id} was made by LoadModel to predict: it answers Predict and "
+                                          f"ExportOnnx, not {what}")
+        return session, compute
+
+    def _new_session(self, factory) -> tuple:
+        """A session made by ``factory`` on a compute thread of its own (a warm idle one when there is one)."""
+        with self._guard:
+            compute = self._idle_compute.pop() if self._idle_compute else ComputeThread()
+        try:
+            session = compute.call(factory)
+        except BaseException:
+            self._release_compute(compute)
+            raise
+        with self._guard:
+            self._sessions[session.id] = session
+            self._compute[session.id] = compute
         return session, compute
 
     def _release_compute(self, compute: ComputeThread) -> None:
@@ -125,18 +155,9 @@ class AfaWorkerServicer(pbgrpc.AfaWorkerServicer):
             if self.shutting_down.is_set():
                 context.abort(grpc.StatusCode.UNAVAILABLE, "the worker is shutting down")
             with self._guard:
-                compute = self._idle_compute.pop() if self._idle_compute else ComputeThread()
-            try:
-                with self._guard:
-                    others_active = bool(self._sessions)
-                with self._cancel_on_exit(context) as cancel:
-                    session = compute.call(_create_cancellably, request, cancel, others_active, self._store)
-            except BaseException:
-                self._release_compute(compute)
-                raise
-            with self._guard:
-                self._sessions[session.id] = session
-                self._compute[session.id] = compute
+                others_active = bool(self._sessions)
+            with self._cancel_on_exit(context) as cancel:
+                session, _compute = self._new_session(lambda: _create_cancellably(request, cancel, others_active, self._store))
             backbone, head = session.parameter_counts()
             _log.info("session %s: %s on %s, %d train / %d val images, source %s", session.id[:8], request.backbone.name,
                       session.device, len(session.data.train), len(session.data.val) if session.data.val else 0,
@@ -148,11 +169,11 @@ class AfaWorkerServicer(pbgrpc.AfaWorkerServicer):
                 train_size=len(session.data.train), val_size=len(session.data.val) if session.data.val else 0,
                 test_size=len(session.data.test) if session.data.test else 0, device=str(session.device),
                 has_source=session.source is not None, precision=session.precision.describe(),
-                source_sha256=session.source_sha256)
+                source_sha256=session.source_sha256, class_names=session.data.class_names)
 
     def RunStage(self, request, context) -> Iterator[pb.StageEvent]:  # noqa: N802
         with _status_mapping(context):
-            session, compute = self._session(request.session_id)
+            session, compute = self._training(request.session_id, "RunStage")
             plan = parse_stage(request.stage)  # every field validated before anything runs
             with self._exclusive(session, "RunStage"), self._cancel_on_exit(context) as cancel:
                 session.running_stage, session.stage_cancel = request.stage.name, cancel
@@ -170,7 +191,7 @@ class AfaWorkerServicer(pbgrpc.AfaWorkerServicer):
 
     def Evaluate(self, request, context):  # noqa: N802
         with _status_mapping(context):
-            session, compute = self._session(request.session_id)
+            session, compute = self._training(request.session_id, "Evaluate")
             name = _SPLITS.get(request.split)
             if name is None:
                 raise SpecError("split", f"unknown split {request.split}", list(_SPLITS.values()))
@@ -184,21 +205,22 @@ class AfaWorkerServicer(pbgrpc.AfaWorkerServicer):
 
     def PromoteTargetToSource(self, request, context):  # noqa: N802
         with _status_mapping(context):
-            session, compute = self._session(request.session_id)
+            session, compute = self._training(request.session_id, "PromoteTargetToSource")
             with self._exclusive(session, "PromoteTargetToSource"):
                 copied = compute.call(session.promote_target_to_source)
             return pb.PromoteTargetToSourceResponse(tensors_copied=copied)
 
     def SaveCheckpoint(self, request, context):  # noqa: N802
         with _status_mapping(context):
-            session, compute = self._session(request.session_id)
+            session, compute = self._training(request.session_id, "SaveCheckpoint")
+            card = card_for(session, request)
             if request.to_weight_store:
                 if request.path:
                     raise SpecError("path", "give a path or to_weight_store, not both")
                 with self._exclusive(session, "SaveCheckpoint"):
-                    data = compute.call(checkpoint_bytes, session.target)
+                    data = compute.call(checkpoint_bytes, session.target, card_json(card))
                 digest, path = self._store.put_bytes(data)
-                return pb.SaveCheckpointResponse(path=str(path), bytes=len(data), sha256=digest)
+                return pb.SaveCheckpointResponse(path=str(path), bytes=len(data), sha256=digest, card=card)
             if not request.path:
                 raise SpecError("path", "a checkpoint path is required (or to_weight_store)")
             origin = session.provenance
@@ -211,8 +233,8 @@ class AfaWorkerServicer(pbgrpc.AfaWorkerServicer):
             }
             with self._exclusive(session, "SaveCheckpoint"):
                 path, meta, size, digest = compute.call(save_checkpoint, session.target, request.path, metadata,
-                                                        self._checkpoints)
-            return pb.SaveCheckpointResponse(path=path, metadata_path=meta, bytes=size, sha256=digest)
+                                                        self._checkpoints, card_json(card))
+            return pb.SaveCheckpointResponse(path=path, metadata_path=meta, bytes=size, sha256=digest, card=card)
 
     def HasWeights(self, request, context):  # noqa: N802
         with _status_mapping(context):

@@ -80,8 +80,17 @@ export { parseExperiment } from './dsl/validate.js';
 export { sweep, grid, choice, variants, uniform, logUniform, intUniform, SWEEP_METRICS, SEARCHES } from './sweep/space.js';
 export type { SweepSpec, SweepInput, Dimension, SweepMetric, Search } from './sweep/space.js';
 
-export { Session } from './run/session.js';
-export type { StageHandle, StageRunOptions, SplitName } from './run/session.js';
+export { Session, ModelSession } from './run/session.js';
+export type { StageHandle, StageRunOptions, SplitName, CheckpointCard, SavedCheckpoint } from './run/session.js';
+// The model out: predictions on a worker, an ONNX export, inference in Node without Python.
+export { exportOnnx } from './worker/export.js';
+export type { ExportOptions } from './worker/export.js';
+export type { OnnxExport, ExportOnnxOptions, PredictCallOptions } from './run/model-out.js';
+export { loadModel, Model } from './model/model.js';
+export type { LoadModelOptions, PredictOptions } from './model/model.js';
+export type { ImageInput, RawImage } from './model/images.js';
+export type { Prediction, TopClass } from './model/predictions.js';
+export type { ModelCard, ImageTransform } from './gen/afa/v1/afa.js';
 export type { ExperimentRun, RunOptions } from './run/runner.js';
 export type { RunEvent, ExperimentResult, StageResult, StepPoint, EvalPoint, AttentionStat, Phase, Stability, Drift } from './run/events.js';
 export { DEFAULT_ATTENTION_IMAGES } from './run/attention.js';

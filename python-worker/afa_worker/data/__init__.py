@@ -26,7 +26,7 @@ from afa_worker.data.sources import (
 from afa_worker.contract import check_registry
 from afa_worker.errors import SpecError
 
-__all__ = ["DATASETS", "TensorSplit", "DataBundle", "load_data"]
+__all__ = ["DATASETS", "TensorSplit", "DataBundle", "load_data", "normalise", "resize_square"]
 
 @dataclass
 class TensorSplit:
@@ -40,6 +40,15 @@ class TensorSplit:
         return TensorSplit(self.x.to(device), self.y.to(device))
 
 
+def normalise(x_uint8: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Float inputs for the model, in its channels-last layout (see ``create_session``): the one
+    definition of the last step of the eval transform, for training batches and predictions alike.
+    The bytes are reordered before the arithmetic, which keeps their layout: one copy of uint8."""
+    if x_uint8.dim() == 4:
+        x_uint8 = x_uint8.contiguous(memory_format=torch.channels_last)
+    return (x_uint8.float() / 255.0 - mean) / std
+
+
 @dataclass
 class DataBundle:
     train: TensorSplit
@@ -49,22 +58,20 @@ class DataBundle:
     class_names: list[str]
     mean: torch.Tensor  # (1, C, 1, 1)
     std: torch.Tensor
+    #: How an image becomes one of these (for the model card): colour, size, resize, mean/std.
+    transform: pb.ImageTransform | None = None
 
     @property
     def in_channels(self) -> int:
         return int(self.train.x.shape[1])
 
     def normalise(self, x_uint8: torch.Tensor) -> torch.Tensor:
-        """Float inputs for the model, in its channels-last layout (see ``create_session``). The
-        bytes are reordered before the arithmetic, which keeps their layout: one copy of uint8."""
-        if x_uint8.dim() == 4:
-            x_uint8 = x_uint8.contiguous(memory_format=torch.channels_last)
-        return (x_uint8.float() / 255.0 - self.mean) / self.std
+        return normalise(x_uint8, self.mean, self.std)
 
     def to(self, device: torch.device) -> DataBundle:
         move = lambda s: s.to(device) if s is not None else None  # noqa: E731
         return DataBundle(self.train.to(device), move(self.val), move(self.test), self.num_classes,
-                          self.class_names, self.mean.to(device), self.std.to(device))
+                          self.class_names, self.mean.to(device), self.std.to(device), self.transform)
 
 
 # Decoded data sets kept per worker, so a sweep's sessions do not parse the same files again
@@ -137,11 +144,17 @@ def _convert_color(x: np.ndarray, color: int) -> np.ndarray:
     return x
 
 
-def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
-    if not size or (x.shape[-1] == size and x.shape[-2] == size):
+def resize_square(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """uint8 (N, C, H, W) images resized by torch's bilinear interpolation (align_corners=False),
+    rounded back to uint8: how the built-in data sets are resized (the model card's "torch_bilinear")."""
+    if x.shape[-2] == height and x.shape[-1] == width:
         return x
-    out = F.interpolate(x.float(), size=(size, size), mode="bilinear", align_corners=False)
+    out = F.interpolate(x.float(), size=(height, width), mode="bilinear", align_corners=False)
     return out.round().clamp(0, 255).to(torch.uint8)
+
+
+def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    return resize_square(x, size, size) if size else x
 
 
 def _select_classes(x, y, classes: list[int], num_classes: int):
@@ -203,9 +216,15 @@ def load_data(spec: pb.DataSpec) -> DataBundle:
     mean, std = raw.mean, raw.std
     if len(mean) != channels:
         mean, std = (float(np.mean(mean)),) * channels, (float(np.mean(std)),) * channels
+    height, width = splits["train"].x.shape[-2:]
+    transform = pb.ImageTransform(
+        color="rgb" if channels == 3 else "grayscale", height=int(height), width=int(width), resize="square",
+        resize_height=int(height), resize_width=int(width),
+        # ImageFolder images are decoded and resized by Pillow; the built-in sets by torch (from 28x28).
+        resample="pil_bilinear" if spec.WhichOneof("dataset") == "image_folder" else "torch_bilinear", mean=mean, std=std)
     return DataBundle(splits["train"], splits["val"], splits["test"], len(classes),
                       [names[c] for c in classes],
-                      torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1))
+                      torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1), transform)
 
 
 def _carve(y: np.ndarray, per_class: int, rng: np.random.Generator, field: str) -> tuple[np.ndarray, np.ndarray]:

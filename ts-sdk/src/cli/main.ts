@@ -6,6 +6,7 @@ import { registerWorker } from './worker.js';
 import { registerRun } from './run.js';
 import { registerSweep } from './sweep.js';
 import { registerResults } from './results.js';
+import { registerModel } from './model.js';
 import { EXIT } from './exit.js';
 import { packageVersion } from '../paths.js';
 import { exitWithWrapper } from './orphan.js';
@@ -16,6 +17,7 @@ program.name('afa').description('Transfer learning by Attentive Feature Alignmen
 registerRun(program);
 registerSweep(program);
 registerResults(program);
+registerModel(program);
 registerInfo(program);
 registerWorker(program);
 

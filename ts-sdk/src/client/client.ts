@@ -17,6 +17,11 @@ import {
   type WorkerInfo,
   type HasWeightsResponse,
   type PutWeightsResponse,
+  type ExportOnnxResponse,
+  type InputImage,
+  type LoadModelRequest,
+  type LoadModelResponse,
+  type PredictResponse,
 } from '../gen/afa/v1/afa.js';
 import {
   HealthCheckResponse_ServingStatus as ServingStatus,
@@ -87,10 +92,29 @@ export class WorkerClient {
     return unary('PromoteTargetToSource', this.afa.promoteTargetToSource.bind(this.afa), { sessionId }, this.metadata, options, this.translate);
   }
 
-  /** Writes the target to `path` on the worker's machine, or (`path` undefined) into its weight store. */
-  saveCheckpoint(sessionId: string, path: string | undefined, options: CallOptions = {}): Promise<SaveCheckpointResponse> {
-    const request = { sessionId, path: path ?? '', toWeightStore: path === undefined };
+  /**
+   * Writes the target to `path` on the worker's machine, or (`path` undefined) into its weight store,
+   * with its model card (the experiment's spec hash and metrics: NaN where not measured).
+   */
+  saveCheckpoint(sessionId: string, path: string | undefined, card: { specHash?: string; bestValAccuracy?: number; testAccuracy?: number } = {},
+    options: CallOptions = {}): Promise<SaveCheckpointResponse> {
+    const request = { sessionId, path: path ?? '', toWeightStore: path === undefined, specHash: card.specHash ?? '',
+      bestValAccuracy: card.bestValAccuracy ?? NaN, testAccuracy: card.testAccuracy ?? NaN };
     return unary('SaveCheckpoint', this.afa.saveCheckpoint.bind(this.afa), request, this.metadata, options, this.translate);
+  }
+
+  /** A checkpoint (path on the worker's machine, or sha256 in its store) as an inference-only session. */
+  loadModel(request: LoadModelRequest, options: CallOptions = {}): Promise<LoadModelResponse> {
+    return unary('LoadModel', this.afa.loadModel.bind(this.afa), request, this.metadata, options, this.translate);
+  }
+
+  predict(sessionId: string, images: InputImage[], topK = 0, options: CallOptions = {}): Promise<PredictResponse> {
+    return unary('Predict', this.afa.predict.bind(this.afa), { sessionId, images, topK }, this.metadata, options, this.translate);
+  }
+
+  /** Exports the session's model to ONNX into the worker's store (checked against PyTorch first). */
+  exportOnnx(sessionId: string, checkImages: InputImage[] = [], opset = 0, options: CallOptions = {}): Promise<ExportOnnxResponse> {
+    return unary('ExportOnnx', this.afa.exportOnnx.bind(this.afa), { sessionId, checkImages, opset }, this.metadata, options, this.translate);
   }
 
   hasWeights(sha256: string, options: CallOptions = {}): Promise<HasWeightsResponse> {

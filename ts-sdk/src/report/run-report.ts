@@ -46,7 +46,7 @@ function curves(stage: StageResult, index: number): string {
   return charts.join('');
 }
 
-function heatGrid(snapshot: AttentionSnapshot, index: number): string {
+function heatGrid(snapshot: AttentionSnapshot, index: number, classNames: readonly string[] = []): string {
   const { width, height, channels } = snapshot;
   const layers = snapshot.layers.filter((l) => l.kind === 'spatial');
   const head = `<tr><th>image</th><th>input</th>${layers.map((l) => `<th>${esc(l.layer)}<br><span class="muted">${l.mapHeight}x${l.mapWidth}, ` +
@@ -57,7 +57,8 @@ function heatGrid(snapshot: AttentionSnapshot, index: number): string {
       `<img src="${pngDataUrl(width, height, rgb)}" width="${CELL}" height="${Math.round((CELL * height) / width)}" alt="${esc(alt)}">`;
     const cells = layers.map((l) => `<td>${img(overlayRgb(base, l.spatial[i]!), `${l.layer} attention on image ${i}`)}` +
       `<div class="muted small">peak ${(l.peakOverUniform[i] ?? 1).toFixed(1)}x uniform</div></td>`);
-    return `<tr><td class="muted">#${i} (label ${image.label})</td><td>${img(base, `image ${i}`)}</td>${cells.join('')}</tr>`;
+    const name = classNames[image.label] ?? `label ${image.label}`;
+    return `<tr><td class="muted">#${i} (${esc(name)})</td><td>${img(base, `image ${i}: ${name}`)}</td>${cells.join('')}</tr>`;
   });
   return `<div class="scroll"><table class="heat" data-heatmap="stage-${index}"><thead>${head}</thead><tbody>${rows.join('')}</tbody></table></div>`;
 }
@@ -88,14 +89,14 @@ function entropyOverSteps(stage: StageResult, index: number): string {
     { label: 'entropy (1 = uniform)', min: 0, max: 1, format: (v) => v.toFixed(1) }, series, `stage-${index}-entropy`);
 }
 
-function attentionSection(stage: StageResult, index: number): string {
+function attentionSection(stage: StageResult, index: number, classNames: readonly string[] = []): string {
   const snapshot = stage.attentionSnapshot;
   const entropy = entropyOverSteps(stage, index);
   if (!snapshot && !entropy) return '';
   const parts = [`<h3>${esc(stage.name)} (${esc(stage.regularizer)})</h3>`];
   if (snapshot) {
     parts.push(`<p class="muted">${snapshot.images.length} ${esc(snapshot.split)} images (the first of each class), with the attention at the end of the stage.</p>`);
-    if (snapshot.layers.some((l) => l.kind === 'spatial')) parts.push(heatGrid(snapshot, index));
+    if (snapshot.layers.some((l) => l.kind === 'spatial')) parts.push(heatGrid(snapshot, index, classNames));
     const bars = channelBars(snapshot, index);
     if (bars) parts.push(`<div class="charts">${bars}</div>`);
   }
@@ -106,7 +107,7 @@ function attentionSection(stage: StageResult, index: number): string {
 export function renderRunReport(record: RunRecord): string {
   const { spec, result } = record;
   const test = result.testAccuracy === undefined ? 'not evaluated' : pct(result.testAccuracy);
-  const attention = result.stages.map(attentionSection).filter(Boolean);
+  const attention = result.stages.map((s, i) => attentionSection(s, i, result.classNames)).filter(Boolean);
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${esc(result.name)}: afa run report</title><style>${CSS}</style></head><body>
 <h1>${esc(result.name)}</h1>

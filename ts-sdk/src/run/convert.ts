@@ -136,7 +136,7 @@ export interface SessionOptions {
   specJson?: string;
 }
 
-const PRECISION_MESSAGES: Record<Precision, PrecisionMessage> = {
+export const PRECISION_MESSAGES: Record<Precision, PrecisionMessage> = {
   auto: PrecisionMessage.PRECISION_AUTO,
   fp32: PrecisionMessage.PRECISION_FP32,
   bf16: PrecisionMessage.PRECISION_BF16,
@@ -166,6 +166,8 @@ export interface SpecFieldContext {
   stage?: string;
   /** Path of the source weights: `source.path`, or `sourceWeights` (Worker.createSession). @default 'source.path' */
   sourceWeights?: string;
+  /** Contract fields named otherwise where the caller wrote them (e.g. LoadModel's `path` -> `checkpoint`). */
+  renames?: Readonly<Record<string, string>>;
 }
 
 const camel = (segment: string) => segment.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
@@ -179,6 +181,8 @@ const ONEOF_CASE = /^(regularizer|lr_schedule)\.([a-z0-9_]+)(\.|$)/;
  * A path this table does not know keeps the contract's name, camel-cased.
  */
 export function toSpecField(field: string, context: SpecFieldContext = {}): string {
+  const renamed = context.renames?.[field];
+  if (renamed) return renamed;
   const data = context.data ?? 'target';
   const stage = context.stage ?? '';
   if (field === 'source_weights' || field === 'source_weights_sha256') return context.sourceWeights ?? 'source.path';

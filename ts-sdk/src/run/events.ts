@@ -89,6 +89,8 @@ export interface ExperimentResult {
   name: string;
   specHash: string;
   seed: number;
+  /** The target data's class names, in label order (older run records lack them). */
+  classNames?: string[];
   stages: StageResult[];
   /** Best validation accuracy of the last stage (the selected model's). */
   bestValAccuracy: number;

@@ -184,13 +184,14 @@ async function runSchedule(client: WorkerClient, spec: ExperimentSpec, options: 
       const test = await testOnce(session, spec, signal, emit);
       let checkpointPath: string | undefined;
       if (options.checkpoint !== false) {
-        const saved = await session.saveCheckpoint(options.checkpoint ?? join(dir, 'runs', hash, 'target.safetensors'), { signal });
+        const card = { specHash: hash, bestValAccuracy: stages.at(-1)?.bestValAccuracy ?? NaN, testAccuracy: test?.accuracy ?? NaN };
+        const saved = await session.saveCheckpoint(options.checkpoint ?? join(dir, 'runs', hash, 'target.safetensors'), { signal, card });
         checkpointPath = saved.path;
         emit({ type: 'checkpoint', phase: 'transfer', path: saved.path, bytes: saved.bytes });
       }
       const finished = performance.now();
       const result: ExperimentResult = {
-        name: spec.name, specHash: hash, seed: spec.seed, stages, bestValAccuracy: stages.at(-1)?.bestValAccuracy ?? 0,
+        name: spec.name, specHash: hash, seed: spec.seed, classNames: session.info.classNames, stages, bestValAccuracy: stages.at(-1)?.bestValAccuracy ?? 0,
         testAccuracy: test?.accuracy, testLoss: test?.loss, checkpointPath, sourcePath, sourceSha256: session.info.sourceSha256 || undefined,
         timings: { totalSeconds: (finished - started) / 1000, pretrainSeconds: (pretrainDone - started) / 1000,
           transferSeconds: (finished - pretrainDone) / 1000, sourceCached },

@@ -10,10 +10,29 @@ import { DEFAULT_ATTENTION_IMAGES } from './attention.js';
 import { Split, type CreateSessionResponse } from '../gen/afa/v1/afa.js';
 import type { StageSpec } from '../dsl/stage.js';
 import { inSpecTerms, toStageMessage } from './convert.js';
+import type { ModelCard } from '../gen/afa/v1/afa.js';
+import type { ImageInput } from '../model/images.js';
+import type { Prediction } from '../model/predictions.js';
+import { exportOnnxOf, predictOn, type ExportOnnxOptions, type OnnxExport, type PredictCallOptions } from './model-out.js';
 import { StageAccumulator, type Phase, type RunEvent, type StageResult } from './events.js';
 import { AsyncQueue } from './queue.js';
 
 export type SplitName = 'val' | 'test' | 'train';
+
+/** What a checkpoint's model card says of the experiment besides the session's own facts (NaN or absent: not measured). */
+export interface CheckpointCard {
+  specHash?: string;
+  bestValAccuracy?: number;
+  testAccuracy?: number;
+}
+
+export interface SavedCheckpoint {
+  path: string;
+  metadataPath: string;
+  bytes: number;
+  sha256: string;
+  card: ModelCard;
+}
 const SPLITS: Record<SplitName, Split> = { val: Split.SPLIT_VAL, test: Split.SPLIT_TEST, train: Split.SPLIT_TRAIN };
 
 /** A running stage: its events as they come, and its result when it ends. */
@@ -101,16 +120,30 @@ export class Session {
     return (await this.client.promoteTargetToSource(this.id, options)).tensorsCopied;
   }
 
-  /** Writes the target model (safetensors + JSON sidecar with the spec), atomically. */
-  async saveCheckpoint(path: string, options: CallOptions = {}): Promise<{ path: string; metadataPath: string; bytes: number; sha256: string }> {
-    const r = await this.client.saveCheckpoint(this.id, path, options);
-    return { path: r.path, metadataPath: r.metadataPath, bytes: r.bytes, sha256: r.sha256 };
+  /**
+   * Writes the target model (safetensors + JSON sidecar with the spec), atomically, with its model
+   * card (class names, input size, colour, mean/std, eval transform, backbone; `card` adds the
+   * experiment's spec hash and metrics).
+   */
+  async saveCheckpoint(path: string, options: CallOptions & { card?: CheckpointCard } = {}): Promise<SavedCheckpoint> {
+    const r = await this.client.saveCheckpoint(this.id, path, options.card, options);
+    return { path: r.path, metadataPath: r.metadataPath, bytes: r.bytes, sha256: r.sha256, card: r.card! };
   }
 
   /** Writes the target into the worker's weight store (for `WorkerClient.getWeights`), returning its sha256. */
-  async saveToWeightStore(options: CallOptions = {}): Promise<{ sha256: string; bytes: number }> {
-    const r = await this.client.saveCheckpoint(this.id, undefined, options);
+  async saveToWeightStore(options: CallOptions & { card?: CheckpointCard } = {}): Promise<{ sha256: string; bytes: number }> {
+    const r = await this.client.saveCheckpoint(this.id, undefined, options.card, options);
     return { sha256: r.sha256, bytes: r.bytes };
+  }
+
+  /** The target model's predictions for images (encoded bytes or raw pixels), through the run's eval transform. */
+  predict(images: ImageInput | readonly ImageInput[], options: PredictCallOptions = {}): Promise<Prediction[]> {
+    return predictOn(this.client, this.id, images, options);
+  }
+
+  /** Exports the target model to ONNX at `out` (checked on this session's test images), its card beside it. */
+  exportOnnx(out: string, options: ExportOnnxOptions = {}): Promise<OnnxExport> {
+    return exportOnnxOf(this.client, this.id, out, options);
   }
 
   /** Frees the session; waits briefly for a just-cancelled stage to release it. Idempotent. */
@@ -130,6 +163,37 @@ export class Session {
         await new Promise((r) => setTimeout(r, 50));
       }
     }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+/**
+ * A checkpoint loaded on a worker to predict (`Worker.loadModel`): its model card, predictions, an
+ * ONNX export. It has no data and no source; close it when done.
+ */
+export class ModelSession {
+  private closed = false;
+
+  constructor(private readonly client: WorkerClient, readonly id: string, readonly card: ModelCard, readonly device: string) {}
+
+  predict(images: ImageInput | readonly ImageInput[], options: PredictCallOptions = {}): Promise<Prediction[]> {
+    return predictOn(this.client, this.id, images, options);
+  }
+
+  /** Exports the model to ONNX at `out`, checked on `checkImages` (random images of the input size without them). */
+  exportOnnx(out: string, options: ExportOnnxOptions = {}): Promise<OnnxExport> {
+    return exportOnnxOf(this.client, this.id, out, options);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.client.closeSession(this.id, { timeoutMs: 10_000 }).catch((error: unknown) => {
+      if (!(error instanceof NotFoundError)) throw error;
+    });
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

@@ -42,14 +42,14 @@ async function* chunksOf(path: string, sha256: string, size: number): AsyncGener
 }
 
 /** Makes `path` available in the worker's weight store and returns its sha256; uploads only when it is missing there. */
-export async function uploadWeights(client: WorkerClient, path: string, signal?: AbortSignal): Promise<{ sha256: string; uploaded: boolean }> {
+export async function uploadWeights(client: WorkerClient, path: string, signal?: AbortSignal, field = 'source.path'): Promise<{ sha256: string; uploaded: boolean }> {
   let size: number;
   try {
     size = statSync(path).size;
   } catch {
-    throw new UsageError('source.path', `weights file ${path} does not exist`);
+    throw new UsageError(field, `weights file ${path} does not exist`);
   }
-  if (size > LIMITS.weightsBytes) throw new UsageError('source.path', `${path} holds ${size} bytes; at most ${LIMITS.weightsBytes} travel to a worker`);
+  if (size > LIMITS.weightsBytes) throw new UsageError(field, `${path} holds ${size} bytes; at most ${LIMITS.weightsBytes} travel to a worker`);
   const sha256 = await fileSha256(path);
   let present: boolean;
   try {

@@ -74,8 +74,9 @@ async function installWorker(run: Run, python: string, ray: boolean): Promise<vo
       filter: (src) => !src.includes('__pycache__'),
     });
     // The [tensorboard] extra: `--tensorboard` writes event files with the tensorboard package;
+    // [onnx]: `afa export --onnx` (torch.onnx's exporter and the onnxruntime check, ~40 MB);
     // [ray]: the Ray pool driver and actors of `afa sweep --ray`.
-    await run(python, ['-m', 'pip', 'install', `${build}[${ray ? 'tensorboard,ray' : 'tensorboard'}]`]);
+    await run(python, ['-m', 'pip', 'install', `${build}[${['tensorboard', 'onnx', ...(ray ? ['ray'] : [])].join(',')}]`]);
   } finally {
     rmSync(build, { recursive: true, force: true });
   }

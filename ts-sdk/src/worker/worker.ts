@@ -15,14 +15,17 @@ import type { ExperimentSpec } from '../dsl/experiment.js';
 import type { BackboneSpec } from '../dsl/backbone.js';
 import type { DataSpec } from '../dsl/data.js';
 import type { Precision } from '../dsl/precision.js';
-import { inSpecTerms, toCreateSessionRequest } from '../run/convert.js';
+import { inSpecTerms, PRECISION_MESSAGES, toCreateSessionRequest } from '../run/convert.js';
+import { resolve } from 'node:path';
 import { obtainSource, runExperiment, sourceReference, type ExperimentRun, type RunOptions } from '../run/runner.js';
 import type { WeightsAccess } from '../run/weights.js';
 import { cacheDir } from '../run/cache.js';
 import { packageVersion } from '../paths.js';
 import type { PretrainSource } from '../dsl/source.js';
 import type { RunEvent } from '../run/events.js';
-import { Session } from '../run/session.js';
+import { ModelSession, Session } from '../run/session.js';
+import { uploadWeights } from '../run/weights.js';
+import type { Precision as PrecisionName } from '../dsl/precision.js';
 
 export type WorkerState = 'STARTING' | 'RUNNING' | 'STOPPING' | 'STOPPED' | 'FAILED';
 
@@ -241,6 +244,20 @@ export class Worker {
     const response = await this.client.createSession(request, { signal: options.signal })
       .catch((error: unknown) => Promise.reject(inSpecTerms(error, { data: 'data', sourceWeights: 'sourceWeights' })));
     return new Session(this.client, response, seed);
+  }
+
+  /**
+   * A checkpoint (the `.safetensors` a run wrote, with its model card) loaded on this worker to
+   * predict and export. A worker that does not share this disk gets the file uploaded by hash.
+   */
+  async loadModel(checkpoint: string, options: { device?: string; precision?: PrecisionName; signal?: AbortSignal } = {}): Promise<ModelSession> {
+    this.assertRunning('loadModel');
+    const model = this.weightsAccess === 'path'
+      ? { $case: 'path' as const, value: resolve(checkpoint) }
+      : { $case: 'sha256' as const, value: (await uploadWeights(this.client, checkpoint, options.signal, 'checkpoint')).sha256 };
+    const r = await this.client.loadModel({ model, device: options.device ?? '', precision: PRECISION_MESSAGES[options.precision ?? 'auto'] },
+      { signal: options.signal }).catch((error: unknown) => Promise.reject(inSpecTerms(error, { renames: { path: 'checkpoint', sha256: 'checkpoint' } })));
+    return new ModelSession(this.client, r.sessionId, r.card!, r.device);
   }
 
   private crashError(method: string, cause?: unknown): WorkerCrashedError {

@@ -84,6 +84,21 @@ class AfaWorkerStub:
                 request_serializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.GetWeightsRequest.SerializeToString,
                 response_deserializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.WeightsChunk.FromString,
                 _registered_method=True)
+        self.LoadModel = channel.unary_unary(
+                '/afa.v1.AfaWorker/LoadModel',
+                request_serializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.LoadModelRequest.SerializeToString,
+                response_deserializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.LoadModelResponse.FromString,
+                _registered_method=True)
+        self.Predict = channel.unary_unary(
+                '/afa.v1.AfaWorker/Predict',
+                request_serializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.PredictRequest.SerializeToString,
+                response_deserializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.PredictResponse.FromString,
+                _registered_method=True)
+        self.ExportOnnx = channel.unary_unary(
+                '/afa.v1.AfaWorker/ExportOnnx',
+                request_serializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.ExportOnnxRequest.SerializeToString,
+                response_deserializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.ExportOnnxResponse.FromString,
+                _registered_method=True)
 
 
 class AfaWorkerServicer:
@@ -162,6 +177,30 @@ class AfaWorkerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LoadModel(self, request, context):
+        """The model out. A checkpoint (by path or from the store) as an inference-only session: its
+        model and model card, no data and no source; it answers Predict and ExportOnnx only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Predict(self, request, context):
+        """Classifies a batch of images (encoded or raw) with a session's target model, applying exactly
+        the eval transform its model card describes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportOnnx(self, request, context):
+        """Exports a session's model to ONNX (opset >= 17, dynamic batch, the card in metadata_props) into
+        the weight store, after checking onnxruntime's logits against PyTorch's on real images.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AfaWorkerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -214,6 +253,21 @@ def add_AfaWorkerServicer_to_server(servicer, server):
                     servicer.GetWeights,
                     request_deserializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.GetWeightsRequest.FromString,
                     response_serializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.WeightsChunk.SerializeToString,
+            ),
+            'LoadModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.LoadModel,
+                    request_deserializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.LoadModelRequest.FromString,
+                    response_serializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.LoadModelResponse.SerializeToString,
+            ),
+            'Predict': grpc.unary_unary_rpc_method_handler(
+                    servicer.Predict,
+                    request_deserializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.PredictRequest.FromString,
+                    response_serializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.PredictResponse.SerializeToString,
+            ),
+            'ExportOnnx': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportOnnx,
+                    request_deserializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.ExportOnnxRequest.FromString,
+                    response_serializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.ExportOnnxResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -486,6 +540,87 @@ class AfaWorker:
             '/afa.v1.AfaWorker/GetWeights',
             afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.GetWeightsRequest.SerializeToString,
             afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.WeightsChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LoadModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/afa.v1.AfaWorker/LoadModel',
+            afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.LoadModelRequest.SerializeToString,
+            afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.LoadModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Predict(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/afa.v1.AfaWorker/Predict',
+            afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.PredictRequest.SerializeToString,
+            afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.PredictResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportOnnx(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/afa.v1.AfaWorker/ExportOnnx',
+            afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.ExportOnnxRequest.SerializeToString,
+            afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.ExportOnnxResponse.FromString,
             options,
             channel_credentials,
             insecure,

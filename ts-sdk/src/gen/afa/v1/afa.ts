@@ -371,6 +371,144 @@ export interface LayerInfo {
   shape: number[];
 }
 
+/**
+ * What inference needs, travelling with the weights (the checkpoint's sidecar, its safetensors
+ * metadata, an exported ONNX model's metadata_props): enough to predict without the spec.
+ */
+export interface ModelCard {
+  /** "afa-model-card/1". */
+  format: string;
+  /** In label order: class i of the model's output is class_names[i]. */
+  classNames: string[];
+  backbone:
+    | BackboneSpec
+    | undefined;
+  /** The eval transform, from a decoded image to the model's input. */
+  transform:
+    | ImageTransform
+    | undefined;
+  /** Of the experiment that trained it ("" when unknown). */
+  specHash: string;
+  sourceSha256: string;
+  /** NaN when not measured. */
+  bestValAccuracy: number;
+  testAccuracy: number;
+  /** afa-worker version that saved it. */
+  packageVersion: string;
+}
+
+/** Decode -> colour -> resize -> (center crop) -> scale to [0, 1] -> (x - mean) / std, channels first. */
+export interface ImageTransform {
+  /** "grayscale" (1 channel, L = 0.299 R + 0.587 G + 0.114 B) or "rgb" (3 channels). */
+  color: string;
+  /** The model's input size. */
+  height: number;
+  width: number;
+  /**
+   * How an image of another size reaches the resize target: "square" (to resize_height x
+   * resize_width, ignoring the aspect) or "shorter_side" (the shorter side to resize_height).
+   */
+  resize: string;
+  resizeHeight: number;
+  resizeWidth: number;
+  /**
+   * "pil_bilinear" (Pillow's antialiased bilinear, what ImageFolder data used) or "torch_bilinear"
+   * (torch.nn.functional.interpolate, align_corners=False, what the built-in sets used).
+   */
+  resample: string;
+  /** Per channel, on [0, 1] values. */
+  mean: number[];
+  std: number[];
+}
+
+export interface LoadModelRequest {
+  model:
+    | //
+    /** A checkpoint's .safetensors path on the worker's machine (its sidecar beside it). */
+    { $case: "path"; value: string }
+    | //
+    /** A checkpoint in the worker's weight store (SaveCheckpoint to_weight_store, or PutWeights). */
+    { $case: "sha256"; value: string }
+    | undefined;
+  /** "" = CUDA when present, else CPU. */
+  device: string;
+  precision: Precision;
+}
+
+export interface LoadModelResponse {
+  sessionId: string;
+  card: ModelCard | undefined;
+  device: string;
+  precision: string;
+}
+
+/** uint8 pixels, height x width x channels, row-major (channels 1, 3 or 4; 4 = RGBA, alpha dropped). */
+export interface RawImage {
+  pixels: Buffer;
+  height: number;
+  width: number;
+  channels: number;
+}
+
+export interface InputImage {
+  image:
+    | //
+    /** PNG, JPEG, BMP, GIF, WebP or TIFF bytes, decoded by Pillow. */
+    { $case: "encoded"; value: Buffer }
+    | { $case: "raw"; value: RawImage }
+    | undefined;
+}
+
+export interface PredictRequest {
+  sessionId: string;
+  /** At most 1024 images per request (and 16 MiB in all, the message limit). */
+  images: InputImage[];
+  /** Classes listed per image, best first; 0 = 5 (at most the number of classes). */
+  topK: number;
+}
+
+export interface TopClass {
+  label: number;
+  name: string;
+  probability: number;
+}
+
+export interface Prediction {
+  logits: number[];
+  probabilities: number[];
+  top: TopClass[];
+}
+
+export interface PredictResponse {
+  predictions: Prediction[];
+  classNames: string[];
+}
+
+export interface ExportOnnxRequest {
+  sessionId: string;
+  /**
+   * Images to check the export on; none = the session's test split (else val, else train), or for
+   * a LoadModel session random images of the input size.
+   */
+  checkImages: InputImage[];
+  /** 0 = 18. */
+  opset: number;
+}
+
+export interface ExportOnnxResponse {
+  /** The .onnx file in the worker's weight store (GetWeights downloads it). */
+  sha256: string;
+  bytes: number;
+  card:
+    | ModelCard
+    | undefined;
+  /** max |logit difference| between onnxruntime and PyTorch, in fp32, and on how many images of what. */
+  maxAbsDifference: number;
+  checkedImages: number;
+  checkedOn: string;
+  opset: number;
+}
+
 export interface CreateSessionResponse {
   sessionId: string;
   layers: LayerInfo[];
@@ -386,6 +524,8 @@ export interface CreateSessionResponse {
   precision: string;
   /** sha256 of the source weights file the session loaded ("" without one). */
   sourceSha256: string;
+  /** The data's class names, in label order. */
+  classNames: string[];
 }
 
 export interface CloseSessionRequest {
@@ -743,6 +883,10 @@ export interface SaveCheckpointRequest {
   path: string;
   /** Instead of a path: into the worker's weight store under its sha256, for GetWeights. */
   toWeightStore: boolean;
+  /** For the model card: the experiment's spec hash and the selected model's metrics (NaN = not measured). */
+  specHash: string;
+  bestValAccuracy: number;
+  testAccuracy: number;
 }
 
 export interface SaveCheckpointResponse {
@@ -750,6 +894,7 @@ export interface SaveCheckpointResponse {
   metadataPath: string;
   bytes: number;
   sha256: string;
+  card: ModelCard | undefined;
 }
 
 export interface HasWeightsRequest {
@@ -2371,6 +2516,1674 @@ export const LayerInfo: MessageFns<LayerInfo> = {
   },
 };
 
+function createBaseModelCard(): ModelCard {
+  return {
+    format: "",
+    classNames: [],
+    backbone: undefined,
+    transform: undefined,
+    specHash: "",
+    sourceSha256: "",
+    bestValAccuracy: 0,
+    testAccuracy: 0,
+    packageVersion: "",
+  };
+}
+
+export const ModelCard: MessageFns<ModelCard> = {
+  encode(message: ModelCard, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.format !== "") {
+      writer.uint32(10).string(message.format);
+    }
+    for (const v of message.classNames) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.backbone !== undefined) {
+      BackboneSpec.encode(message.backbone, writer.uint32(26).fork()).join();
+    }
+    if (message.transform !== undefined) {
+      ImageTransform.encode(message.transform, writer.uint32(34).fork()).join();
+    }
+    if (message.specHash !== "") {
+      writer.uint32(42).string(message.specHash);
+    }
+    if (message.sourceSha256 !== "") {
+      writer.uint32(50).string(message.sourceSha256);
+    }
+    if (message.bestValAccuracy !== 0) {
+      writer.uint32(57).double(message.bestValAccuracy);
+    }
+    if (message.testAccuracy !== 0) {
+      writer.uint32(65).double(message.testAccuracy);
+    }
+    if (message.packageVersion !== "") {
+      writer.uint32(74).string(message.packageVersion);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ModelCard {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseModelCard();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.format = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.classNames.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.backbone = BackboneSpec.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.transform = ImageTransform.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.specHash = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.sourceSha256 = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 57) {
+              break;
+            }
+
+            message.bestValAccuracy = reader.double();
+            continue;
+          }
+          case 8: {
+            if (tag !== 65) {
+              break;
+            }
+
+            message.testAccuracy = reader.double();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.packageVersion = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ModelCard {
+    return {
+      format: isSet(object.format) ? globalThis.String(object.format) : "",
+      classNames: globalThis.Array.isArray(object?.classNames)
+        ? object.classNames.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.class_names)
+        ? object.class_names.map((e: any) => globalThis.String(e))
+        : [],
+      backbone: isSet(object.backbone) ? BackboneSpec.fromJSON(object.backbone) : undefined,
+      transform: isSet(object.transform) ? ImageTransform.fromJSON(object.transform) : undefined,
+      specHash: isSet(object.specHash)
+        ? globalThis.String(object.specHash)
+        : isSet(object.spec_hash)
+        ? globalThis.String(object.spec_hash)
+        : "",
+      sourceSha256: isSet(object.sourceSha256)
+        ? globalThis.String(object.sourceSha256)
+        : isSet(object.source_sha256)
+        ? globalThis.String(object.source_sha256)
+        : "",
+      bestValAccuracy: isSet(object.bestValAccuracy)
+        ? globalThis.Number(object.bestValAccuracy)
+        : isSet(object.best_val_accuracy)
+        ? globalThis.Number(object.best_val_accuracy)
+        : 0,
+      testAccuracy: isSet(object.testAccuracy)
+        ? globalThis.Number(object.testAccuracy)
+        : isSet(object.test_accuracy)
+        ? globalThis.Number(object.test_accuracy)
+        : 0,
+      packageVersion: isSet(object.packageVersion)
+        ? globalThis.String(object.packageVersion)
+        : isSet(object.package_version)
+        ? globalThis.String(object.package_version)
+        : "",
+    };
+  },
+
+  toJSON(message: ModelCard): unknown {
+    const obj: any = {};
+    if (message.format !== "") {
+      obj.format = message.format;
+    }
+    if (message.classNames?.length) {
+      obj.classNames = message.classNames;
+    }
+    if (message.backbone !== undefined) {
+      obj.backbone = BackboneSpec.toJSON(message.backbone);
+    }
+    if (message.transform !== undefined) {
+      obj.transform = ImageTransform.toJSON(message.transform);
+    }
+    if (message.specHash !== "") {
+      obj.specHash = message.specHash;
+    }
+    if (message.sourceSha256 !== "") {
+      obj.sourceSha256 = message.sourceSha256;
+    }
+    if (message.bestValAccuracy !== 0) {
+      obj.bestValAccuracy = floatToJson(message.bestValAccuracy);
+    }
+    if (message.testAccuracy !== 0) {
+      obj.testAccuracy = floatToJson(message.testAccuracy);
+    }
+    if (message.packageVersion !== "") {
+      obj.packageVersion = message.packageVersion;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ModelCard>, I>>(base?: I): ModelCard {
+    return ModelCard.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ModelCard>, I>>(object: I): ModelCard {
+    const message = createBaseModelCard();
+    message.format = object.format ?? "";
+    message.classNames = object.classNames?.map((e) => e) || [];
+    message.backbone = (object.backbone !== undefined && object.backbone !== null)
+      ? BackboneSpec.fromPartial(object.backbone)
+      : undefined;
+    message.transform = (object.transform !== undefined && object.transform !== null)
+      ? ImageTransform.fromPartial(object.transform)
+      : undefined;
+    message.specHash = object.specHash ?? "";
+    message.sourceSha256 = object.sourceSha256 ?? "";
+    message.bestValAccuracy = object.bestValAccuracy ?? 0;
+    message.testAccuracy = object.testAccuracy ?? 0;
+    message.packageVersion = object.packageVersion ?? "";
+    return message;
+  },
+};
+
+function createBaseImageTransform(): ImageTransform {
+  return {
+    color: "",
+    height: 0,
+    width: 0,
+    resize: "",
+    resizeHeight: 0,
+    resizeWidth: 0,
+    resample: "",
+    mean: [],
+    std: [],
+  };
+}
+
+export const ImageTransform: MessageFns<ImageTransform> = {
+  encode(message: ImageTransform, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.color !== "") {
+      writer.uint32(10).string(message.color);
+    }
+    if (message.height !== 0) {
+      writer.uint32(16).uint32(message.height);
+    }
+    if (message.width !== 0) {
+      writer.uint32(24).uint32(message.width);
+    }
+    if (message.resize !== "") {
+      writer.uint32(34).string(message.resize);
+    }
+    if (message.resizeHeight !== 0) {
+      writer.uint32(40).uint32(message.resizeHeight);
+    }
+    if (message.resizeWidth !== 0) {
+      writer.uint32(48).uint32(message.resizeWidth);
+    }
+    if (message.resample !== "") {
+      writer.uint32(58).string(message.resample);
+    }
+    if (message.mean.length !== 0) {
+      writer.uint32(66).fork();
+      for (const v of message.mean) {
+        writer.float(v);
+      }
+      writer.join();
+    }
+    if (message.std.length !== 0) {
+      writer.uint32(74).fork();
+      for (const v of message.std) {
+        writer.float(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImageTransform {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImageTransform();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.color = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.height = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.width = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.resize = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.resizeHeight = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.resizeWidth = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.resample = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag === 69) {
+              message.mean.push(reader.float());
+
+              continue;
+            }
+
+            if (tag === 66) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.mean.push(reader.float());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 9: {
+            if (tag === 77) {
+              message.std.push(reader.float());
+
+              continue;
+            }
+
+            if (tag === 74) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.std.push(reader.float());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImageTransform {
+    return {
+      color: isSet(object.color) ? globalThis.String(object.color) : "",
+      height: isSet(object.height) ? globalThis.Number(object.height) : 0,
+      width: isSet(object.width) ? globalThis.Number(object.width) : 0,
+      resize: isSet(object.resize) ? globalThis.String(object.resize) : "",
+      resizeHeight: isSet(object.resizeHeight)
+        ? globalThis.Number(object.resizeHeight)
+        : isSet(object.resize_height)
+        ? globalThis.Number(object.resize_height)
+        : 0,
+      resizeWidth: isSet(object.resizeWidth)
+        ? globalThis.Number(object.resizeWidth)
+        : isSet(object.resize_width)
+        ? globalThis.Number(object.resize_width)
+        : 0,
+      resample: isSet(object.resample) ? globalThis.String(object.resample) : "",
+      mean: globalThis.Array.isArray(object?.mean) ? object.mean.map((e: any) => globalThis.Number(e)) : [],
+      std: globalThis.Array.isArray(object?.std) ? object.std.map((e: any) => globalThis.Number(e)) : [],
+    };
+  },
+
+  toJSON(message: ImageTransform): unknown {
+    const obj: any = {};
+    if (message.color !== "") {
+      obj.color = message.color;
+    }
+    if (message.height !== 0) {
+      obj.height = Math.round(message.height);
+    }
+    if (message.width !== 0) {
+      obj.width = Math.round(message.width);
+    }
+    if (message.resize !== "") {
+      obj.resize = message.resize;
+    }
+    if (message.resizeHeight !== 0) {
+      obj.resizeHeight = Math.round(message.resizeHeight);
+    }
+    if (message.resizeWidth !== 0) {
+      obj.resizeWidth = Math.round(message.resizeWidth);
+    }
+    if (message.resample !== "") {
+      obj.resample = message.resample;
+    }
+    if (message.mean?.length) {
+      obj.mean = message.mean.map((e) => floatToJson(e));
+    }
+    if (message.std?.length) {
+      obj.std = message.std.map((e) => floatToJson(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ImageTransform>, I>>(base?: I): ImageTransform {
+    return ImageTransform.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ImageTransform>, I>>(object: I): ImageTransform {
+    const message = createBaseImageTransform();
+    message.color = object.color ?? "";
+    message.height = object.height ?? 0;
+    message.width = object.width ?? 0;
+    message.resize = object.resize ?? "";
+    message.resizeHeight = object.resizeHeight ?? 0;
+    message.resizeWidth = object.resizeWidth ?? 0;
+    message.resample = object.resample ?? "";
+    message.mean = object.mean?.map((e) => e) || [];
+    message.std = object.std?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseLoadModelRequest(): LoadModelRequest {
+  return { model: undefined, device: "", precision: 0 };
+}
+
+export const LoadModelRequest: MessageFns<LoadModelRequest> = {
+  encode(message: LoadModelRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.model?.$case) {
+      case "path":
+        writer.uint32(10).string(message.model.value);
+        break;
+      case "sha256":
+        writer.uint32(18).string(message.model.value);
+        break;
+    }
+    if (message.device !== "") {
+      writer.uint32(26).string(message.device);
+    }
+    if (message.precision !== 0) {
+      writer.uint32(32).int32(message.precision);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LoadModelRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLoadModelRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.model = { $case: "path", value: reader.string() };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.model = { $case: "sha256", value: reader.string() };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.device = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.precision = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LoadModelRequest {
+    return {
+      model: isSet(object.path)
+        ? { $case: "path", value: globalThis.String(object.path) }
+        : isSet(object.sha256)
+        ? { $case: "sha256", value: globalThis.String(object.sha256) }
+        : undefined,
+      device: isSet(object.device) ? globalThis.String(object.device) : "",
+      precision: isSet(object.precision) ? precisionFromJSON(object.precision) : 0,
+    };
+  },
+
+  toJSON(message: LoadModelRequest): unknown {
+    const obj: any = {};
+    if (message.model?.$case === "path") {
+      obj.path = message.model.value;
+    } else if (message.model?.$case === "sha256") {
+      obj.sha256 = message.model.value;
+    }
+    if (message.device !== "") {
+      obj.device = message.device;
+    }
+    if (message.precision !== 0) {
+      obj.precision = precisionToJSON(message.precision);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LoadModelRequest>, I>>(base?: I): LoadModelRequest {
+    return LoadModelRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LoadModelRequest>, I>>(object: I): LoadModelRequest {
+    const message = createBaseLoadModelRequest();
+    switch (object.model?.$case) {
+      case "path": {
+        if (object.model?.value !== undefined && object.model?.value !== null) {
+          message.model = { $case: "path", value: object.model.value };
+        }
+        break;
+      }
+      case "sha256": {
+        if (object.model?.value !== undefined && object.model?.value !== null) {
+          message.model = { $case: "sha256", value: object.model.value };
+        }
+        break;
+      }
+    }
+    message.device = object.device ?? "";
+    message.precision = object.precision ?? 0;
+    return message;
+  },
+};
+
+function createBaseLoadModelResponse(): LoadModelResponse {
+  return { sessionId: "", card: undefined, device: "", precision: "" };
+}
+
+export const LoadModelResponse: MessageFns<LoadModelResponse> = {
+  encode(message: LoadModelResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    if (message.card !== undefined) {
+      ModelCard.encode(message.card, writer.uint32(18).fork()).join();
+    }
+    if (message.device !== "") {
+      writer.uint32(26).string(message.device);
+    }
+    if (message.precision !== "") {
+      writer.uint32(34).string(message.precision);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LoadModelResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLoadModelResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.card = ModelCard.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.device = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.precision = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LoadModelResponse {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      card: isSet(object.card) ? ModelCard.fromJSON(object.card) : undefined,
+      device: isSet(object.device) ? globalThis.String(object.device) : "",
+      precision: isSet(object.precision) ? globalThis.String(object.precision) : "",
+    };
+  },
+
+  toJSON(message: LoadModelResponse): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.card !== undefined) {
+      obj.card = ModelCard.toJSON(message.card);
+    }
+    if (message.device !== "") {
+      obj.device = message.device;
+    }
+    if (message.precision !== "") {
+      obj.precision = message.precision;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LoadModelResponse>, I>>(base?: I): LoadModelResponse {
+    return LoadModelResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LoadModelResponse>, I>>(object: I): LoadModelResponse {
+    const message = createBaseLoadModelResponse();
+    message.sessionId = object.sessionId ?? "";
+    message.card = (object.card !== undefined && object.card !== null) ? ModelCard.fromPartial(object.card) : undefined;
+    message.device = object.device ?? "";
+    message.precision = object.precision ?? "";
+    return message;
+  },
+};
+
+function createBaseRawImage(): RawImage {
+  return { pixels: Buffer.alloc(0), height: 0, width: 0, channels: 0 };
+}
+
+export const RawImage: MessageFns<RawImage> = {
+  encode(message: RawImage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pixels.length !== 0) {
+      writer.uint32(10).bytes(message.pixels);
+    }
+    if (message.height !== 0) {
+      writer.uint32(16).uint32(message.height);
+    }
+    if (message.width !== 0) {
+      writer.uint32(24).uint32(message.width);
+    }
+    if (message.channels !== 0) {
+      writer.uint32(32).uint32(message.channels);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RawImage {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRawImage();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.pixels = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.height = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.width = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.channels = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RawImage {
+    return {
+      pixels: isSet(object.pixels) ? Buffer.from(bytesFromBase64(object.pixels)) : Buffer.alloc(0),
+      height: isSet(object.height) ? globalThis.Number(object.height) : 0,
+      width: isSet(object.width) ? globalThis.Number(object.width) : 0,
+      channels: isSet(object.channels) ? globalThis.Number(object.channels) : 0,
+    };
+  },
+
+  toJSON(message: RawImage): unknown {
+    const obj: any = {};
+    if (message.pixels.length !== 0) {
+      obj.pixels = base64FromBytes(message.pixels);
+    }
+    if (message.height !== 0) {
+      obj.height = Math.round(message.height);
+    }
+    if (message.width !== 0) {
+      obj.width = Math.round(message.width);
+    }
+    if (message.channels !== 0) {
+      obj.channels = Math.round(message.channels);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RawImage>, I>>(base?: I): RawImage {
+    return RawImage.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RawImage>, I>>(object: I): RawImage {
+    const message = createBaseRawImage();
+    message.pixels = object.pixels ?? Buffer.alloc(0);
+    message.height = object.height ?? 0;
+    message.width = object.width ?? 0;
+    message.channels = object.channels ?? 0;
+    return message;
+  },
+};
+
+function createBaseInputImage(): InputImage {
+  return { image: undefined };
+}
+
+export const InputImage: MessageFns<InputImage> = {
+  encode(message: InputImage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.image?.$case) {
+      case "encoded":
+        writer.uint32(10).bytes(message.image.value);
+        break;
+      case "raw":
+        RawImage.encode(message.image.value, writer.uint32(18).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): InputImage {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseInputImage();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.image = { $case: "encoded", value: Buffer.from(reader.bytes()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.image = { $case: "raw", value: RawImage.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): InputImage {
+    return {
+      image: isSet(object.encoded)
+        ? { $case: "encoded", value: Buffer.from(bytesFromBase64(object.encoded)) }
+        : isSet(object.raw)
+        ? { $case: "raw", value: RawImage.fromJSON(object.raw) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: InputImage): unknown {
+    const obj: any = {};
+    if (message.image?.$case === "encoded") {
+      obj.encoded = base64FromBytes(message.image.value);
+    } else if (message.image?.$case === "raw") {
+      obj.raw = RawImage.toJSON(message.image.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<InputImage>, I>>(base?: I): InputImage {
+    return InputImage.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<InputImage>, I>>(object: I): InputImage {
+    const message = createBaseInputImage();
+    switch (object.image?.$case) {
+      case "encoded": {
+        if (object.image?.value !== undefined && object.image?.value !== null) {
+          message.image = { $case: "encoded", value: object.image.value };
+        }
+        break;
+      }
+      case "raw": {
+        if (object.image?.value !== undefined && object.image?.value !== null) {
+          message.image = { $case: "raw", value: RawImage.fromPartial(object.image.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBasePredictRequest(): PredictRequest {
+  return { sessionId: "", images: [], topK: 0 };
+}
+
+export const PredictRequest: MessageFns<PredictRequest> = {
+  encode(message: PredictRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    for (const v of message.images) {
+      InputImage.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.topK !== 0) {
+      writer.uint32(24).uint32(message.topK);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PredictRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePredictRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.images.push(InputImage.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.topK = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PredictRequest {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      images: globalThis.Array.isArray(object?.images) ? object.images.map((e: any) => InputImage.fromJSON(e)) : [],
+      topK: isSet(object.topK)
+        ? globalThis.Number(object.topK)
+        : isSet(object.top_k)
+        ? globalThis.Number(object.top_k)
+        : 0,
+    };
+  },
+
+  toJSON(message: PredictRequest): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.images?.length) {
+      obj.images = message.images.map((e) => InputImage.toJSON(e));
+    }
+    if (message.topK !== 0) {
+      obj.topK = Math.round(message.topK);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PredictRequest>, I>>(base?: I): PredictRequest {
+    return PredictRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PredictRequest>, I>>(object: I): PredictRequest {
+    const message = createBasePredictRequest();
+    message.sessionId = object.sessionId ?? "";
+    message.images = object.images?.map((e) => InputImage.fromPartial(e)) || [];
+    message.topK = object.topK ?? 0;
+    return message;
+  },
+};
+
+function createBaseTopClass(): TopClass {
+  return { label: 0, name: "", probability: 0 };
+}
+
+export const TopClass: MessageFns<TopClass> = {
+  encode(message: TopClass, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.label !== 0) {
+      writer.uint32(8).uint32(message.label);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    if (message.probability !== 0) {
+      writer.uint32(29).float(message.probability);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TopClass {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTopClass();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.label = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 29) {
+              break;
+            }
+
+            message.probability = reader.float();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TopClass {
+    return {
+      label: isSet(object.label) ? globalThis.Number(object.label) : 0,
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      probability: isSet(object.probability) ? globalThis.Number(object.probability) : 0,
+    };
+  },
+
+  toJSON(message: TopClass): unknown {
+    const obj: any = {};
+    if (message.label !== 0) {
+      obj.label = Math.round(message.label);
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.probability !== 0) {
+      obj.probability = floatToJson(message.probability);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TopClass>, I>>(base?: I): TopClass {
+    return TopClass.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TopClass>, I>>(object: I): TopClass {
+    const message = createBaseTopClass();
+    message.label = object.label ?? 0;
+    message.name = object.name ?? "";
+    message.probability = object.probability ?? 0;
+    return message;
+  },
+};
+
+function createBasePrediction(): Prediction {
+  return { logits: [], probabilities: [], top: [] };
+}
+
+export const Prediction: MessageFns<Prediction> = {
+  encode(message: Prediction, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.logits.length !== 0) {
+      writer.uint32(10).fork();
+      for (const v of message.logits) {
+        writer.float(v);
+      }
+      writer.join();
+    }
+    if (message.probabilities.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.probabilities) {
+        writer.float(v);
+      }
+      writer.join();
+    }
+    for (const v of message.top) {
+      TopClass.encode(v!, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Prediction {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePrediction();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag === 13) {
+              message.logits.push(reader.float());
+
+              continue;
+            }
+
+            if (tag === 10) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.logits.push(reader.float());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 2: {
+            if (tag === 21) {
+              message.probabilities.push(reader.float());
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.probabilities.push(reader.float());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.top.push(TopClass.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Prediction {
+    return {
+      logits: globalThis.Array.isArray(object?.logits) ? object.logits.map((e: any) => globalThis.Number(e)) : [],
+      probabilities: globalThis.Array.isArray(object?.probabilities)
+        ? object.probabilities.map((e: any) => globalThis.Number(e))
+        : [],
+      top: globalThis.Array.isArray(object?.top) ? object.top.map((e: any) => TopClass.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: Prediction): unknown {
+    const obj: any = {};
+    if (message.logits?.length) {
+      obj.logits = message.logits.map((e) => floatToJson(e));
+    }
+    if (message.probabilities?.length) {
+      obj.probabilities = message.probabilities.map((e) => floatToJson(e));
+    }
+    if (message.top?.length) {
+      obj.top = message.top.map((e) => TopClass.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Prediction>, I>>(base?: I): Prediction {
+    return Prediction.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Prediction>, I>>(object: I): Prediction {
+    const message = createBasePrediction();
+    message.logits = object.logits?.map((e) => e) || [];
+    message.probabilities = object.probabilities?.map((e) => e) || [];
+    message.top = object.top?.map((e) => TopClass.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBasePredictResponse(): PredictResponse {
+  return { predictions: [], classNames: [] };
+}
+
+export const PredictResponse: MessageFns<PredictResponse> = {
+  encode(message: PredictResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.predictions) {
+      Prediction.encode(v!, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.classNames) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PredictResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePredictResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.predictions.push(Prediction.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.classNames.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PredictResponse {
+    return {
+      predictions: globalThis.Array.isArray(object?.predictions)
+        ? object.predictions.map((e: any) => Prediction.fromJSON(e))
+        : [],
+      classNames: globalThis.Array.isArray(object?.classNames)
+        ? object.classNames.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.class_names)
+        ? object.class_names.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: PredictResponse): unknown {
+    const obj: any = {};
+    if (message.predictions?.length) {
+      obj.predictions = message.predictions.map((e) => Prediction.toJSON(e));
+    }
+    if (message.classNames?.length) {
+      obj.classNames = message.classNames;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PredictResponse>, I>>(base?: I): PredictResponse {
+    return PredictResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PredictResponse>, I>>(object: I): PredictResponse {
+    const message = createBasePredictResponse();
+    message.predictions = object.predictions?.map((e) => Prediction.fromPartial(e)) || [];
+    message.classNames = object.classNames?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseExportOnnxRequest(): ExportOnnxRequest {
+  return { sessionId: "", checkImages: [], opset: 0 };
+}
+
+export const ExportOnnxRequest: MessageFns<ExportOnnxRequest> = {
+  encode(message: ExportOnnxRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    for (const v of message.checkImages) {
+      InputImage.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.opset !== 0) {
+      writer.uint32(24).uint32(message.opset);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExportOnnxRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExportOnnxRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.checkImages.push(InputImage.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.opset = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExportOnnxRequest {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      checkImages: globalThis.Array.isArray(object?.checkImages)
+        ? object.checkImages.map((e: any) => InputImage.fromJSON(e))
+        : globalThis.Array.isArray(object?.check_images)
+        ? object.check_images.map((e: any) => InputImage.fromJSON(e))
+        : [],
+      opset: isSet(object.opset) ? globalThis.Number(object.opset) : 0,
+    };
+  },
+
+  toJSON(message: ExportOnnxRequest): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.checkImages?.length) {
+      obj.checkImages = message.checkImages.map((e) => InputImage.toJSON(e));
+    }
+    if (message.opset !== 0) {
+      obj.opset = Math.round(message.opset);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExportOnnxRequest>, I>>(base?: I): ExportOnnxRequest {
+    return ExportOnnxRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExportOnnxRequest>, I>>(object: I): ExportOnnxRequest {
+    const message = createBaseExportOnnxRequest();
+    message.sessionId = object.sessionId ?? "";
+    message.checkImages = object.checkImages?.map((e) => InputImage.fromPartial(e)) || [];
+    message.opset = object.opset ?? 0;
+    return message;
+  },
+};
+
+function createBaseExportOnnxResponse(): ExportOnnxResponse {
+  return { sha256: "", bytes: 0, card: undefined, maxAbsDifference: 0, checkedImages: 0, checkedOn: "", opset: 0 };
+}
+
+export const ExportOnnxResponse: MessageFns<ExportOnnxResponse> = {
+  encode(message: ExportOnnxResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sha256 !== "") {
+      writer.uint32(10).string(message.sha256);
+    }
+    if (message.bytes !== 0) {
+      writer.uint32(16).uint64(message.bytes);
+    }
+    if (message.card !== undefined) {
+      ModelCard.encode(message.card, writer.uint32(26).fork()).join();
+    }
+    if (message.maxAbsDifference !== 0) {
+      writer.uint32(33).double(message.maxAbsDifference);
+    }
+    if (message.checkedImages !== 0) {
+      writer.uint32(40).uint32(message.checkedImages);
+    }
+    if (message.checkedOn !== "") {
+      writer.uint32(50).string(message.checkedOn);
+    }
+    if (message.opset !== 0) {
+      writer.uint32(56).uint32(message.opset);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExportOnnxResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExportOnnxResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sha256 = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.bytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.card = ModelCard.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.maxAbsDifference = reader.double();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.checkedImages = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.checkedOn = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.opset = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExportOnnxResponse {
+    return {
+      sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
+      bytes: isSet(object.bytes) ? globalThis.Number(object.bytes) : 0,
+      card: isSet(object.card) ? ModelCard.fromJSON(object.card) : undefined,
+      maxAbsDifference: isSet(object.maxAbsDifference)
+        ? globalThis.Number(object.maxAbsDifference)
+        : isSet(object.max_abs_difference)
+        ? globalThis.Number(object.max_abs_difference)
+        : 0,
+      checkedImages: isSet(object.checkedImages)
+        ? globalThis.Number(object.checkedImages)
+        : isSet(object.checked_images)
+        ? globalThis.Number(object.checked_images)
+        : 0,
+      checkedOn: isSet(object.checkedOn)
+        ? globalThis.String(object.checkedOn)
+        : isSet(object.checked_on)
+        ? globalThis.String(object.checked_on)
+        : "",
+      opset: isSet(object.opset) ? globalThis.Number(object.opset) : 0,
+    };
+  },
+
+  toJSON(message: ExportOnnxResponse): unknown {
+    const obj: any = {};
+    if (message.sha256 !== "") {
+      obj.sha256 = message.sha256;
+    }
+    if (message.bytes !== 0) {
+      obj.bytes = Math.round(message.bytes);
+    }
+    if (message.card !== undefined) {
+      obj.card = ModelCard.toJSON(message.card);
+    }
+    if (message.maxAbsDifference !== 0) {
+      obj.maxAbsDifference = floatToJson(message.maxAbsDifference);
+    }
+    if (message.checkedImages !== 0) {
+      obj.checkedImages = Math.round(message.checkedImages);
+    }
+    if (message.checkedOn !== "") {
+      obj.checkedOn = message.checkedOn;
+    }
+    if (message.opset !== 0) {
+      obj.opset = Math.round(message.opset);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExportOnnxResponse>, I>>(base?: I): ExportOnnxResponse {
+    return ExportOnnxResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExportOnnxResponse>, I>>(object: I): ExportOnnxResponse {
+    const message = createBaseExportOnnxResponse();
+    message.sha256 = object.sha256 ?? "";
+    message.bytes = object.bytes ?? 0;
+    message.card = (object.card !== undefined && object.card !== null) ? ModelCard.fromPartial(object.card) : undefined;
+    message.maxAbsDifference = object.maxAbsDifference ?? 0;
+    message.checkedImages = object.checkedImages ?? 0;
+    message.checkedOn = object.checkedOn ?? "";
+    message.opset = object.opset ?? 0;
+    return message;
+  },
+};
+
 function createBaseCreateSessionResponse(): CreateSessionResponse {
   return {
     sessionId: "",
@@ -2385,6 +4198,7 @@ function createBaseCreateSessionResponse(): CreateSessionResponse {
     hasSource: false,
     precision: "",
     sourceSha256: "",
+    classNames: [],
   };
 }
 
@@ -2425,6 +4239,9 @@ export const CreateSessionResponse: MessageFns<CreateSessionResponse> = {
     }
     if (message.sourceSha256 !== "") {
       writer.uint32(98).string(message.sourceSha256);
+    }
+    for (const v of message.classNames) {
+      writer.uint32(106).string(v!);
     }
     return writer;
   },
@@ -2538,6 +4355,14 @@ export const CreateSessionResponse: MessageFns<CreateSessionResponse> = {
             message.sourceSha256 = reader.string();
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.classNames.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2600,6 +4425,11 @@ export const CreateSessionResponse: MessageFns<CreateSessionResponse> = {
         : isSet(object.source_sha256)
         ? globalThis.String(object.source_sha256)
         : "",
+      classNames: globalThis.Array.isArray(object?.classNames)
+        ? object.classNames.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.class_names)
+        ? object.class_names.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -2641,6 +4471,9 @@ export const CreateSessionResponse: MessageFns<CreateSessionResponse> = {
     if (message.sourceSha256 !== "") {
       obj.sourceSha256 = message.sourceSha256;
     }
+    if (message.classNames?.length) {
+      obj.classNames = message.classNames;
+    }
     return obj;
   },
 
@@ -2661,6 +4494,7 @@ export const CreateSessionResponse: MessageFns<CreateSessionResponse> = {
     message.hasSource = object.hasSource ?? false;
     message.precision = object.precision ?? "";
     message.sourceSha256 = object.sourceSha256 ?? "";
+    message.classNames = object.classNames?.map((e) => e) || [];
     return message;
   },
 };
@@ -7032,7 +8866,7 @@ export const PromoteTargetToSourceResponse: MessageFns<PromoteTargetToSourceResp
 };
 
 function createBaseSaveCheckpointRequest(): SaveCheckpointRequest {
-  return { sessionId: "", path: "", toWeightStore: false };
+  return { sessionId: "", path: "", toWeightStore: false, specHash: "", bestValAccuracy: 0, testAccuracy: 0 };
 }
 
 export const SaveCheckpointRequest: MessageFns<SaveCheckpointRequest> = {
@@ -7045,6 +8879,15 @@ export const SaveCheckpointRequest: MessageFns<SaveCheckpointRequest> = {
     }
     if (message.toWeightStore !== false) {
       writer.uint32(24).bool(message.toWeightStore);
+    }
+    if (message.specHash !== "") {
+      writer.uint32(34).string(message.specHash);
+    }
+    if (message.bestValAccuracy !== 0) {
+      writer.uint32(41).double(message.bestValAccuracy);
+    }
+    if (message.testAccuracy !== 0) {
+      writer.uint32(49).double(message.testAccuracy);
     }
     return writer;
   },
@@ -7086,6 +8929,30 @@ export const SaveCheckpointRequest: MessageFns<SaveCheckpointRequest> = {
             message.toWeightStore = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.specHash = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 41) {
+              break;
+            }
+
+            message.bestValAccuracy = reader.double();
+            continue;
+          }
+          case 6: {
+            if (tag !== 49) {
+              break;
+            }
+
+            message.testAccuracy = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7111,6 +8978,21 @@ export const SaveCheckpointRequest: MessageFns<SaveCheckpointRequest> = {
         : isSet(object.to_weight_store)
         ? globalThis.Boolean(object.to_weight_store)
         : false,
+      specHash: isSet(object.specHash)
+        ? globalThis.String(object.specHash)
+        : isSet(object.spec_hash)
+        ? globalThis.String(object.spec_hash)
+        : "",
+      bestValAccuracy: isSet(object.bestValAccuracy)
+        ? globalThis.Number(object.bestValAccuracy)
+        : isSet(object.best_val_accuracy)
+        ? globalThis.Number(object.best_val_accuracy)
+        : 0,
+      testAccuracy: isSet(object.testAccuracy)
+        ? globalThis.Number(object.testAccuracy)
+        : isSet(object.test_accuracy)
+        ? globalThis.Number(object.test_accuracy)
+        : 0,
     };
   },
 
@@ -7125,6 +9007,15 @@ export const SaveCheckpointRequest: MessageFns<SaveCheckpointRequest> = {
     if (message.toWeightStore !== false) {
       obj.toWeightStore = message.toWeightStore;
     }
+    if (message.specHash !== "") {
+      obj.specHash = message.specHash;
+    }
+    if (message.bestValAccuracy !== 0) {
+      obj.bestValAccuracy = floatToJson(message.bestValAccuracy);
+    }
+    if (message.testAccuracy !== 0) {
+      obj.testAccuracy = floatToJson(message.testAccuracy);
+    }
     return obj;
   },
 
@@ -7136,12 +9027,15 @@ export const SaveCheckpointRequest: MessageFns<SaveCheckpointRequest> = {
     message.sessionId = object.sessionId ?? "";
     message.path = object.path ?? "";
     message.toWeightStore = object.toWeightStore ?? false;
+    message.specHash = object.specHash ?? "";
+    message.bestValAccuracy = object.bestValAccuracy ?? 0;
+    message.testAccuracy = object.testAccuracy ?? 0;
     return message;
   },
 };
 
 function createBaseSaveCheckpointResponse(): SaveCheckpointResponse {
-  return { path: "", metadataPath: "", bytes: 0, sha256: "" };
+  return { path: "", metadataPath: "", bytes: 0, sha256: "", card: undefined };
 }
 
 export const SaveCheckpointResponse: MessageFns<SaveCheckpointResponse> = {
@@ -7157,6 +9051,9 @@ export const SaveCheckpointResponse: MessageFns<SaveCheckpointResponse> = {
     }
     if (message.sha256 !== "") {
       writer.uint32(34).string(message.sha256);
+    }
+    if (message.card !== undefined) {
+      ModelCard.encode(message.card, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -7206,6 +9103,14 @@ export const SaveCheckpointResponse: MessageFns<SaveCheckpointResponse> = {
             message.sha256 = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.card = ModelCard.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7228,6 +9133,7 @@ export const SaveCheckpointResponse: MessageFns<SaveCheckpointResponse> = {
         : "",
       bytes: isSet(object.bytes) ? globalThis.Number(object.bytes) : 0,
       sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
+      card: isSet(object.card) ? ModelCard.fromJSON(object.card) : undefined,
     };
   },
 
@@ -7245,6 +9151,9 @@ export const SaveCheckpointResponse: MessageFns<SaveCheckpointResponse> = {
     if (message.sha256 !== "") {
       obj.sha256 = message.sha256;
     }
+    if (message.card !== undefined) {
+      obj.card = ModelCard.toJSON(message.card);
+    }
     return obj;
   },
 
@@ -7257,6 +9166,7 @@ export const SaveCheckpointResponse: MessageFns<SaveCheckpointResponse> = {
     message.metadataPath = object.metadataPath ?? "";
     message.bytes = object.bytes ?? 0;
     message.sha256 = object.sha256 ?? "";
+    message.card = (object.card !== undefined && object.card !== null) ? ModelCard.fromPartial(object.card) : undefined;
     return message;
   },
 };
@@ -7805,6 +9715,45 @@ export const AfaWorkerService = {
     responseSerialize: (value: WeightsChunk): Buffer => Buffer.from(WeightsChunk.encode(value).finish()),
     responseDeserialize: (value: Buffer): WeightsChunk => WeightsChunk.decode(value),
   },
+  /**
+   * The model out. A checkpoint (by path or from the store) as an inference-only session: its
+   * model and model card, no data and no source; it answers Predict and ExportOnnx only.
+   */
+  loadModel: {
+    path: "/afa.v1.AfaWorker/LoadModel" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: LoadModelRequest): Buffer => Buffer.from(LoadModelRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): LoadModelRequest => LoadModelRequest.decode(value),
+    responseSerialize: (value: LoadModelResponse): Buffer => Buffer.from(LoadModelResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): LoadModelResponse => LoadModelResponse.decode(value),
+  },
+  /**
+   * Classifies a batch of images (encoded or raw) with a session's target model, applying exactly
+   * the eval transform its model card describes.
+   */
+  predict: {
+    path: "/afa.v1.AfaWorker/Predict" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PredictRequest): Buffer => Buffer.from(PredictRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PredictRequest => PredictRequest.decode(value),
+    responseSerialize: (value: PredictResponse): Buffer => Buffer.from(PredictResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PredictResponse => PredictResponse.decode(value),
+  },
+  /**
+   * Exports a session's model to ONNX (opset >= 17, dynamic batch, the card in metadata_props) into
+   * the weight store, after checking onnxruntime's logits against PyTorch's on real images.
+   */
+  exportOnnx: {
+    path: "/afa.v1.AfaWorker/ExportOnnx" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ExportOnnxRequest): Buffer => Buffer.from(ExportOnnxRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ExportOnnxRequest => ExportOnnxRequest.decode(value),
+    responseSerialize: (value: ExportOnnxResponse): Buffer => Buffer.from(ExportOnnxResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ExportOnnxResponse => ExportOnnxResponse.decode(value),
+  },
 } as const;
 
 export interface AfaWorkerServer extends UntypedServiceImplementation {
@@ -7835,6 +9784,21 @@ export interface AfaWorkerServer extends UntypedServiceImplementation {
   putWeights: handleClientStreamingCall<WeightsChunk, PutWeightsResponse>;
   /** Downloads a file of the store (e.g. a source this worker pretrained) in chunks. */
   getWeights: handleServerStreamingCall<GetWeightsRequest, WeightsChunk>;
+  /**
+   * The model out. A checkpoint (by path or from the store) as an inference-only session: its
+   * model and model card, no data and no source; it answers Predict and ExportOnnx only.
+   */
+  loadModel: handleUnaryCall<LoadModelRequest, LoadModelResponse>;
+  /**
+   * Classifies a batch of images (encoded or raw) with a session's target model, applying exactly
+   * the eval transform its model card describes.
+   */
+  predict: handleUnaryCall<PredictRequest, PredictResponse>;
+  /**
+   * Exports a session's model to ONNX (opset >= 17, dynamic batch, the card in metadata_props) into
+   * the weight store, after checking onnxruntime's logits against PyTorch's on real images.
+   */
+  exportOnnx: handleUnaryCall<ExportOnnxRequest, ExportOnnxResponse>;
 }
 
 export interface AfaWorkerClient extends Client {
@@ -7988,6 +9952,63 @@ export interface AfaWorkerClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<WeightsChunk>;
+  /**
+   * The model out. A checkpoint (by path or from the store) as an inference-only session: its
+   * model and model card, no data and no source; it answers Predict and ExportOnnx only.
+   */
+  loadModel(
+    request: LoadModelRequest,
+    callback: (error: ServiceError | null, response: LoadModelResponse) => void,
+  ): ClientUnaryCall;
+  loadModel(
+    request: LoadModelRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: LoadModelResponse) => void,
+  ): ClientUnaryCall;
+  loadModel(
+    request: LoadModelRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: LoadModelResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Classifies a batch of images (encoded or raw) with a session's target model, applying exactly
+   * the eval transform its model card describes.
+   */
+  predict(
+    request: PredictRequest,
+    callback: (error: ServiceError | null, response: PredictResponse) => void,
+  ): ClientUnaryCall;
+  predict(
+    request: PredictRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PredictResponse) => void,
+  ): ClientUnaryCall;
+  predict(
+    request: PredictRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PredictResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Exports a session's model to ONNX (opset >= 17, dynamic batch, the card in metadata_props) into
+   * the weight store, after checking onnxruntime's logits against PyTorch's on real images.
+   */
+  exportOnnx(
+    request: ExportOnnxRequest,
+    callback: (error: ServiceError | null, response: ExportOnnxResponse) => void,
+  ): ClientUnaryCall;
+  exportOnnx(
+    request: ExportOnnxRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ExportOnnxResponse) => void,
+  ): ClientUnaryCall;
+  exportOnnx(
+    request: ExportOnnxRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ExportOnnxResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const AfaWorkerClient = makeGenericClientConstructor(AfaWorkerService, "afa.v1.AfaWorker") as unknown as {
