@@ -20,6 +20,7 @@ import { formatTable } from '../ts-sdk/src/report/index.js';
 import { toCreateSessionRequest, toStageMessage } from '../ts-sdk/src/proto.js';
 import * as proto from '../ts-sdk/src/proto.js';
 import { inference } from './inference.js';
+import { dataIn } from './data.js';
 
 const PYTHON = join(process.cwd(), 'python-worker', '.venv', 'bin', 'python');
 const QUICK = process.env.AFA_BENCH_QUICK === '1';
@@ -130,9 +131,11 @@ async function main() {
   const start = await startup(weights);
   log('sweep scaling ...');
   const scaling = await sweepScaling();
+  log('data in: decoding, CreateSession to first step cold vs warm, crop cost ...');
+  const images = await dataIn(THREADS, QUICK);
 
   const results = { date: new Date().toISOString(), machine: `${cpus().length} CPUs (${cpus()[0]?.model ?? '?'})`, threads: THREADS,
-    quick: QUICK, methodCost: step, overhead: over, startup: start, sweepScaling: scaling, inference: infer };
+    quick: QUICK, methodCost: step, overhead: over, startup: start, sweepScaling: scaling, inference: infer, dataIn: images };
   writeFileSync('bench/out/results.json', JSON.stringify(results, null, 2));
   const r = step.ratios;
   const x = (v: number) => `${v.toFixed(2)}x`;
@@ -165,6 +168,11 @@ async function main() {
     ['inference batch 64, images/s: Node / gRPC / eager', [infer.node, infer.grpc, infer.eager].map((v) => Math.round(v.throughput)).join(' / '), '-', '-'],
     ['  SDK overhead on Predict, batch 1 (p50) / batch 64', `${pct(infer.sdkOverheadBatch1)} / ${pct(infer.sdkOverheadBatch64)}`, '-', '-'],
     ['  Node onnxruntime speed-up over eager, batch 1 / 64', `${x(infer.nodeVsEagerBatch1)} / ${x(infer.nodeVsEagerBatch64)}`, '-', '-'],
+    [`decoding JPEGs, images/s: 1 thread / ${THREADS}`, `${Math.round(images.decodePerSecond.single)} / ${Math.round(images.decodePerSecond.parallel)} ` +
+      `(${x(images.decodePerSecond.speedup)})`, '> 1x', images.decodePerSecond.speedup > 1 ? 'met' : 'not met'],
+    [`CreateSession to first step, ${images.images} JPEGs: cold / warm`, `${images.cold.toFirstStepSeconds.toFixed(2)}s / ` +
+      `${images.warm.toFirstStepSeconds.toFixed(2)}s (${x(images.warmSpeedup)})`, '-', '-'],
+    ['training step with random crop + flip vs without', pct(images.cropCost), '< 5 %', images.cropCost < 0.05 ? 'met' : 'not met'],
   ];
   console.log(formatTable(['measure', 'value', 'target', ''], rows));
   console.log(`\nstep ratios: of each method's quietest of ${step.rounds} rounds (range of the per-round ratios). ` +

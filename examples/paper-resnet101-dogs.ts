@@ -20,7 +20,9 @@ export default experiment({
   seed: 0,
   backbone: backbone.resnet101(),
   source: weights(imagenet),
-  target: data.imageFolder(root, { imageSize: 224, color: 'rgb', augment: true, valPerClass: 10 }),
+  // The paper's transform (the reference code's): Resize((256, 256)), then RandomCrop(224) with a
+  // horizontal flip for training, CenterCrop(224) for validation and test.
+  target: data.imageFolder(root, { imageSize: 256, crop: 224, color: 'rgb', valPerClass: 10 }),
   schedule: afa({
     spatial: { alpha: PAPER_ALPHAS.resnet101.spatial, iterations: 4500, lr: 0.01, evalEvery: 500, logEvery: 50 },
     channel: { alpha: PAPER_ALPHAS.resnet101.channel, iterations: 4500, lr: 0.001, evalEvery: 500, logEvery: 50 },

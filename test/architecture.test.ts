@@ -11,7 +11,7 @@ const SRC = 'ts-sdk/src';
 /** Each top-level folder (or leaf file) of the SDK and its floor: a module imports only from lower floors or its own. */
 const FLOORS: Record<string, number> = {
   'index.ts': 7, 'proto.ts': 7, cli: 6, report: 5, sweep: 4, worker: 3, run: 2, client: 1, dsl: 1, model: 1,
-  'errors.ts': 0, 'fields.ts': 0.5, 'paths.ts': 0, 'atomic-write.ts': 0, 'table.ts': 0, gen: 0,
+  'errors.ts': 0, 'fields.ts': 0.5, 'paths.ts': 0, 'atomic-write.ts': 0, 'table.ts': 0, 'png.ts': 0, gen: 0,
 };
 /** Longest function, in lines, a reader should meet. */
 const MAX_FUNCTION_LINES = 60;

@@ -1,7 +1,7 @@
 // The CLI as a person (or a pipeline) runs it: real worker, real data, real exit codes.
 import { expect } from 'chai';
 import { execa } from 'execa';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AFA_CLI, tempDir, waitUntil } from './helpers.js';
 import { tinyFineTune } from './fixtures/specs.js';
@@ -140,5 +140,44 @@ describe('afa CLI', () => {
     expect(result.exitCode, result.stderr).to.equal(0);
     expect(result.stdout).to.match(/backbones\s+small_resnet, resnet18/);
     expect(result.stdout).to.match(/torch\s+\d+\.\d+/);
+  });
+
+  it('afa cache lists entries by kind and size; prune removes by age, then the oldest past --max-size, never through a link', async () => {
+    const cache = tempDir('afa-cache-cli-');
+    const outside = join(tempDir('afa-cache-outside-'), 'precious');
+    writeFileSync(outside, 'x'.repeat(5000));
+    const day = 86_400_000;
+    const put = (kind: string, name: string, bytes: number, ageDays: number) => {
+      mkdirSync(join(cache, kind), { recursive: true });
+      const path = join(cache, kind, name);
+      writeFileSync(path, Buffer.alloc(bytes));
+      const t = (Date.now() - ageDays * day) / 1000;
+      utimesSync(path, t, t);
+      return path;
+    };
+    const old = put('datasets', 'a'.repeat(64) + '.tar', 4096, 40);
+    const middle = put('weights', 'b'.repeat(64), 3072, 5);
+    const recent = put('decoded', 'c'.repeat(32), 2048, 1);
+    symlinkSync(outside, join(cache, 'datasets', 'link-out'));
+    const env = { AFA_CACHE: cache };
+    const list = await afa(['cache'], { env });
+    expect(list.exitCode, list.stderr).to.equal(0);
+    expect(list.stdout).to.match(/^datasets +2 +4\.0 KiB/m); // the link counts as its own few bytes, not its target's 5000
+    expect(list.stdout).to.match(/^weights +1 +3\.0 KiB/m);
+    expect(list.stdout).to.match(/^decoded +1 +2\.0 KiB/m);
+    expect(list.stdout).to.match(/^runs +0 +0\.0 KiB +- +-/m);
+    const dry = await afa(['cache', 'prune', '--older-than', '30d', '--dry-run'], { env });
+    expect(dry.stdout).to.include(`would remove datasets ${old}`);
+    expect(existsSync(old)).to.equal(true);
+    const byAge = await afa(['cache', 'prune', '--older-than', '30d', '--kind', 'datasets'], { env });
+    expect(byAge.exitCode, byAge.stderr).to.equal(0);
+    expect([existsSync(old), existsSync(middle), existsSync(recent)]).to.deep.equal([false, true, true]);
+    const bySize = await afa(['cache', 'prune', '--max-size', '3K'], { env });
+    expect(bySize.exitCode, bySize.stderr).to.equal(0);
+    expect([existsSync(middle), existsSync(recent)]).to.deep.equal([false, true]); // the older goes first, until 3 KiB fit
+    expect(readFileSync(outside, 'utf8')).to.have.length(5000);
+    const bad = await afa(['cache', 'prune', '--kind', 'pictures', '--older-than', '1d'], { env });
+    expect(bad.exitCode).to.equal(2);
+    expect(bad.stderr.trim()).to.match(/--kind.*pictures.*runs, sources, weights, datasets, decoded, all/);
   });
 });

@@ -25,20 +25,28 @@ async function childWorkers(parent: number): Promise<number[]> {
 describe('faults', function () {
   this.timeout(300_000);
 
-  it('a worker SIGKILLed mid-stage surfaces as WorkerCrashedError with the tail of its stderr', async () => {
+  it('a worker that dies of a native abort mid-stage: WorkerCrashedError names the session, backbone, input and layout, with the Python stack', async () => {
     const worker = await startTestWorker();
     const run = worker.run(tinyFineTune(1_000_000), { checkpoint: false });
+    let sessionId = '';
     try {
       for await (const event of run.events) {
-        if (event.type === 'step' && event.phase === 'transfer') process.kill(worker.pid!, 'SIGKILL');
+        if (event.type === 'session' && event.phase === 'transfer') sessionId = event.sessionId;
+        // SIGABRT: what glibc sends itself on heap corruption (the oneDNN fault ended so).
+        if (event.type === 'step' && event.phase === 'transfer') process.kill(worker.pid!, 'SIGABRT');
       }
       expect.fail('the run must fail');
     } catch (error) {
       expect(error).to.be.instanceOf(WorkerCrashedError);
       const crash = error as WorkerCrashedError;
-      expect(crash.signal).to.equal('SIGKILL');
+      expect(crash.signal).to.equal('SIGABRT');
+      expect(crash.running).to.deep.equal({ sessionId, backbone: 'small_resnet width 8 depth 1', inputShape: [1, 28, 28],
+        memoryFormat: 'contiguous', doing: 'running stage "none"' });
+      expect(crash.message.split('\n')[0]).to.equal(`RunStage: the worker process died (killed by SIGABRT) while session ${sessionId.slice(0, 8)} ` +
+        '(small_resnet width 8 depth 1, input 1x28x28, contiguous) was running stage "none"');
       expect(crash.stderrTail).to.match(/stage 'none' started \(1000000 steps, none\)/);
-      expect(crash.message).to.match(/RunStage: the worker process died \(killed by SIGKILL\)/);
+      expect(crash.stderrTail).to.include(`session ${sessionId.slice(0, 8)}: small_resnet width 8 depth 1, input 1x28x28, contiguous`);
+      expect(crash.stderrTail).to.match(/Fatal Python error: Aborted\s+Stack \(most recent call first\):\s+File "/); // faulthandler's stack
     }
     await run.result.catch(() => undefined);
     expect(worker.state).to.equal('FAILED');
@@ -72,6 +80,10 @@ describe('faults', function () {
       ['0.01', 'completed', 1],
       ['0.05', 'completed', 2],
     ]);
+    // The retried attempt is on record: where it ran and why it failed.
+    expect(records[1]!.retries).to.have.length(1);
+    expect(records[1]!.retries![0]).to.include({ attempt: 1, worker: 'local-1' });
+    expect(records[1]!.retries![0]!.error).to.match(/^(CreateSession|RunStage): the worker process died \(killed by SIGKILL\)/);
   });
 
   it('SIGINT on afa sweep cancels the running trial, exits 130 and keeps finished trials for --resume', async () => {

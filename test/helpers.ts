@@ -40,9 +40,9 @@ export const AFA_CLI = [process.execPath, ['--import', 'tsx', 'ts-sdk/src/cli/ma
  * worker by hand (its own token, host, TLS): the process, where it serves, and a stop that waits
  * for its exit. A start that fails says why with the worker's stderr (WorkerStartError).
  */
-export async function serveByHand(args: string[], env: Record<string, string> = {}) {
+export async function serveByHand(args: string[], env: Record<string, string> = {}, python?: string) {
   const process = await PythonProcess.start({ command: 'serve', args: ['--port', '0', '--exit-with-stdin', '--threads', '1', ...args],
-    env, name: 'the worker', startTimeoutMs: 60_000 });
+    env, name: 'the worker', startTimeoutMs: 60_000, ...(python ? { python } : {}) });
   const ready = process.ready.detail?.$case === 'serve' ? process.ready.detail.value : undefined;
   if (!ready) throw new Error(`the worker's ready message says nothing of where it serves:\n${process.stderrTail()}`);
   return { process, port: ready.port, host: ready.host, stop: () => process.stop(10_000) };

@@ -25,7 +25,7 @@ def main() -> None:
     raw = Path(images_file).read_bytes()
     images = [pb.InputImage(raw=pb.RawImage(pixels=raw[i * 784:(i + 1) * 784], height=28, width=28, channels=1)) for i in range(n)]
     run = lambda batch: predict(session.target, session.card.transform, list(session.card.class_names), session.device,  # noqa: E731
-                                session.precision, batch, 5)
+                                session.precision, batch, 5, session.memory_format)
     for _ in range(10):
         run(images[:1])
     latencies = []

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from afa_worker.data import DataBundle
 
-__all__ = ["shuffled_indices", "ordered_batches", "augment"]
+__all__ = ["shuffled_indices", "ordered_batches", "augment", "random_crop_flip"]
 
 
 def shuffled_indices(n: int, batch_size: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
@@ -43,3 +43,17 @@ def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor
     cols = torch.where(flip[:, None, None], cols.flip(-1), cols)
     out = padded[torch.arange(b, device=x.device)[:, None, None], :, rows, cols]  # (B, H, W, C)
     return out.permute(0, 3, 1, 2)  # (B, C, H, W) in channels-last memory, the model's layout
+
+
+def random_crop_flip(x: torch.Tensor, crop: int, gen: torch.Generator) -> torch.Tensor:
+    """Per image, a random crop x crop window of the uint8 images (N, C, S, S), flipped horizontally
+    at random (torchvision's RandomCrop + RandomHorizontalFlip), on the images' device."""
+    b, _c, h, w = x.shape
+    oy = torch.randint(0, h - crop + 1, (b,), generator=gen).to(x.device)
+    ox = torch.randint(0, w - crop + 1, (b,), generator=gen).to(x.device)
+    rows = (oy[:, None] + torch.arange(crop, device=x.device))[:, :, None]
+    cols = (ox[:, None] + torch.arange(crop, device=x.device))[:, None, :]
+    flip = (torch.rand(b, generator=gen) < 0.5).to(x.device)
+    cols = torch.where(flip[:, None, None], cols.flip(-1), cols)
+    out = x[torch.arange(b, device=x.device)[:, None, None], :, rows, cols]  # (B, crop, crop, C)
+    return out.permute(0, 3, 1, 2)  # (B, C, crop, crop) in channels-last memory, the model's layout

@@ -27,9 +27,9 @@ def _choices(valid: Iterable[str]) -> str:
 class SpecError(ValueError):
     """A request field is invalid. Maps to INVALID_ARGUMENT."""
 
-    def __init__(self, field: str, problem: str, valid: Iterable[str] | None = None):
+    def __init__(self, field: str, problem: str, valid: Iterable[str] | None = None, limit: int = MAX_PROBLEM_CHARS):
         self.field = field
-        self.problem = clip(problem, MAX_PROBLEM_CHARS)
+        self.problem = clip(problem, limit)
         self.valid = list(valid) if valid is not None else None
         text = f"{field}: {self.problem}"
         if self.valid is not None:

@@ -16,6 +16,7 @@ from afa_worker._gen.afa.v1 import afa_pb2 as pb
 from afa_worker.backbones import build_backbone
 from afa_worker.errors import SpecError
 from afa_worker.model_card import read_card
+from afa_worker.layout import ModelRecipe, choose_layout
 from afa_worker.precision import PrecisionPlan, resolve_precision
 from afa_worker.preprocess import to_inputs
 from afa_worker.weight_store import WeightStore
@@ -38,6 +39,8 @@ class InferenceSession:
     device: torch.device
     precision: PrecisionPlan
     path: str
+    #: Chosen as for training (afa_worker.layout): the numbers equal the live session's.
+    memory_format: torch.memory_format = torch.channels_last
     lock: threading.Lock = field(default_factory=threading.Lock)
     running_stage: str | None = None
     stage_cancel: threading.Event | None = None
@@ -65,18 +68,22 @@ def load_model(request: pb.LoadModelRequest, store: WeightStore, resolve_device)
         raise SpecError(which, f"{path} does not fit its own model card ({b.name}, {len(card.class_names)} classes): "
                                f"{len(missing)} tensors missing, {len(wrong)} of another shape (e.g. {(missing + wrong)[0]})")
     model.load_state_dict({k: v for k, v in state.items() if k in model.state_dict()})
-    model = model.to(device, memory_format=torch.channels_last).eval()
+    precision = resolve_precision(request.precision, device)
+    t = card.transform
+    recipe = ModelRecipe(b.name, len(card.class_names), b.in_channels, b.width, b.depth)
+    layout = choose_layout(model, recipe, (3 if t.color == "rgb" else 1, t.height, t.width), device, precision.train == torch.bfloat16)
+    model = model.to(device, memory_format=layout.memory_format).eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    return InferenceSession(uuid.uuid4().hex, model, card, device, resolve_precision(request.precision, device), str(path))
+    return InferenceSession(uuid.uuid4().hex, model, card, device, precision, str(path), memory_format=layout.memory_format)
 
 
 @torch.no_grad()
 def predict(model: nn.Module, transform: pb.ImageTransform, class_names: list[str], device: torch.device,
-            precision: PrecisionPlan, images, top_k: int) -> pb.PredictResponse:
-    """Logits, probabilities and the top-k classes per image, the model in eval mode."""
+            precision: PrecisionPlan, images, top_k: int, memory_format: torch.memory_format = torch.channels_last) -> pb.PredictResponse:
+    """Logits, probabilities and the top-k classes per image, the model in eval mode (inputs in its ``memory_format``)."""
     k = min(top_k or DEFAULT_TOP_K, len(class_names))
-    x = to_inputs(images, transform, device)
+    x = to_inputs(images, transform, device, memory_format=memory_format)
     was_training = model.training
     model.eval()
     try:

@@ -34,6 +34,8 @@ LIMITS: dict[str, int] = {
     "attention_images": 16,  # images in a stage's attention snapshot
     # weights over the wire
     "weights_bytes": 8 << 30,  # one uploaded weights file (ResNet-101 is ~170 MB)
+    "dataset_bytes": 8 << 30,  # one uploaded packed data set (CUB-200 is ~1.1 GB, Stanford Dogs ~0.8 GB)
+    "dataset_images": 2_000_000,  # images in one data set
 }
 
 

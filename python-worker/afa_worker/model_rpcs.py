@@ -32,11 +32,18 @@ def card_for(session, request: pb.SaveCheckpointRequest | None = None) -> pb.Mod
     return card_of(session, request.spec_hash, request.best_val_accuracy, request.test_accuracy)
 
 
+def memory_format_of(session) -> torch.memory_format:
+    """The layout a session's model runs in (a training session's chosen layout, or a loaded model's)."""
+    if isinstance(session, InferenceSession):
+        return session.memory_format
+    return session.layout.memory_format if session.layout else torch.channels_last
+
+
 def check_images(session, images, device: torch.device) -> tuple[torch.Tensor, str]:
     """Normalised images to check an export on, and what they are."""
     card = card_for(session)
     if images:
-        return to_inputs(images, card.transform, device, "check_images"), "the images given"
+        return to_inputs(images, card.transform, device, "check_images", memory_format_of(session)), "the images given"
     if not isinstance(session, InferenceSession):
         for name in ("test", "val", "train"):
             split = getattr(session.data, name)
@@ -69,7 +76,7 @@ class ModelRpcs:
             card = card_for(session)
             with self._exclusive(session, "Predict"):
                 return compute.call(predict, session.target, card.transform, list(card.class_names), session.device,
-                                    session.precision, request.images, request.top_k)
+                                    session.precision, request.images, request.top_k, memory_format_of(session))
 
     def ExportOnnx(self, request, context):  # noqa: N802
         with self._status(context):

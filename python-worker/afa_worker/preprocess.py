@@ -14,7 +14,7 @@ import torch
 
 from afa_worker._gen.afa.v1 import afa_pb2 as pb
 from afa_worker.data import normalise, resize_square
-from afa_worker.data.sources import MAX_IMAGE_PIXELS
+from afa_worker.data.images import MAX_IMAGE_PIXELS
 from afa_worker.errors import SpecError
 
 __all__ = ["to_inputs", "decode", "MAX_PREDICT_IMAGES", "MAX_SIDE"]
@@ -64,14 +64,18 @@ def decode(data: bytes, field: str):
 
 
 def _resized(img, t: pb.ImageTransform) -> np.ndarray:
-    """The colour-converted image resized to the transform's resize target, as uint8 (H, W, C)."""
+    """The colour-converted image resized to the transform's resize target, as uint8 (H, W, C):
+    "square" resizes to it; "shorter_side" scales the shorter side to it and center-crops the other
+    (as data/images.py decoded the training images)."""
     Image = _pil()
     img = img.convert("RGB" if t.color == "rgb" else "L")
     if t.resize == "shorter_side":
         scale = t.resize_height / min(img.width, img.height)
         size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
-    else:
-        size = (t.resize_width, t.resize_height)
+        if img.size != size:
+            img = img.resize(size, Image.BILINEAR)
+        return _center_crop(np.array(img, dtype=np.uint8).reshape(img.height, img.width, -1), t.resize_height, t.resize_width)
+    size = (t.resize_width, t.resize_height)
     if t.resample == "torch_bilinear":
         x = torch.from_numpy(np.array(img, dtype=np.uint8).reshape(img.height, img.width, -1)).permute(2, 0, 1)[None]
         return resize_square(x, size[1], size[0])[0].permute(1, 2, 0).numpy()
@@ -107,8 +111,9 @@ def to_uint8(images: Sequence[pb.InputImage], t: pb.ImageTransform, field: str =
     return torch.stack(out) if out else torch.zeros(0, 3 if t.color == "rgb" else 1, t.height, t.width, dtype=torch.uint8)
 
 
-def to_inputs(images: Sequence[pb.InputImage], t: pb.ImageTransform, device: torch.device, field: str = "images") -> torch.Tensor:
+def to_inputs(images: Sequence[pb.InputImage], t: pb.ImageTransform, device: torch.device, field: str = "images",
+              memory_format: torch.memory_format = torch.channels_last) -> torch.Tensor:
     """Normalised float model inputs (N, C, H, W) on ``device``, in the model's layout."""
     mean = torch.tensor(list(t.mean), dtype=torch.float32).view(1, -1, 1, 1).to(device)
     std = torch.tensor(list(t.std), dtype=torch.float32).view(1, -1, 1, 1).to(device)
-    return normalise(to_uint8(images, t, field).to(device), mean, std)
+    return normalise(to_uint8(images, t, field).to(device), mean, std, memory_format)

@@ -6,6 +6,7 @@ The handshake is the line channel's ``ready`` message (afa_worker/channel.py).""
 from __future__ import annotations
 
 import dataclasses
+import faulthandler
 import hmac
 import logging
 import os
@@ -27,8 +28,8 @@ from afa_worker.checkpoint import CheckpointPolicy
 from afa_worker.health import NOT_SERVING, SERVING, HealthServicer
 from afa_worker.lifeline import watch_stdin
 from afa_worker.servicer import AfaWorkerServicer
-from afa_worker.streams import MAX_STREAMS, UNARY_RESERVE, StreamLimiter
-from afa_worker.weight_store import WeightStore
+from afa_worker.streams import MAX_STREAMS, MAX_UPLOADS, UNARY_RESERVE, StreamLimiter
+from afa_worker.weight_store import DatasetStore, WeightStore
 
 __all__ = ["ServerOptions", "WorkerServer", "MAX_MESSAGE_BYTES"]
 
@@ -47,7 +48,7 @@ class ServerOptions:
     tls_cert: str = ""
     tls_key: str = ""
     #: Threads serving calls: every allowed stream, plus a reserve for unary calls and health checks.
-    max_workers: int = MAX_STREAMS + UNARY_RESERVE
+    max_workers: int = MAX_STREAMS + MAX_UPLOADS + UNARY_RESERVE
     #: Where SaveCheckpoint writes relative paths; absolute ones must be under it or `allow_write`.
     checkpoint_dir: str = ""
     allow_write: tuple[str, ...] = ()
@@ -55,6 +56,8 @@ class ServerOptions:
     grace_seconds: float = 5.0
     #: The weight store (uploaded and stored weights by sha256); "" = weight_store.default_store_dir().
     weight_store_dir: str = ""
+    #: The packed data set store; "" = datasets/ beside the weight store (its parent's), else the cache's.
+    dataset_store_dir: str = ""
 
 
 class _TokenInterceptor(grpc.ServerInterceptor):
@@ -115,7 +118,9 @@ class WorkerServer:
             options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                      ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
         store = WeightStore(Path(options.weight_store_dir).expanduser()) if options.weight_store_dir else WeightStore()
-        self.servicer = AfaWorkerServicer(_checkpoint_policy(options), store)
+        datasets = DatasetStore(Path(options.dataset_store_dir).expanduser() if options.dataset_store_dir else
+                                (store.root.parent / "datasets" if options.weight_store_dir else None))
+        self.servicer = AfaWorkerServicer(_checkpoint_policy(options), store, datasets)
         self.health = HealthServicer([SERVICE_NAME])
         pbgrpc.add_AfaWorkerServicer_to_server(self.servicer, self.server)
         hgrpc.add_HealthServicer_to_server(self.health, self.server)
@@ -175,6 +180,10 @@ def _hard_exit() -> None:
 def serve(options: ServerOptions, exit_with_stdin: bool = False) -> int:
     # The log goes to stderr: the SDK keeps its tail for errors (a crash report names the last stage).
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s afa-worker %(levelname)s %(message)s")
+    # A native fault (SIGSEGV, SIGABRT, ...) prints the faulting thread's Python stack to stderr before
+    # the process dies, so the crash report's tail shows the code that was running (every thread's
+    # stacks would push the log's session and stage lines out of the tail the SDK keeps).
+    faulthandler.enable(file=sys.stderr, all_threads=False)
     server = WorkerServer(options)
     server.hard_exit = True
     signal.signal(signal.SIGTERM, server.request_stop)

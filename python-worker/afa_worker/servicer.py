@@ -4,17 +4,21 @@ the client goes away or the server shuts down."""
 from __future__ import annotations
 
 import logging
+import queue
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import grpc
+import torch
 
 from afa_worker._gen.afa.v1 import afa_pb2 as pb
 from afa_worker._gen.afa.v1 import afa_pb2_grpc as pbgrpc
 from afa_worker.cancel import Cancelled, cancellable
 from afa_worker.checkpoint import CheckpointPolicy, checkpoint_bytes, save_checkpoint
 from afa_worker.compute import ComputeThread
+from afa_worker.data import DataContext
 from afa_worker.errors import BusyError, NotFoundError, SpecError, clip
 from afa_worker.inference import InferenceSession
 from afa_worker.info import worker_info
@@ -26,7 +30,8 @@ from afa_worker.session import Session, create_session
 from afa_worker.stage_plan import parse_stage
 from afa_worker.status import abort_invalid_argument
 from afa_worker.trainer import evaluate, run_stage
-from afa_worker.weight_store import WeightStore
+from afa_worker.streams import UPLOAD_IDLE_SECONDS, idle_limited
+from afa_worker.weight_store import ContentStore, DatasetStore, StoreFull, WeightStore
 
 __all__ = ["AfaWorkerServicer"]
 
@@ -35,6 +40,8 @@ _log = logging.getLogger("afa_worker")
 _IDLE_COMPUTE_THREADS = 4
 # A cancelled stage ends at its next step or check; a step longer than this is not a stage to wait on.
 _CLOSE_WAIT_SECONDS = 30.0
+#: Seconds between progress events of one phase (its last one always goes).
+PROGRESS_INTERVAL = 0.25
 
 
 @contextmanager
@@ -55,12 +62,15 @@ def _status_mapping(context: grpc.ServicerContext):
         context.abort(grpc.StatusCode.CANCELLED, str(exc))
     except ExportRefused as exc:
         context.abort(grpc.StatusCode.ABORTED, str(exc))
+    except StoreFull as exc:
+        context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
 
 
 class AfaWorkerServicer(ModelRpcs, pbgrpc.AfaWorkerServicer):
-    def __init__(self, checkpoints: CheckpointPolicy, store: WeightStore | None = None) -> None:
+    def __init__(self, checkpoints: CheckpointPolicy, store: WeightStore | None = None, datasets: DatasetStore | None = None) -> None:
         self._checkpoints = checkpoints
         self._store = store or WeightStore()
+        self._datasets = datasets or DatasetStore()
         self._sessions: dict[str, Session] = {}
         # Each session's torch work runs on its own thread (see compute.py). Closed sessions hand
         # theirs back for the next session, which then starts on warm buffers and thread teams.
@@ -150,26 +160,48 @@ class AfaWorkerServicer(ModelRpcs, pbgrpc.AfaWorkerServicer):
             active = len(self._sessions)
         return worker_info(active)
 
+    def _open(self, request, context, progress) -> Session:
+        """The session a request describes, on a compute thread of its own; ``progress`` sees its phases."""
+        if self.shutting_down.is_set():
+            context.abort(grpc.StatusCode.UNAVAILABLE, "the worker is shutting down")
+        with self._guard:
+            others_active = bool(self._sessions)
+        with self._cancel_on_exit(context) as cancel:
+            data = DataContext(self._datasets, torch.get_num_threads(), progress)
+            session, _compute = self._new_session(lambda: _create_cancellably(request, cancel, others_active, self._store, data))
+        # Every session's model, input and layout, in the log: a crash's stderr tail says what was running.
+        _log.info("session %s: %s (%s); %d train / %d val images, source %s", session.id[:8], session.describe(),
+                  session.layout.reason if session.layout else "", len(session.data.train), len(session.data.val) if session.data.val else 0,
+                  request.source_weights or (f"sha256 {request.source_weights_sha256[:12]}" if request.source_weights_sha256 else "none"))
+        return session
+
     def CreateSession(self, request, context):  # noqa: N802
         with _status_mapping(context):
-            if self.shutting_down.is_set():
-                context.abort(grpc.StatusCode.UNAVAILABLE, "the worker is shutting down")
-            with self._guard:
-                others_active = bool(self._sessions)
-            with self._cancel_on_exit(context) as cancel:
-                session, _compute = self._new_session(lambda: _create_cancellably(request, cancel, others_active, self._store))
-            backbone, head = session.parameter_counts()
-            _log.info("session %s: %s on %s, %d train / %d val images, source %s", session.id[:8], request.backbone.name,
-                      session.device, len(session.data.train), len(session.data.val) if session.data.val else 0,
-                      request.source_weights or (f"sha256 {request.source_weights_sha256[:12]}" if request.source_weights_sha256 else "none"))
-            return pb.CreateSessionResponse(
-                session_id=session.id,
-                layers=[pb.LayerInfo(name=n, shape=list(s)) for n, s in session.layer_shapes.items()],
-                backbone_parameters=backbone, head_parameters=head, num_classes=session.data.num_classes,
-                train_size=len(session.data.train), val_size=len(session.data.val) if session.data.val else 0,
-                test_size=len(session.data.test) if session.data.test else 0, device=str(session.device),
-                has_source=session.source is not None, precision=session.precision.describe(),
-                source_sha256=session.source_sha256, class_names=session.data.class_names)
+            return _created(self._open(request, context, lambda _p: None))
+
+    def OpenSession(self, request, context) -> Iterator[pb.SessionEvent]:  # noqa: N802
+        """CreateSession, streaming the phases' progress (at most a few events a second) before the session."""
+        with _status_mapping(context):
+            events: queue.SimpleQueue = queue.SimpleQueue()
+            outcome: dict = {}
+
+            def create() -> None:
+                try:
+                    outcome["session"] = self._open(request, context, events.put)
+                except BaseException as exc:  # noqa: BLE001 - raised below, on the RPC's thread
+                    outcome["error"] = exc
+                finally:
+                    events.put(None)
+
+            threading.Thread(target=create, name="afa-open-session", daemon=True).start()
+            last = 0.0
+            while (item := events.get()) is not None:
+                if item.finished or time.monotonic() - last >= PROGRESS_INTERVAL:
+                    last = time.monotonic()
+                    yield pb.SessionEvent(progress=item)
+            if "error" in outcome:
+                raise outcome["error"]
+            yield pb.SessionEvent(created=_created(outcome["session"]))
 
     def RunStage(self, request, context) -> Iterator[pb.StageEvent]:  # noqa: N802
         with _status_mapping(context):
@@ -238,15 +270,19 @@ class AfaWorkerServicer(ModelRpcs, pbgrpc.AfaWorkerServicer):
 
     def HasWeights(self, request, context):  # noqa: N802
         with _status_mapping(context):
-            size = self._store.size(request.sha256)
-            return pb.HasWeightsResponse(present=size is not None, bytes=size or 0)
+            return _has(self._store, request.sha256)
 
     def PutWeights(self, request_iterator, context):  # noqa: N802
         with _status_mapping(context):
-            chunks = ((c.sha256, c.total_bytes, c.data) for c in request_iterator)
-            sha256, size, present = self._store.put(chunks)
-            _log.info("weights %s: %s (%d bytes)", sha256[:12], "already stored" if present else "stored", size)
-            return pb.PutWeightsResponse(sha256=sha256, bytes=size, already_present=present)
+            return _put(self._store, request_iterator, context, "weights")
+
+    def HasDataset(self, request, context):  # noqa: N802
+        with _status_mapping(context):
+            return _has(self._datasets, request.sha256)
+
+    def PutDataset(self, request_iterator, context):  # noqa: N802
+        with _status_mapping(context):
+            return _put(self._datasets, request_iterator, context, "data set")
 
     def GetWeights(self, request, context):  # noqa: N802
         with _status_mapping(context):
@@ -277,7 +313,36 @@ class AfaWorkerServicer(ModelRpcs, pbgrpc.AfaWorkerServicer):
             return pb.CloseSessionResponse()
 
 
+def _has(store: ContentStore, sha256: str) -> pb.HasWeightsResponse:
+    size = store.size(sha256)
+    return pb.HasWeightsResponse(present=size is not None, bytes=size or 0, uploading=size is None and store.uploading(sha256))
+
+
+def _put(store: ContentStore, request_iterator, context: grpc.ServicerContext, what: str) -> pb.PutWeightsResponse:
+    chunks = ((c.sha256, c.total_bytes, c.data) for c in idle_limited(request_iterator, context, UPLOAD_IDLE_SECONDS))
+    sha256, size, present, in_progress = store.put(chunks)
+    # In progress: nothing more is read; the client asks Has* again until the file is present.
+    _log.info("%s %s: %s (%d bytes)", what, sha256[:12], "being uploaded by another client" if in_progress else
+              "already stored" if present else "stored", size)
+    return pb.PutWeightsResponse(sha256=sha256, bytes=size, already_present=present, in_progress=in_progress)
+
+
 def _create_cancellably(request: pb.CreateSessionRequest, cancel: threading.Event, others_active: bool,
-                        store: WeightStore) -> Session:
+                        store: WeightStore, data: DataContext) -> Session:
     with cancellable(cancel):
-        return create_session(request, others_active, store)
+        return create_session(request, others_active, store, data)
+
+
+def _created(session: Session) -> pb.CreateSessionResponse:
+    backbone, head = session.parameter_counts()
+    return pb.CreateSessionResponse(
+        session_id=session.id,
+        layers=[pb.LayerInfo(name=n, shape=list(s)) for n, s in session.layer_shapes.items()],
+        backbone_parameters=backbone, head_parameters=head, num_classes=session.data.num_classes,
+        train_size=len(session.data.train), val_size=len(session.data.val) if session.data.val else 0,
+        test_size=len(session.data.test) if session.data.test else 0, device=str(session.device),
+        has_source=session.source is not None, precision=session.precision.describe(),
+        source_sha256=session.source_sha256, class_names=session.data.class_names, data_sha256=session.data_sha256,
+        phases=session.phases, bad_files_skipped=session.bad_files_skipped, backbone=session.backbone,
+        input_shape=list(session.input_shape), memory_format=session.layout.name if session.layout else "channels_last",
+        layout_reason=session.layout.reason if session.layout else "")

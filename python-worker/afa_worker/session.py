@@ -7,6 +7,7 @@ import copy
 import json
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,11 +18,12 @@ from torch import nn
 
 from afa_worker._gen.afa.v1 import afa_pb2 as pb
 from afa_worker.backbones import build_backbone, default_layers, head_module, replace_head
-from afa_worker.data import DataBundle, load_data
+from afa_worker.data import DataBundle, DataContext, load_data
 from afa_worker.errors import SpecError
 from afa_worker.cancel import check_cancelled
 from afa_worker.features import FeatureTap
 from afa_worker.limits import LIMITS, check_max, max_threads
+from afa_worker.layout import Layout, ModelRecipe, choose_layout
 from afa_worker.precision import PrecisionPlan, resolve_precision
 from afa_worker.weight_store import WeightStore, file_sha256
 from afa_worker.weights import load_into, read_state_dict
@@ -76,10 +78,34 @@ class Session:
     #: The source file's backbone tensors as loaded (CPU), the fixed point drift is measured from
     #: (None without a source). AFA's promote replaces `source`, never this.
     origin_state: dict[str, torch.Tensor] | None = None
+    #: What creating it took, phase by phase; the packed data set's sha256; images skipped.
+    phases: list = field(default_factory=list)
+    data_sha256: str = ""
+    bad_files_skipped: int = 0
+    #: The memory layout its models train in, and why (afa_worker.layout).
+    layout: Layout | None = None
 
     @property
     def head_name(self) -> str:
         return self.target.head_name  # type: ignore[return-value]
+
+    @property
+    def backbone(self) -> str:
+        """The backbone as built, e.g. "small_resnet width 8 depth 1"."""
+        p = self.provenance
+        return " ".join([p.backbone, *([f"width {p.width}"] if p.width else []), *([f"depth {p.depth}"] if p.depth else [])])
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """The model's input: channels, height, width (the crop's side where training crops)."""
+        c, h, w = self.data.train.x.shape[1:]
+        return (int(c), self.data.crop or int(h), self.data.crop or int(w))
+
+    def describe(self) -> str:
+        """One line for logs and crash reports: backbone, input, layout, precision, device."""
+        c, h, w = self.input_shape
+        layout = self.layout.name if self.layout else "channels_last"
+        return f"{self.backbone}, input {c}x{h}x{w}, {layout}, {self.precision.describe()} on {self.device}"
 
     def parameter_counts(self) -> tuple[int, int]:
         head = sum(p.numel() for p in head_module(self.target).parameters())
@@ -211,7 +237,10 @@ def _source_file(request: pb.CreateSessionRequest, store: WeightStore | None) ->
     return "", ""
 
 
-def create_session(request: pb.CreateSessionRequest, others_active: bool = False, store: WeightStore | None = None) -> Session:
+def create_session(request: pb.CreateSessionRequest, others_active: bool = False, store: WeightStore | None = None,
+                   data_context: DataContext | None = None) -> Session:
+    """The session a request describes; ``data_context`` carries the data set store, decode threads and progress."""
+    ctx = data_context or DataContext(threads=torch.get_num_threads())
     source_path, source_sha256 = _source_file(request, store)
     spec = _spec_of(request.spec_json)
     device = resolve_device(request.device)
@@ -220,7 +249,7 @@ def create_session(request: pb.CreateSessionRequest, others_active: bool = False
     _set_threads(request.num_threads, others_active)
     if not request.backbone.name:
         raise SpecError("backbone.name", "a backbone is required")
-    data = load_data(request.data)
+    data = load_data(request.data, ctx)
     in_channels = request.backbone.in_channels or data.in_channels
     if in_channels != data.in_channels:
         raise SpecError("backbone.in_channels", f"{in_channels} does not match the data's {data.in_channels} "
@@ -235,7 +264,9 @@ def create_session(request: pb.CreateSessionRequest, others_active: bool = False
     source = None
     origin_state = None
     if source_path:
+        loading = time.perf_counter()
         load_into(model, read_state_dict(source_path), model.head_name, source_path)
+        ctx.phases.append(pb.PhaseTiming(phase="source_load", seconds=time.perf_counter() - loading, detail=Path(source_path).name))
         origin_state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()
                         if not k.startswith(model.head_name + ".")}
         if not request.no_source:
@@ -245,10 +276,15 @@ def create_session(request: pb.CreateSessionRequest, others_active: bool = False
     layers = list(request.layers) or default_layers(request.backbone.name, request.backbone.depth)
     sample = data.normalise(data.train.x[:2])
     layer_shapes = _layer_shapes(model, layers, sample) if layers else {}
-    # Channels-last on every device: cuDNN and oneDNN both run convolutions fastest in it (measured
-    # here on CPU: a fine-tuning step 8-23 % faster at widths 8-64 than channels-first).
-    model = model.to(device, memory_format=torch.channels_last)
-    source = source.to(device, memory_format=torch.channels_last) if source is not None else None
+    # Channels-last where it is safe (it is faster), else contiguous: see afa_worker.layout.
+    recipe = ModelRecipe(request.backbone.name, data.num_classes, in_channels, request.backbone.width, request.backbone.depth)
+    layout = choose_layout(model, recipe, tuple(sample.shape[1:]), device, precision.train == torch.bfloat16)
+    if layout.probe_seconds:
+        ctx.phases.append(pb.PhaseTiming(phase="layout_probe", seconds=layout.probe_seconds, detail=layout.reason))
+    model = model.to(device, memory_format=layout.memory_format)
+    source = source.to(device, memory_format=layout.memory_format) if source is not None else None
+    data.memory_format = layout.memory_format
     provenance = Provenance(request.backbone.name, request.backbone.width, request.backbone.depth, source_path, spec)
-    return Session(uuid.uuid4().hex, provenance, bool(request.data.augment), device, data.to(device), model, source, layers,
-                   layer_shapes, precision, source_sha256, origin_state=origin_state)
+    return Session(uuid.uuid4().hex, provenance, bool(request.data.augment or data.crop), device, data.to(device), model, source, layers,
+                   layer_shapes, precision, source_sha256, origin_state=origin_state, phases=list(ctx.phases),
+                   data_sha256=ctx.sha256, bad_files_skipped=ctx.skipped, layout=layout)

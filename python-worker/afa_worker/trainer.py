@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from afa_worker._gen.afa.v1 import afa_pb2 as pb
-from afa_worker.batches import augment
+from afa_worker.batches import augment, random_crop_flip
 from afa_worker.cancel import Cancelled, cancellable
 from afa_worker.data import TensorSplit
 from afa_worker.drift import measure_drift
@@ -84,9 +84,13 @@ def train_step(run: PreparedStage, step: int) -> StepOutput:
     session, plan, train = run.session, run.plan, run.session.data.train
     lr = run.optimizer.set_factor(plan.lr_schedule.factor(step, plan.iterations))
     idx = next(run.batches).to(train.x.device)
-    x, y = session.data.normalise(train.x[idx]), train.y[idx]
-    if session.augment:
-        x = augment(x, run.gen)
+    y = train.y[idx]
+    if session.data.crop:  # the paper's RandomCrop + flip, from the resized uint8 images, on the device
+        x = session.data.normalise(random_crop_flip(train.x[idx], session.data.crop, run.gen))
+    else:
+        x = session.data.normalise(train.x[idx])
+        if session.augment:
+            x = augment(x, run.gen)
     source_maps = _source_maps(run, x, idx)
     with session.precision.train_autocast():
         logits = session.target(x)

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import tempfile
+
 import grpc
 import pytest
 
@@ -10,6 +13,8 @@ from afa_worker.runtime import configure_torch
 from afa_worker.server import ServerOptions, WorkerServer
 
 configure_torch(threads=1)
+# The suite's own cache (decoded data sets, stores): never the user's ~/.cache/afa-transfer.
+os.environ.setdefault("AFA_CACHE", tempfile.mkdtemp(prefix="afa-pytest-cache-"))
 
 
 @pytest.fixture

@@ -281,12 +281,13 @@ def test_bf16_source_changes_the_alignment_little(source_weights):
     assert bf16.ce_loss == pytest.approx(fp32.ce_loss, rel=0.02)
 
 
-def test_session_models_and_inputs_are_channels_last(source_weights):
+def test_session_models_and_inputs_share_the_session_s_layout(source_weights):
     s = create_session(_transfer_request(source_weights))
+    fmt = s.layout.memory_format  # contiguous for this narrow network (see test_layout.py)
     for model in (s.target, s.source):
-        assert model.layer1[0].conv1.weight.is_contiguous(memory_format=torch.channels_last)
+        assert model.layer1[0].conv1.weight.is_contiguous(memory_format=fmt)
     x = s.data.normalise(s.data.train.x[:4])
-    assert x.is_contiguous(memory_format=torch.channels_last)
+    assert x.is_contiguous(memory_format=fmt)
 
 
 def test_no_feature_cache_over_budget_or_with_augmentation(source_weights):

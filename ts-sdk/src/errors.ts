@@ -56,16 +56,41 @@ export class WorkerStartError extends AfaError {
 }
 branded('WorkerStartError', WorkerStartError);
 
-/** The worker process died while a call was in flight. */
+/** What a session was doing when its worker died: which session, model, input, layout, stage. */
+export interface RunningContext {
+  sessionId: string;
+  /** The backbone as the worker built it, e.g. "small_resnet width 8 depth 1". */
+  backbone: string;
+  /** The model's input: channels, height, width. */
+  inputShape: readonly number[];
+  /** The memory layout its models ran in: "channels_last" or "contiguous". */
+  memoryFormat: string;
+  /** The stage it was running, or the call it was in (`Evaluate`, ...). */
+  doing: string;
+}
+
+export function describeRunning(r: RunningContext): string {
+  return `while session ${r.sessionId.slice(0, 8)} (${r.backbone}, input ${r.inputShape.join('x')}, ${r.memoryFormat}) was ${r.doing}`;
+}
+
+/** The worker process died while a call was in flight; `running` says what it was running, where the SDK knows. */
 export class WorkerCrashedError extends AfaError {
+  readonly running: RunningContext | undefined;
   constructor(
-    message: string,
+    readonly summary: string,
     readonly stderrTail: string,
     readonly exitCode: number | null,
     readonly signal: string | null,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; running?: RunningContext },
   ) {
-    super(stderrTail ? `${message}\n--- worker stderr (tail) ---\n${stderrTail}` : message, options);
+    const first = options?.running ? `${summary} ${describeRunning(options.running)}` : summary;
+    super(stderrTail ? `${first}\n--- worker stderr (tail) ---\n${stderrTail}` : first, options);
+    this.running = options?.running;
+  }
+
+  /** The same crash, saying what the session was running. */
+  during(running: RunningContext): WorkerCrashedError {
+    return new WorkerCrashedError(this.summary, this.stderrTail, this.exitCode, this.signal, { cause: this.cause, running });
   }
 }
 branded('WorkerCrashedError', WorkerCrashedError);

@@ -60,3 +60,8 @@ export function afaHome(): string {
 export function userVenvPython(): string {
   return join(afaHome(), 'venv', 'bin', 'python');
 }
+
+/** The cache of pretrained sources, run outputs, packed data sets. @default $AFA_CACHE, else <afaHome>/cache */
+export function cacheDir(explicit?: string): string {
+  return resolve(explicit ?? process.env.AFA_CACHE ?? join(afaHome(), 'cache'));
+}

@@ -1,12 +1,12 @@
-"""Readers of the three data sources, each returning uint8 arrays (N, C, H, W) and int64 labels for
-its train pool and (where it has one) its test split."""
+"""Readers of the built-in data sets (Fashion-MNIST's IDX files, MNIST's digits), each returning uint8
+arrays (N, C, H, W) and int64 labels for its train pool and its test split. Image sets (ImageFolder,
+packed) are data/images.py's."""
 
 from __future__ import annotations
 
 import json
 import os
 import socket
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,12 +16,9 @@ from afa_worker.cancel import check_cancelled
 from afa_worker.data.idx import find_idx, read_idx
 from afa_worker.errors import SpecError
 
-__all__ = ["RawSplits", "load_fashion_mnist", "load_mnist_json", "load_image_folder", "find_mnist_dir", "FASHION_MNIST_DIR"]
+__all__ = ["RawSplits", "load_fashion_mnist", "load_mnist_json", "find_mnist_dir", "require_dir", "FASHION_MNIST_DIR"]
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-#: Pixels an ImageFolder image may have before it is decoded (64 MP: 8192 x 8192).
-MAX_IMAGE_PIXELS = 64 * 1024 * 1024
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 
 @dataclass
@@ -38,7 +35,7 @@ class RawSplits:
     std: tuple[float, ...] = (0.5,)
 
 
-def _require_dir(directory: Path, field: str) -> Path:
+def require_dir(directory: Path, field: str) -> Path:
     if not directory.is_dir():
         # A worker reads data from its own machine's disk: say which one (user data for a cluster
         # belongs on shared storage mounted at the same path on every node).
@@ -50,7 +47,7 @@ def _require_dir(directory: Path, field: str) -> Path:
 
 def load_fashion_mnist(directory: str) -> RawSplits:
     field = "data.fashion_mnist.directory"
-    root = _require_dir(Path(directory) if directory else FASHION_MNIST_DIR, field)
+    root = require_dir(Path(directory) if directory else FASHION_MNIST_DIR, field)
     parts = {}
     for split, prefix in (("train", "train"), ("test", "t10k")):
         images = read_idx(find_idx(root, f"{prefix}-images-idx3-ubyte", field), field)
@@ -88,7 +85,7 @@ MNIST_TEST_FRACTION = 0.2
 def load_mnist_json(directory: str) -> RawSplits:
     field = "data.mnist.directory"
     if directory:
-        root = _require_dir(Path(directory), field)
+        root = require_dir(Path(directory), field)
     elif BUNDLED_MNIST.is_file():
         with np.load(BUNDLED_MNIST) as bundle:
             return _mnist_splits([bundle[f"digit{d}"][:, None] for d in range(10)])
@@ -127,66 +124,3 @@ def _mnist_splits(per_digit: list[np.ndarray]) -> RawSplits:
         test_y.append(np.full(n_test, digit, np.int64))
     return RawSplits(np.concatenate(train_x), np.concatenate(train_y), np.concatenate(test_x),
                      np.concatenate(test_y), class_names=[str(d) for d in range(10)], mean=(0.1307,), std=(0.3081,))
-
-
-def _require_regular_file(path: Path, field: str) -> None:
-    """Only regular files are read: a FIFO would block the worker, a device could be endless."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError as exc:
-        raise SpecError(field, f"cannot read {path}: {exc.strerror}") from exc
-    if not stat.S_ISREG(mode):
-        raise SpecError(field, f"{path} is not a regular file (a FIFO, device or directory); remove it from the folder")
-
-
-def _decode_folder(split_dir: Path, classes: list[str], size: int, rgb: bool, field: str) -> tuple[np.ndarray, np.ndarray]:
-    from PIL import Image, UnidentifiedImageError  # noqa: PLC0415 - only ImageFolder needs Pillow
-
-    images, labels = [], []
-    for label, name in enumerate(classes):
-        folder = split_dir / name
-        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
-        if not files:
-            raise SpecError(field, f"class folder {folder} has no images ({', '.join(IMAGE_SUFFIXES)})")
-        for path in files:
-            check_cancelled(f"decoding {split_dir.name}/ images")
-            _require_regular_file(path, field)
-            try:
-                with Image.open(path) as img:
-                    if img.width * img.height > MAX_IMAGE_PIXELS:
-                        raise SpecError(field, f"{path} has {img.width}x{img.height} pixels, more than the "
-                                               f"{MAX_IMAGE_PIXELS} an image may have (a decompression bomb?)")
-                    img = img.convert("RGB" if rgb else "L")
-                    if size:
-                        img = img.resize((size, size), Image.BILINEAR)
-                    arr = np.asarray(img, dtype=np.uint8)
-            except SpecError:
-                raise
-            except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
-                raise SpecError(field, f"cannot decode image {path}: {exc}") from exc
-            images.append(arr.transpose(2, 0, 1) if rgb else arr[None])
-            labels.append(label)
-    shapes = {im.shape for im in images}
-    if len(shapes) != 1:
-        raise SpecError("data.image_size", f"images in {split_dir} differ in size {sorted(shapes)[:3]}; set image_size")
-    return np.stack(images), np.asarray(labels, np.int64)
-
-
-def load_image_folder(root: str, size: int, rgb: bool) -> RawSplits:
-    field = "data.image_folder.root"
-    if not root:
-        raise SpecError(field, "an ImageFolder root directory is required")
-    base = _require_dir(Path(root), field)
-    train_dir = base / "train"
-    if not train_dir.is_dir():
-        raise SpecError(field, f"{base} has no train/ folder (expected train/ and optional val/ and test/)")
-    classes = sorted(p.name for p in train_dir.iterdir() if p.is_dir())
-    if not classes:
-        raise SpecError(field, f"{train_dir} has no class folders")
-    train_x, train_y = _decode_folder(train_dir, classes, size, rgb, field)
-    splits = {}
-    for name in ("val", "test"):
-        d = base / name
-        splits[name] = _decode_folder(d, classes, size, rgb, field) if d.is_dir() else (None, None)
-    mean, std = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)) if rgb else ((0.449,), (0.226,))
-    return RawSplits(train_x, train_y, *splits["test"], *splits["val"], class_names=classes, mean=mean, std=std)

@@ -7,6 +7,7 @@ import { registerRun } from './run.js';
 import { registerSweep } from './sweep.js';
 import { registerResults } from './results.js';
 import { registerModel } from './model.js';
+import { registerCache } from './cache.js';
 import { EXIT } from './exit.js';
 import { packageVersion } from '../paths.js';
 import { exitWithWrapper } from './orphan.js';
@@ -18,6 +19,7 @@ registerRun(program);
 registerSweep(program);
 registerResults(program);
 registerModel(program);
+registerCache(program);
 registerInfo(program);
 registerWorker(program);
 

@@ -22,6 +22,7 @@ import {
   type LoadModelRequest,
   type LoadModelResponse,
   type PredictResponse,
+  type SessionEvent,
 } from '../gen/afa/v1/afa.js';
 import {
   HealthCheckResponse_ServingStatus as ServingStatus,
@@ -124,6 +125,20 @@ export class WorkerClient {
   /** Uploads a weights file as chunks (the first naming its sha256 and size). */
   putWeights(chunks: AsyncIterable<WeightsChunk>, options: CallOptions = {}): Promise<PutWeightsResponse> {
     return clientStream('PutWeights', (callback) => this.afa.putWeights(this.metadata, callback), chunks, options, this.translate);
+  }
+
+  hasDataset(sha256: string, options: CallOptions = {}): Promise<HasWeightsResponse> {
+    return unary('HasDataset', this.afa.hasDataset.bind(this.afa), { sha256 }, this.metadata, options, this.translate);
+  }
+
+  /** Uploads a packed data set as chunks (the first naming its sha256 and size). */
+  putDataset(chunks: AsyncIterable<WeightsChunk>, options: CallOptions = {}): Promise<PutWeightsResponse> {
+    return clientStream('PutDataset', (callback) => this.afa.putDataset(this.metadata, callback), chunks, options, this.translate);
+  }
+
+  /** CreateSession with its progress: Progress events of the phases, then the session. */
+  openSession(request: CreateSessionRequest, options: CallOptions = {}): AsyncGenerator<SessionEvent, void, undefined> {
+    return serverStream('OpenSession', () => this.afa.openSession(request, this.metadata), options, this.translate);
   }
 
   /** Downloads a file of the worker's weight store as chunks. */

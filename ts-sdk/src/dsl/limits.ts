@@ -20,4 +20,6 @@ export const LIMITS = {
   layers: 256,
   attentionImages: 16,
   weightsBytes: 8 * 2 ** 30,
+  datasetBytes: 8 * 2 ** 30,
+  datasetImages: 2_000_000,
 } as const;

@@ -42,6 +42,18 @@ function checkBackbone(c: Fields, value: unknown): void {
 }
 
 const SAMPLING_KEYS = ['labelsPerClass', 'valPerClass', 'testPerClass', 'classes', 'seed', 'imageSize', 'color', 'augment'];
+const IMAGE_SET_KEYS = [...SAMPLING_KEYS, 'resizeMode', 'crop', 'skipBadFiles'];
+
+/** The options of your own images: how they are resized and cropped, bad files skipped. */
+const checkImageSet = (c: Fields, d: Obj) => {
+  c.optional(d, 'resizeMode', (cc, v) => cc.oneOf(v, ['square', 'shorterSide'] as const));
+  c.optional(d, 'crop', (cc, v) => cc.count(v, { max: LIMITS.imageSize }));
+  c.optional(d, 'skipBadFiles', (cc, v) => cc.boolean(v));
+  if (d.crop !== undefined && d.imageSize !== undefined && (d.crop as number) > (d.imageSize as number)) {
+    c.at('crop').fail(`must be at most imageSize (${d.imageSize as number}), got ${d.crop as number}`);
+  }
+  if (d.crop !== undefined && d.augment) c.at('augment').fail('crop already draws random crops and flips for training: leave augment out');
+};
 
 type KindCheck = (c: Fields, value: Obj) => void;
 
@@ -55,8 +67,14 @@ const DATA_CHECKS = {
   fashionMnist: checkDirectory,
   mnist: checkDirectory,
   imageFolder: (c, d) => {
-    c.onlyKeys(d, ['kind', 'root', ...SAMPLING_KEYS]);
+    c.onlyKeys(d, ['kind', 'root', ...IMAGE_SET_KEYS]);
     c.at('root').string(d.root);
+    checkImageSet(c, d);
+  },
+  packed: (c, d) => {
+    c.onlyKeys(d, ['kind', 'sha256', ...IMAGE_SET_KEYS]);
+    if (typeof d.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(d.sha256)) c.at('sha256').fail('must be a sha256 in lower-case hex (64 characters)');
+    checkImageSet(c, d);
   },
 } satisfies Record<DataKind, KindCheck>;
 

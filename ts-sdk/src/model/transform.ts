@@ -155,15 +155,15 @@ export function centerCrop(image: Pixels, width: number, height: number): Pixels
 /** The uint8 image the model sees, before normalisation: colour, resize, crop (as the worker's `to_uint8`). */
 export function toModelPixels(image: RawImage, t: ImageTransform): Pixels {
   const colored = convertColor(image, t.color);
-  let width = t.resizeWidth;
-  let height = t.resizeHeight;
+  const resample = t.resample === 'torch_bilinear' ? torchBilinear : pilBilinear;
   if (t.resize === 'shorter_side') {
+    // The shorter side to the target, the other center-cropped to it, as the training images were decoded.
     const scale = t.resizeHeight / Math.min(colored.width, colored.height);
-    width = Math.max(1, Math.round(colored.width * scale));
-    height = Math.max(1, Math.round(colored.height * scale));
+    const pyRound = (v: number) => (v - Math.floor(v) === 0.5 ? 2 * Math.round(v / 2) : Math.round(v));
+    const scaled = resample(colored, Math.max(1, pyRound(colored.width * scale)), Math.max(1, pyRound(colored.height * scale)));
+    return centerCrop(centerCrop(scaled, t.resizeWidth, t.resizeHeight), t.width, t.height);
   }
-  const resized = t.resample === 'torch_bilinear' ? torchBilinear(colored, width, height) : pilBilinear(colored, width, height);
-  return centerCrop(resized, t.width, t.height);
+  return centerCrop(resample(colored, t.resizeWidth, t.resizeHeight), t.width, t.height);
 }
 
 /** Per channel, the normalised float32 value of each uint8 value: fround((fround(v / 255) - mean) / std), as torch computes it. */

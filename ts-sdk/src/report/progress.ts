@@ -15,6 +15,12 @@ export interface ProgressOptions {
 
 const BAR = 24;
 
+/** The worker's phases, in words. */
+const ACTIVITY: Record<string, string> = {
+  source_load: 'loading the source', data_decode: 'decoding the images', bn_recalibration: 'recalibrating the source\'s batch norms',
+  delta_probe: 'DELTA\'s channel probe', stability_estimate: 'the stability estimate', feature_cache: 'caching the source\'s maps',
+};
+
 const sci = (v: number) => (Number.isFinite(v) ? v.toPrecision(2) : String(v));
 
 /** Where alpha sits against the stability limit; a warning above it, where a blow-up is expected. */
@@ -37,6 +43,9 @@ export class Progress {
   /** A heartbeat line held back one event, dropped if an evaluation of the same step follows. */
   private pending: { step: number; line: string } | undefined;
   private drawn = false;
+  /** The last progress line printed without a terminal (phase and quarter), so each quarter prints once. */
+  private lastProgress: string | undefined;
+  private noValidation = false;
 
   constructor(options: ProgressOptions = {}) {
     this.stream = options.stream ?? process.stderr;
@@ -75,6 +84,8 @@ export class Progress {
           ? `target: ${event.trainSize} labelled / ${event.valSize} val / ${event.testSize} test images on ${event.device} ` +
             `(${event.precision}); aligned layers ${event.layers.map((l) => `${l.name} [${l.shape.join('x')}]`).join(', ') || '-'}`
           : `pretraining the source on ${event.trainSize} images on ${event.device} (${event.precision})`);
+        this.noValidation = event.valSize === 0;
+        if (event.badFilesSkipped) this.print(`data: ${event.badFilesSkipped} images did not decode and were skipped`);
         break;
       case 'stage-start':
         this.onStageStart(event);
@@ -90,7 +101,8 @@ export class Progress {
         const r = event.result;
         const elapsed = (performance.now() - this.stageStarted) / 1000;
         this.print(`${r.name}: ${r.status}, ${r.stepsCompleted} steps in ${secs(elapsed)}` +
-          (r.bestValAccuracy || r.history.evals.length ? `, best val ${pct(r.bestValAccuracy)} at step ${r.bestStep}` : ''));
+          (r.history.evals.length ? `, best val ${pct(r.bestValAccuracy)} at step ${r.bestStep}` :
+            this.noValidation ? ': no validation split, so no selection: the model of its last step is kept' : ''));
         break;
       }
       case 'promote':
@@ -99,8 +111,35 @@ export class Progress {
       case 'test':
         this.print(`test: ${pct(event.accuracy)} on ${event.count} images`);
         break;
+      case 'progress':
+        this.onProgress(event);
+        break;
       case 'checkpoint':
         break;
+    }
+  }
+
+  /** A phase before training: a bar on a terminal; otherwise a line as it starts (when it is slow), at each quarter and at its end. */
+  private onProgress(event: Extract<RunEvent, { type: 'progress' }>): void {
+    const what = ACTIVITY[event.activity] ?? event.activity.replace(/_/g, ' ');
+    const where = event.stage ? `${event.stage}: ` : '';
+    const count = event.total ? `${event.done}/${event.total}` : `${event.done}`;
+    const rate = event.rate && event.unit ? `, ${event.rate >= 100 ? Math.round(event.rate) : event.rate.toPrecision(2)} ${event.unit}/s` : '';
+    if (event.finished) {
+      this.lastProgress = undefined;
+      this.print(`${where}${what}: ${count} ${event.unit} in ${secs(event.seconds)}${rate}${event.detail ? ` (${event.detail})` : ''}`);
+      return;
+    }
+    if (this.interactive) {
+      const filled = event.total ? Math.round((BAR * event.done) / event.total) : 0;
+      this.stream.write(`\r\x1b[2K${this.prefix}${where}${what} ${'█'.repeat(filled)}${'░'.repeat(BAR - filled)} ${count} ${event.unit}${rate}`);
+      this.drawn = true;
+      return;
+    }
+    const quarter = event.total ? Math.floor((4 * event.done) / event.total) : 0;
+    if (this.lastProgress !== `${event.activity}:${quarter}` && event.seconds >= 2) {
+      this.lastProgress = `${event.activity}:${quarter}`;
+      this.print(`${where}${what}: ${count} ${event.unit}${rate}`);
     }
   }
 

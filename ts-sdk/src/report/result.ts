@@ -7,16 +7,18 @@ export function formatResult(result: ExperimentResult): string {
     s.name,
     s.regularizer,
     String(s.stepsCompleted),
-    pct(s.bestValAccuracy),
-    String(s.bestStep),
+    s.history.evals.length ? pct(s.bestValAccuracy) : 'no val',
+    s.history.evals.length ? String(s.bestStep) : '-',
     secs(s.wallSeconds),
     s.attention.length ? s.attention.map((a) => `${(a.entropy / (a.maxEntropy || 1)).toFixed(2)}`).join('/') : '-',
   ]);
   const table = formatTable(['stage', 'regularizer', 'steps', 'best val', 'at step', 'time', 'attn entropy (rel.)'], rows);
+  const noValidation = result.stages.every((s) => !s.history.evals.some((e) => e.split === 'val'));
   const lines = [
     `${result.name} (spec ${result.specHash}, seed ${result.seed})`,
     table,
-    `selected model: val ${pct(result.bestValAccuracy)}, test ${pct(result.testAccuracy)}`,
+    noValidation ? `no validation split: nothing was selected (the model of the last step is kept); test ${pct(result.testAccuracy)}`
+      : `selected model: val ${pct(result.bestValAccuracy)}, test ${pct(result.testAccuracy)}`,
     `time: ${secs(result.timings.totalSeconds)} (source ${result.timings.sourceCached ? 'cached' : secs(result.timings.pretrainSeconds)}, ` +
       `transfer ${secs(result.timings.transferSeconds)})`,
   ];

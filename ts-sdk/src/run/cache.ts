@@ -1,16 +1,13 @@
 /** The pretrained-source cache: keyed by the hash of everything that produced the weights. */
 import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { afaHome } from '../paths.js';
+import { join } from 'node:path';
+import { cacheDir } from '../paths.js';
 import type { BackboneSpec } from '../dsl/backbone.js';
 import { contentHash } from '../dsl/hash.js';
 import type { Precision } from '../dsl/precision.js';
 import type { PretrainSource } from '../dsl/source.js';
 
-/** @default $AFA_CACHE, else ~/.cache/afa-transfer/cache */
-export function cacheDir(explicit?: string): string {
-  return resolve(explicit ?? process.env.AFA_CACHE ?? join(afaHome(), 'cache'));
-}
+export { cacheDir };
 
 /**
  * The identity of a pretrained source: the hash of everything that produced its weights. Layers do

@@ -4,6 +4,7 @@
  */
 import {
   ColorMode,
+  ResizeMode,
   OptimizerKind,
   Precision as PrecisionMessage,
   type BackboneSpec as BackboneMessage,
@@ -36,7 +37,10 @@ const DATASETS = {
   fashionMnist: (d) => ({ $case: 'fashionMnist', value: { directory: d.directory ?? '' } }),
   mnist: (d) => ({ $case: 'mnist', value: { directory: d.directory ?? '' } }),
   imageFolder: (d) => ({ $case: 'imageFolder', value: { root: d.root } }),
+  packed: (d) => ({ $case: 'packed', value: { sha256: d.sha256 } }),
 } satisfies OneofTable<DataSpec, DataMessage['dataset']>;
+
+const imageSet = (d: DataSpec) => (d.kind === 'imageFolder' || d.kind === 'packed' ? d : undefined);
 
 export function toDataMessage(d: DataSpec, defaultSeed: number): DataMessage {
   return {
@@ -49,6 +53,9 @@ export function toDataMessage(d: DataSpec, defaultSeed: number): DataMessage {
     imageSize: d.imageSize ?? 0,
     color: COLORS[d.color ?? 'native'],
     augment: d.augment ?? false,
+    resizeMode: imageSet(d)?.resizeMode === 'shorterSide' ? ResizeMode.RESIZE_MODE_SHORTER_SIDE : ResizeMode.RESIZE_MODE_SQUARE,
+    crop: imageSet(d)?.crop ?? 0,
+    skipBadFiles: imageSet(d)?.skipBadFiles ?? false,
   };
 }
 
@@ -188,7 +195,8 @@ export function toSpecField(field: string, context: SpecFieldContext = {}): stri
   if (field === 'source_weights' || field === 'source_weights_sha256') return context.sourceWeights ?? 'source.path';
   if (field === 'layers' || field.startsWith('layers[')) return `backbone.${field}`;
   if (field === 'data.dataset') return join(data, 'kind');
-  const dataset = /^data\.(fashion_mnist|mnist|image_folder)\.(.+)$/.exec(field);
+  if (field === 'data.packed.sha256') return join(data, 'sha256');
+  const dataset = /^data\.(fashion_mnist|mnist|image_folder|packed)\.(.+)$/.exec(field);
   if (dataset) return join(data, camel(dataset[2]!));
   if (field.startsWith('data.')) return join(data, ...field.slice(5).split('.').map(camel));
   if (field === 'stage.attention_images') return 'attentionImages'; // a run option, not a spec field

@@ -1,5 +1,6 @@
 /** Typed events and results of stages and experiments. */
-import { StageStatus, type Drift as DriftMessage, type EvalMetrics, type LayerAttention, type StabilityEstimate, type StageEvent, type StageSummary, type StepMetrics } from '../gen/afa/v1/afa.js';
+import { StageStatus, type Drift as DriftMessage, type EvalMetrics, type LayerAttention, type PhaseTiming, type Progress as ProgressMessage,
+  type StabilityEstimate, type StageEvent, type StageSummary, type StepMetrics } from '../gen/afa/v1/afa.js';
 
 import { fromSnapshotMessage, type AttentionSnapshot } from './attention.js';
 
@@ -30,6 +31,16 @@ export type Stability = StabilityEstimate;
  */
 export type Drift = DriftMessage;
 
+/**
+ * A phase before training, as it goes: `activity` is the worker's name for it (`source_load`,
+ * `data_decode`, `bn_recalibration`, `delta_probe`, `stability_estimate`, `feature_cache`); done of
+ * total (0 = unknown) `unit`s at `rate` per second, `seconds` since it began; `finished` at its end.
+ */
+export type ProgressPoint = Omit<ProgressMessage, 'phase'> & { activity: string };
+
+/** How long a phase before training took (`StageResult.phases`, the session event's `phases`). */
+export type PhaseTime = PhaseTiming;
+
 /** Attention entropy of one aligned layer over the last batch (nats), and the uniform maximum. */
 export type AttentionStat = LayerAttention;
 
@@ -59,6 +70,8 @@ export interface StageResult {
   attentionSnapshot?: AttentionSnapshot;
   /** The target's drift from the original source (stages with `measureDrift`). */
   drift?: Drift;
+  /** The phases before the first step (recalibration, DELTA's probe, the stability estimate, the feature cache) and their durations. */
+  phases: PhaseTime[];
   history: { steps: StepPoint[]; evals: EvalPoint[] };
 }
 
@@ -76,7 +89,18 @@ export type RunEvent =
     device: string; precision: string;
     /** sha256 of the source weights the worker loaded (transfer sessions with a source). */
     sourceSha256?: string;
+    /** sha256 of the data set (its deterministic pack): the same images, the same hash, on every worker. */
+    dataSha256?: string;
+    /** The phases of the session's creation (source load, data decode) and their durations. */
+    phases: PhaseTime[];
+    /** Images skipped because they did not decode (`skipBadFiles`). */
+    badFilesSkipped: number;
+    /** The backbone as built and the model's input (channels, height, width). */
+    backbone: string; inputShape: number[];
+    /** The memory layout its models run in ("channels_last" or "contiguous") and why. */
+    memoryFormat: string; layoutReason: string;
   }
+  | ({ type: 'progress'; phase: Phase; stage?: string } & ProgressPoint)
   | (EventBase & { type: 'stage-start'; index: number; iterations: number; regularizer: string; stability?: Stability })
   | (EventBase & { type: 'step'; iterations: number } & StepPoint)
   | (EventBase & { type: 'eval'; iterations: number } & EvalPoint)
@@ -101,6 +125,8 @@ export interface ExperimentResult {
   sourcePath: string | undefined;
   /** sha256 of the source weights the worker loaded: the same bytes on every worker. */
   sourceSha256?: string;
+  /** sha256 of the target data set's pack (undefined for a built-in set). */
+  dataSha256?: string;
   timings: { totalSeconds: number; pretrainSeconds: number; transferSeconds: number; sourceCached: boolean };
 }
 
@@ -145,6 +171,10 @@ export class StageAccumulator {
       }
       case 'summary':
         return { ...base, type: 'stage-end', result: this.result(e.value) };
+      case 'progress': {
+        const { phase: activity, ...rest } = e.value;
+        return { ...base, type: 'progress', activity, ...rest };
+      }
     }
   }
 
@@ -168,6 +198,7 @@ export class StageAccumulator {
       featureCacheBytes: s.featureCacheBytes,
       ...(s.stability ? { stability: { ...s.stability } } : {}),
       ...(s.drift ? { drift: { ...s.drift, layers: s.drift.layers.map((l) => ({ ...l })) } } : {}),
+      phases: s.phases.map((p) => ({ ...p })),
       ...(s.attentionSnapshot?.images.length ? { attentionSnapshot: fromSnapshotMessage(s.attentionSnapshot) } : {}),
       history: { steps: this.steps, evals: this.evals },
     };

@@ -12,8 +12,11 @@ import type { Precision } from '../dsl/precision.js';
 import type { PretrainSource } from '../dsl/source.js';
 import { sgd, stage } from '../dsl/stage.js';
 import { cacheDir, isCached, sourceCachePath } from './cache.js';
-import { inSpecTerms, toCreateSessionRequest } from './convert.js';
-import type { ExperimentResult, RunEvent, StageResult } from './events.js';
+import { inSpecTerms, toCreateSessionRequest, type SpecFieldContext } from './convert.js';
+import { dataReference, withOrigins, type DataReference } from './datasets.js';
+import { AfaError, UnimplementedError } from '../errors.js';
+import type { CreateSessionRequest } from '../gen/afa/v1/afa.js';
+import type { ExperimentResult, Phase, RunEvent, StageResult } from './events.js';
 import { AsyncQueue } from './queue.js';
 import { checkAttentionImages, Session } from './session.js';
 import { DEFAULT_ATTENTION_IMAGES } from './attention.js';
@@ -64,10 +67,37 @@ export function runExperiment(client: WorkerClient, spec: ExperimentSpec, option
 }
 
 /** The `session` event of a session just created. */
-function sessionEvent(phase: 'pretrain' | 'transfer', session: Session): RunEvent {
+function sessionEvent(phase: 'pretrain' | 'transfer', session: Session, dataSha256?: string): RunEvent {
   const i = session.info;
   return { type: 'session', phase, sessionId: session.id, trainSize: i.trainSize, valSize: i.valSize, testSize: i.testSize,
-    layers: i.layers, device: i.device, precision: i.precision, ...(i.sourceSha256 ? { sourceSha256: i.sourceSha256 } : {}) };
+    layers: i.layers, device: i.device, precision: i.precision, ...(i.sourceSha256 ? { sourceSha256: i.sourceSha256 } : {}),
+    ...(dataSha256 || i.dataSha256 ? { dataSha256: dataSha256 || i.dataSha256 } : {}), phases: i.phases, badFilesSkipped: i.badFilesSkipped,
+    backbone: i.backbone, inputShape: i.inputShape, memoryFormat: i.memoryFormat, layoutReason: i.layoutReason };
+}
+
+/**
+ * A session of the request on the worker, its phases (source load, data decode) emitted as progress
+ * events while they run; a refusal named as the spec spells it, a refused file by its own path.
+ */
+export async function openSession(client: WorkerClient, request: CreateSessionRequest, seed: number, phase: Phase, emit: (e: RunEvent) => void,
+  context: { data: DataReference; fields: SpecFieldContext; signal?: AbortSignal }): Promise<Session> {
+  const explain = (error: unknown) => inSpecTerms(withOrigins(error, context.data.origins), context.fields);
+  try {
+    for await (const event of client.openSession(request, { signal: context.signal })) {
+      const e = event.event;
+      if (e?.$case === 'progress') {
+        const { phase: activity, ...rest } = e.value;
+        emit({ type: 'progress', phase, activity, ...rest });
+      } else if (e?.$case === 'created') {
+        return new Session(client, e.value, seed);
+      }
+    }
+  } catch (error) {
+    if (!(error instanceof UnimplementedError)) throw explain(error);
+    // A worker of an earlier version: the session without its progress.
+    return new Session(client, await client.createSession(request, { signal: context.signal }).catch((e: unknown) => Promise.reject(explain(e))), seed);
+  }
+  throw new AfaError('OpenSession: the worker ended the stream without the session');
 }
 
 async function runStageTo(session: Session, s: Parameters<Session['runStage']>[0], opts: Parameters<Session['runStage']>[1],
@@ -93,12 +123,12 @@ export async function obtainSource(client: WorkerClient, spec: Pick<ExperimentSp
     emit({ type: 'source', phase: 'pretrain', cached: true, path });
     return { path, cached: true };
   }
-  const request = toCreateSessionRequest({ backbone: spec.backbone, data: source.data, seed: source.seed, device: spec.device,
+  const data = await dataReference(client, source.data, access, 'source.data', signal);
+  const request = toCreateSessionRequest({ backbone: spec.backbone, data: data.data, seed: source.seed, device: spec.device,
     precision: spec.precision, specJson: JSON.stringify({ pretrain: source, backbone: spec.backbone }) });
-  const session = new Session(client, await client.createSession(request, { signal })
-    .catch((error: unknown) => Promise.reject(inSpecTerms(error, { data: 'source.data' }))), source.seed);
+  const session = await openSession(client, request, source.seed, 'pretrain', emit, { data, fields: { data: 'source.data' }, signal });
   try {
-    emit(sessionEvent('pretrain', session));
+    emit(sessionEvent('pretrain', session, data.sha256));
     const pretrainStage = stage({
       name: 'pretrain',
       regularizer: noRegularizer({ weightDecay: source.weightDecay }),
@@ -174,12 +204,12 @@ async function runSchedule(client: WorkerClient, spec: ExperimentSpec, options: 
       ({ path: sourcePath, cached: sourceCached } = await obtainSource(client, spec, spec.source, dir, signal, emit, access));
     }
     const pretrainDone = performance.now();
-    const request = toCreateSessionRequest({ backbone: spec.backbone, data: spec.target, seed: spec.seed, device: spec.device,
+    const target = await dataReference(client, spec.target, access, 'target', signal);
+    const request = toCreateSessionRequest({ backbone: spec.backbone, data: target.data, seed: spec.seed, device: spec.device,
       precision: spec.precision, ...(await sourceReference(client, sourcePath, access, signal)), specJson: JSON.stringify(spec) });
-    const session = new Session(client, await client.createSession(request, { signal })
-      .catch((error: unknown) => Promise.reject(inSpecTerms(error))), spec.seed);
+    const session = await openSession(client, request, spec.seed, 'transfer', emit, { data: target, fields: {}, signal });
     try {
-      emit(sessionEvent('transfer', session));
+      emit(sessionEvent('transfer', session, target.sha256));
       const stages = await runSteps(session, spec, options, emit);
       const test = await testOnce(session, spec, signal, emit);
       let checkpointPath: string | undefined;
@@ -193,6 +223,7 @@ async function runSchedule(client: WorkerClient, spec: ExperimentSpec, options: 
       const result: ExperimentResult = {
         name: spec.name, specHash: hash, seed: spec.seed, classNames: session.info.classNames, stages, bestValAccuracy: stages.at(-1)?.bestValAccuracy ?? 0,
         testAccuracy: test?.accuracy, testLoss: test?.loss, checkpointPath, sourcePath, sourceSha256: session.info.sourceSha256 || undefined,
+        dataSha256: target.sha256 || session.info.dataSha256 || undefined,
         timings: { totalSeconds: (finished - started) / 1000, pretrainSeconds: (pretrainDone - started) / 1000,
           transferSeconds: (finished - pretrainDone) / 1000, sourceCached },
       };

@@ -4,7 +4,8 @@
  */
 import type { WorkerClient } from '../client/client.js';
 import type { CallOptions } from '../client/calls.js';
-import { AfaError, CancelledError, NotFoundError, SessionBusyError, UsageError } from '../errors.js';
+import { AfaError, CancelledError, NotFoundError, SessionBusyError, UsageError, WorkerCrashedError, WorkerUnavailableError, describeRunning,
+  type RunningContext } from '../errors.js';
 import { LIMITS } from '../dsl/limits.js';
 import { DEFAULT_ATTENTION_IMAGES } from './attention.js';
 import { Split, type CreateSessionResponse } from '../gen/afa/v1/afa.js';
@@ -76,6 +77,21 @@ export class Session {
     return this.info.sessionId;
   }
 
+  /** What this session runs, for a crash report: its model, input and layout as the worker built them. */
+  private running(doing: string): RunningContext {
+    return { sessionId: this.id, backbone: this.info.backbone || 'the backbone', inputShape: this.info.inputShape,
+      memoryFormat: this.info.memoryFormat || 'layout unknown', doing };
+  }
+
+  /** A worker lost mid-call, said with what this session was doing; other errors as they are. */
+  private lost(error: unknown, doing: string): unknown {
+    if (error instanceof WorkerCrashedError) return error.during(this.running(doing));
+    if (error instanceof WorkerUnavailableError) {
+      return new WorkerUnavailableError(error.method, error.status, `${error.details} (${describeRunning(this.running(doing))})`, { cause: error });
+    }
+    return error;
+  }
+
   /** Starts one stage; iterate the handle for events, await `result` for the summary. */
   runStage(stage: StageSpec, options: StageRunOptions = {}): StageHandle {
     if (this.closed) throw new AfaError(`session ${this.id} is closed`);
@@ -94,7 +110,8 @@ export class Session {
         }
       } catch (raw) {
         // A refused field named as the spec spells it: schedule[i]... in a run, the stage's own fields alone.
-        const error = inSpecTerms(raw, { stage: options.phase === 'pretrain' ? 'source' : options.index === undefined ? '' : `schedule[${options.index}]` });
+        const error = this.lost(inSpecTerms(raw, { stage: options.phase === 'pretrain' ? 'source' : options.index === undefined ? '' : `schedule[${options.index}]` }),
+          `running stage "${stage.name}"`);
         queue.fail(error);
         throw error;
       }
@@ -111,7 +128,8 @@ export class Session {
   }
 
   async evaluate(split: SplitName, options: CallOptions = {}): Promise<{ loss: number; accuracy: number; count: number }> {
-    const response = await this.client.evaluate(this.id, SPLITS[split], options);
+    const response = await this.client.evaluate(this.id, SPLITS[split], options).catch((error: unknown) =>
+      Promise.reject(this.lost(error, `evaluating on ${split}`)));
     return { loss: response.loss, accuracy: response.accuracy, count: response.count };
   }
 

@@ -80,16 +80,27 @@ export interface DispatcherOptions<W extends SlotWorker> {
   /** A record for a trial that failed for good (its error message). */
   failed: (trial: TrialPlan, error: string) => TrialRecord;
   /** Every finished attempt's record (completed, pruned, or failed for good), with its attempt count. */
-  record: (trial: TrialPlan, record: TrialRecord, attempt: number, slot: DispatchSlot<W>, startedMs: number) => void;
+  record: (trial: TrialPlan, record: TrialRecord, attempt: number, slot: DispatchSlot<W>, startedMs: number, retries: TrialRetry[]) => void;
   emit?: (event: DispatchEvent) => void;
   signal?: AbortSignal;
 }
 
 const message = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
+/** An attempt that failed and was tried again: where it ran and why it failed (its first line: a crash's names its session and model). */
+export interface TrialRetry {
+  attempt: number;
+  worker: string;
+  error: string;
+}
+
+/** At most this many characters of a retried attempt's error are kept in its record. */
+const RETRY_ERROR_CHARS = 1000;
+
 export class Dispatcher<W extends SlotWorker> {
   private readonly states = new Map<DispatchSlot<W>, SlotState>();
   private readonly attempts = new Map<string, number>();
+  private readonly retries = new Map<string, TrialRetry[]>();
   /** Every state change, in order (for tests and logs). */
   readonly transitions: Array<{ slot: string; from: SlotState; to: SlotState }> = [];
   private readonly drained = new AbortController();
@@ -154,18 +165,24 @@ export class Dispatcher<W extends SlotWorker> {
     this.options.emit?.({ type: 'trial-start', trial, slot: slot.name, attempt });
     const started = performance.now();
     try {
-      this.options.record(trial, await this.options.run(slot, trial, signal), attempt, slot, started);
+      this.options.record(trial, await this.options.run(slot, trial, signal), attempt, slot, started, this.retriesOf(trial));
       return 'ok';
     } catch (error) {
       if (signal?.aborted) return 'stop'; // interrupted: an unfinished trial is not recorded
       if (retry.shouldRetry(error, attempt)) {
         this.options.emit?.({ type: 'trial-retry', trial, slot: slot.name, attempt, error: message(error) });
+        const retried = { attempt, worker: slot.name, error: message(error).split('\n')[0]!.slice(0, RETRY_ERROR_CHARS) };
+        this.retries.set(trial.trialId, [...this.retriesOf(trial), retried]);
         this.options.source.retry(trial); // first in line for a live slot, while this one comes back
       } else {
-        this.options.record(trial, this.options.failed(trial, message(error)), attempt, slot, started);
+        this.options.record(trial, this.options.failed(trial, message(error)), attempt, slot, started, this.retriesOf(trial));
       }
       return isWorkerLoss(error) ? 'lost' : 'ok';
     }
+  }
+
+  private retriesOf(trial: TrialPlan): TrialRetry[] {
+    return this.retries.get(trial.trialId) ?? [];
   }
 
   /** A new worker for the slot; false when it cannot get one (retired) or need not (drained, interrupted). */
@@ -186,7 +203,7 @@ export class Dispatcher<W extends SlotWorker> {
         // No worker left to run what remains: each is recorded as failed, and a --resume runs it.
         for (const left of this.options.source.drain()) {
           this.options.record(left, this.options.failed(left, `no worker left: ${message(lost)}`), this.attempts.get(left.trialId) ?? 0,
-            slot, performance.now());
+            slot, performance.now(), this.retriesOf(left));
         }
       }
       return false;

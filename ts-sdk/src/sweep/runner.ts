@@ -162,8 +162,9 @@ export async function runSweep(sweep: SweepSpec, options: SweepRunOptions): Prom
         onEval: (point) => emit({ type: 'trial-eval', trial, worker: slot.name, point }),
         onRunEvent: options.onTrialEvent && ((event) => options.onTrialEvent!(trial, event)),
       }),
-      record: (_trial, entry, attempt, slot, started) => {
+      record: (_trial, entry, attempt, slot, started, retries) => {
         entry.attempts = attempt;
+        if (retries.length) entry.retries = retries;
         entry.worker = slot.name;
         if (slot.node) entry.node = slot.node;
         entry.wallSeconds = (performance.now() - started) / 1000;

@@ -43,9 +43,13 @@ export interface TrialRecord {
   spec: ExperimentSpec;
   error?: string;
   attempts: number;
+  /** Attempts that failed and ran again, with why (a worker crash names the session, model, input and layout). */
+  retries?: { attempt: number; worker: string; error: string }[];
   worker: string;
   /** The machine the last attempt ran on (host, and for Ray its address and node id; older records lack it). */
   node?: string;
+  /** sha256 of the target data set's pack (image sets; older records lack it). */
+  dataSha256?: string;
   wallSeconds: number;
   finishedAt: string;
 }

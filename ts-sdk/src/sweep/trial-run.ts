@@ -85,7 +85,7 @@ export async function runTrial(options: TrialRunOptions): Promise<TrialRecord> {
     const last = result.stages.at(-1)!;
     const attention = result.stages.flatMap((stage, i) =>
       stage.attention.map((a) => ({ stage: i, layer: a.layer, entropy: a.entropy, maxEntropy: a.maxEntropy })));
-    return { ...baseRecord(trial), status: 'completed', curve, attention,
+    return { ...baseRecord(trial), status: 'completed', curve, attention, ...(result.dataSha256 ? { dataSha256: result.dataSha256 } : {}),
       metrics: { bestValAccuracy: result.bestValAccuracy, finalValAccuracy: last.finalValAccuracy, finalValLoss: last.finalValLoss,
         testAccuracy: result.testAccuracy ?? null } };
   } catch (error) {

@@ -17,7 +17,8 @@ import type { DataSpec } from '../dsl/data.js';
 import type { Precision } from '../dsl/precision.js';
 import { inSpecTerms, PRECISION_MESSAGES, toCreateSessionRequest } from '../run/convert.js';
 import { resolve } from 'node:path';
-import { obtainSource, runExperiment, sourceReference, type ExperimentRun, type RunOptions } from '../run/runner.js';
+import { obtainSource, openSession, runExperiment, sourceReference, type ExperimentRun, type RunOptions } from '../run/runner.js';
+import { dataReference } from '../run/datasets.js';
 import type { WeightsAccess } from '../run/weights.js';
 import { cacheDir } from '../run/cache.js';
 import { packageVersion } from '../paths.js';
@@ -236,14 +237,16 @@ export class Worker {
     /** @default "auto" (see `Precision`) */
     precision?: Precision;
     signal?: AbortSignal;
+    /** The creation's progress events (source load, data decode). */
+    onEvent?: (event: RunEvent) => void;
   }): Promise<Session> {
     this.assertRunning('createSession');
     const seed = options.seed ?? 0;
     const source = await sourceReference(this.client, options.sourceWeights, this.weightsAccess, options.signal);
-    const request = toCreateSessionRequest({ ...options, sourceWeights: undefined, ...source, seed });
-    const response = await this.client.createSession(request, { signal: options.signal })
-      .catch((error: unknown) => Promise.reject(inSpecTerms(error, { data: 'data', sourceWeights: 'sourceWeights' })));
-    return new Session(this.client, response, seed);
+    const data = await dataReference(this.client, options.data, this.weightsAccess, 'data', options.signal);
+    const request = toCreateSessionRequest({ ...options, data: data.data, sourceWeights: undefined, ...source, seed });
+    return openSession(this.client, request, seed, 'transfer', options.onEvent ?? (() => undefined),
+      { data, fields: { data: 'data', sourceWeights: 'sourceWeights' }, signal: options.signal });
   }
 
   /**

@@ -99,6 +99,21 @@ class AfaWorkerStub:
                 request_serializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.ExportOnnxRequest.SerializeToString,
                 response_deserializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.ExportOnnxResponse.FromString,
                 _registered_method=True)
+        self.HasDataset = channel.unary_unary(
+                '/afa.v1.AfaWorker/HasDataset',
+                request_serializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.HasWeightsRequest.SerializeToString,
+                response_deserializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.HasWeightsResponse.FromString,
+                _registered_method=True)
+        self.PutDataset = channel.stream_unary(
+                '/afa.v1.AfaWorker/PutDataset',
+                request_serializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.WeightsChunk.SerializeToString,
+                response_deserializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.PutWeightsResponse.FromString,
+                _registered_method=True)
+        self.OpenSession = channel.unary_stream(
+                '/afa.v1.AfaWorker/OpenSession',
+                request_serializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.CreateSessionRequest.SerializeToString,
+                response_deserializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.SessionEvent.FromString,
+                _registered_method=True)
 
 
 class AfaWorkerServicer:
@@ -201,6 +216,28 @@ class AfaWorkerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def HasDataset(self, request, context):
+        """Data sets travel like weights: packed deterministically (PackedData), named by sha256, uploaded
+        in chunks, kept once per node in the worker's verified, bounded data set store.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutDataset(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def OpenSession(self, request, context):
+        """CreateSession with its progress: the phases before the session is ready (source load, data
+        decode) as Progress events, then the session. A client that goes away cancels it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AfaWorkerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -268,6 +305,21 @@ def add_AfaWorkerServicer_to_server(servicer, server):
                     servicer.ExportOnnx,
                     request_deserializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.ExportOnnxRequest.FromString,
                     response_serializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.ExportOnnxResponse.SerializeToString,
+            ),
+            'HasDataset': grpc.unary_unary_rpc_method_handler(
+                    servicer.HasDataset,
+                    request_deserializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.HasWeightsRequest.FromString,
+                    response_serializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.HasWeightsResponse.SerializeToString,
+            ),
+            'PutDataset': grpc.stream_unary_rpc_method_handler(
+                    servicer.PutDataset,
+                    request_deserializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.WeightsChunk.FromString,
+                    response_serializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.PutWeightsResponse.SerializeToString,
+            ),
+            'OpenSession': grpc.unary_stream_rpc_method_handler(
+                    servicer.OpenSession,
+                    request_deserializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.CreateSessionRequest.FromString,
+                    response_serializer=afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.SessionEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -621,6 +673,87 @@ class AfaWorker:
             '/afa.v1.AfaWorker/ExportOnnx',
             afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.ExportOnnxRequest.SerializeToString,
             afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.ExportOnnxResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HasDataset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/afa.v1.AfaWorker/HasDataset',
+            afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.HasWeightsRequest.SerializeToString,
+            afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.HasWeightsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutDataset(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/afa.v1.AfaWorker/PutDataset',
+            afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.WeightsChunk.SerializeToString,
+            afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.PutWeightsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OpenSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/afa.v1.AfaWorker/OpenSession',
+            afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.CreateSessionRequest.SerializeToString,
+            afa__worker_dot___gen_dot_afa_dot_v1_dot_afa__pb2.SessionEvent.FromString,
             options,
             channel_credentials,
             insecure,

@@ -35,6 +35,42 @@ export const protobufFileName = "afa/v1/afa.proto";
  * stages. Messages may grow; fields are never renamed or renumbered.
  */
 
+/** How image_size resizes an ImageFolder or packed set. */
+export enum ResizeMode {
+  /** RESIZE_MODE_SQUARE - The whole image to image_size x image_size, ignoring its aspect. */
+  RESIZE_MODE_SQUARE = 0,
+  /** RESIZE_MODE_SHORTER_SIDE - The shorter side to image_size, the longer one then center-cropped to image_size. */
+  RESIZE_MODE_SHORTER_SIDE = 1,
+  UNRECOGNIZED = -1,
+}
+
+export function resizeModeFromJSON(object: any): ResizeMode {
+  switch (object) {
+    case 0:
+    case "RESIZE_MODE_SQUARE":
+      return ResizeMode.RESIZE_MODE_SQUARE;
+    case 1:
+    case "RESIZE_MODE_SHORTER_SIDE":
+      return ResizeMode.RESIZE_MODE_SHORTER_SIDE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return ResizeMode.UNRECOGNIZED;
+  }
+}
+
+export function resizeModeToJSON(object: ResizeMode): string {
+  switch (object) {
+    case ResizeMode.RESIZE_MODE_SQUARE:
+      return "RESIZE_MODE_SQUARE";
+    case ResizeMode.RESIZE_MODE_SHORTER_SIDE:
+      return "RESIZE_MODE_SHORTER_SIDE";
+    case ResizeMode.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export enum ColorMode {
   COLOR_MODE_NATIVE = 0,
   COLOR_MODE_GRAYSCALE = 1,
@@ -306,11 +342,21 @@ export interface ImageFolderData {
   root: string;
 }
 
+/**
+ * A data set packed by the SDK (an ImageFolder, or images held in memory) in the worker's data set
+ * store: a deterministic tar of train/, val/ and test/ class folders and a manifest,
+ * afa-dataset.json ({"format": "afa-dataset/1", "classNames": [...]}, label order).
+ */
+export interface PackedData {
+  sha256: string;
+}
+
 export interface DataSpec {
   dataset:
     | { $case: "fashionMnist"; value: FashionMnistData }
     | { $case: "mnist"; value: MnistData }
     | { $case: "imageFolder"; value: ImageFolderData }
+    | { $case: "packed"; value: PackedData }
     | undefined;
   /** Few-label sampling: training images kept per class; 0 = all. */
   labelsPerClass: number;
@@ -330,6 +376,15 @@ export interface DataSpec {
   augment: boolean;
   /** Test images kept per class; 0 = all. */
   testPerClass: number;
+  resizeMode: ResizeMode;
+  /**
+   * > 0: training batches are random crops of this side from the resized images, flipped
+   * horizontally at random (the paper's RandomCrop(224) + flip, on the device); val and test are
+   * center crops. Must be at most image_size.
+   */
+  crop: number;
+  /** Images that do not decode are skipped (and counted) instead of refusing the data set. */
+  skipBadFiles: boolean;
 }
 
 export interface CreateSessionRequest {
@@ -526,6 +581,52 @@ export interface CreateSessionResponse {
   sourceSha256: string;
   /** The data's class names, in label order. */
   classNames: string[];
+  /** sha256 of the packed data set the session trained on ("" for a built-in set or a folder read by path). */
+  dataSha256: string;
+  /** The phases of the creation and their durations (source load, data decode, ...). */
+  phases: PhaseTiming[];
+  /** Images skipped because they did not decode (DataSpec.skip_bad_files). */
+  badFilesSkipped: number;
+  /**
+   * What the session trains on, for anyone reporting it (and a crash): the backbone as built
+   * ("small_resnet width 8 depth 1"), the model's input (channels, height, width), and the memory
+   * layout its models run in ("channels_last" or "contiguous") with why.
+   */
+  backbone: string;
+  inputShape: number[];
+  memoryFormat: string;
+  layoutReason: string;
+}
+
+/**
+ * Progress of a phase before training (source load, data decode, batch-norm recalibration, DELTA's
+ * probe, the stability estimate, the feature cache): long starts are never silent.
+ */
+export interface Progress {
+  /** "source_load", "data_decode", "bn_recalibration", "delta_probe", "stability_estimate", "feature_cache". */
+  phase: string;
+  done: number;
+  /** 0 when not known in advance. */
+  total: number;
+  /** What done counts: "images", "channels", "products", "batches". */
+  unit: string;
+  /** Units per second so far. */
+  rate: number;
+  /** Since the phase began. */
+  seconds: number;
+  finished: boolean;
+  /** e.g. "cache hit: read the decoded images from disk". */
+  detail: string;
+}
+
+export interface PhaseTiming {
+  phase: string;
+  seconds: number;
+  detail: string;
+}
+
+export interface SessionEvent {
+  event: { $case: "progress"; value: Progress } | { $case: "created"; value: CreateSessionResponse } | undefined;
 }
 
 export interface CloseSessionRequest {
@@ -774,7 +875,11 @@ export interface StageSummary {
     | StabilityEstimate
     | undefined;
   /** StageSpec.measure_drift: the target against the source the session was created from. */
-  drift: Drift | undefined;
+  drift:
+    | Drift
+    | undefined;
+  /** The phases before the first step and their durations. */
+  phases: PhaseTiming[];
 }
 
 /**
@@ -852,6 +957,12 @@ export interface StageEvent {
     | { $case: "step"; value: StepMetrics }
     | { $case: "eval"; value: EvalMetrics }
     | { $case: "summary"; value: StageSummary }
+    | //
+    /**
+     * A phase before the first step (batch-norm recalibration, DELTA's probe, the stability
+     * estimate, the feature cache).
+     */
+    { $case: "progress"; value: Progress }
     | undefined;
 }
 
@@ -905,6 +1016,8 @@ export interface HasWeightsRequest {
 export interface HasWeightsResponse {
   present: boolean;
   bytes: number;
+  /** Another client is uploading these bytes to this node now: wait, and ask again. */
+  uploading: boolean;
 }
 
 /**
@@ -922,6 +1035,11 @@ export interface PutWeightsResponse {
   bytes: number;
   /** The store held the file already; the upload was read and dropped. */
   alreadyPresent: boolean;
+  /**
+   * Another upload of the same bytes is under way on this node: nothing was read; ask Has* again
+   * until the file is present (one upload per node, whatever the number of workers).
+   */
+  inProgress: boolean;
 }
 
 export interface GetWeightsRequest {
@@ -1860,6 +1978,73 @@ export const ImageFolderData: MessageFns<ImageFolderData> = {
   },
 };
 
+function createBasePackedData(): PackedData {
+  return { sha256: "" };
+}
+
+export const PackedData: MessageFns<PackedData> = {
+  encode(message: PackedData, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sha256 !== "") {
+      writer.uint32(10).string(message.sha256);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PackedData {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePackedData();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sha256 = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PackedData {
+    return { sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "" };
+  },
+
+  toJSON(message: PackedData): unknown {
+    const obj: any = {};
+    if (message.sha256 !== "") {
+      obj.sha256 = message.sha256;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PackedData>, I>>(base?: I): PackedData {
+    return PackedData.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PackedData>, I>>(object: I): PackedData {
+    const message = createBasePackedData();
+    message.sha256 = object.sha256 ?? "";
+    return message;
+  },
+};
+
 function createBaseDataSpec(): DataSpec {
   return {
     dataset: undefined,
@@ -1871,6 +2056,9 @@ function createBaseDataSpec(): DataSpec {
     color: 0,
     augment: false,
     testPerClass: 0,
+    resizeMode: 0,
+    crop: 0,
+    skipBadFiles: false,
   };
 }
 
@@ -1885,6 +2073,9 @@ export const DataSpec: MessageFns<DataSpec> = {
         break;
       case "imageFolder":
         ImageFolderData.encode(message.dataset.value, writer.uint32(26).fork()).join();
+        break;
+      case "packed":
+        PackedData.encode(message.dataset.value, writer.uint32(34).fork()).join();
         break;
     }
     if (message.labelsPerClass !== 0) {
@@ -1914,6 +2105,15 @@ export const DataSpec: MessageFns<DataSpec> = {
     }
     if (message.testPerClass !== 0) {
       writer.uint32(136).uint32(message.testPerClass);
+    }
+    if (message.resizeMode !== 0) {
+      writer.uint32(144).int32(message.resizeMode);
+    }
+    if (message.crop !== 0) {
+      writer.uint32(152).uint32(message.crop);
+    }
+    if (message.skipBadFiles !== false) {
+      writer.uint32(160).bool(message.skipBadFiles);
     }
     return writer;
   },
@@ -1953,6 +2153,14 @@ export const DataSpec: MessageFns<DataSpec> = {
             }
 
             message.dataset = { $case: "imageFolder", value: ImageFolderData.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.dataset = { $case: "packed", value: PackedData.decode(reader, reader.uint32()) };
             continue;
           }
           case 10: {
@@ -2029,6 +2237,30 @@ export const DataSpec: MessageFns<DataSpec> = {
             message.testPerClass = reader.uint32();
             continue;
           }
+          case 18: {
+            if (tag !== 144) {
+              break;
+            }
+
+            message.resizeMode = reader.int32() as any;
+            continue;
+          }
+          case 19: {
+            if (tag !== 152) {
+              break;
+            }
+
+            message.crop = reader.uint32();
+            continue;
+          }
+          case 20: {
+            if (tag !== 160) {
+              break;
+            }
+
+            message.skipBadFiles = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2053,6 +2285,8 @@ export const DataSpec: MessageFns<DataSpec> = {
         ? { $case: "imageFolder", value: ImageFolderData.fromJSON(object.imageFolder) }
         : isSet(object.image_folder)
         ? { $case: "imageFolder", value: ImageFolderData.fromJSON(object.image_folder) }
+        : isSet(object.packed)
+        ? { $case: "packed", value: PackedData.fromJSON(object.packed) }
         : undefined,
       labelsPerClass: isSet(object.labelsPerClass)
         ? globalThis.Number(object.labelsPerClass)
@@ -2078,6 +2312,17 @@ export const DataSpec: MessageFns<DataSpec> = {
         : isSet(object.test_per_class)
         ? globalThis.Number(object.test_per_class)
         : 0,
+      resizeMode: isSet(object.resizeMode)
+        ? resizeModeFromJSON(object.resizeMode)
+        : isSet(object.resize_mode)
+        ? resizeModeFromJSON(object.resize_mode)
+        : 0,
+      crop: isSet(object.crop) ? globalThis.Number(object.crop) : 0,
+      skipBadFiles: isSet(object.skipBadFiles)
+        ? globalThis.Boolean(object.skipBadFiles)
+        : isSet(object.skip_bad_files)
+        ? globalThis.Boolean(object.skip_bad_files)
+        : false,
     };
   },
 
@@ -2089,6 +2334,8 @@ export const DataSpec: MessageFns<DataSpec> = {
       obj.mnist = MnistData.toJSON(message.dataset.value);
     } else if (message.dataset?.$case === "imageFolder") {
       obj.imageFolder = ImageFolderData.toJSON(message.dataset.value);
+    } else if (message.dataset?.$case === "packed") {
+      obj.packed = PackedData.toJSON(message.dataset.value);
     }
     if (message.labelsPerClass !== 0) {
       obj.labelsPerClass = Math.round(message.labelsPerClass);
@@ -2113,6 +2360,15 @@ export const DataSpec: MessageFns<DataSpec> = {
     }
     if (message.testPerClass !== 0) {
       obj.testPerClass = Math.round(message.testPerClass);
+    }
+    if (message.resizeMode !== 0) {
+      obj.resizeMode = resizeModeToJSON(message.resizeMode);
+    }
+    if (message.crop !== 0) {
+      obj.crop = Math.round(message.crop);
+    }
+    if (message.skipBadFiles !== false) {
+      obj.skipBadFiles = message.skipBadFiles;
     }
     return obj;
   },
@@ -2141,6 +2397,12 @@ export const DataSpec: MessageFns<DataSpec> = {
         }
         break;
       }
+      case "packed": {
+        if (object.dataset?.value !== undefined && object.dataset?.value !== null) {
+          message.dataset = { $case: "packed", value: PackedData.fromPartial(object.dataset.value) };
+        }
+        break;
+      }
     }
     message.labelsPerClass = object.labelsPerClass ?? 0;
     message.valPerClass = object.valPerClass ?? 0;
@@ -2150,6 +2412,9 @@ export const DataSpec: MessageFns<DataSpec> = {
     message.color = object.color ?? 0;
     message.augment = object.augment ?? false;
     message.testPerClass = object.testPerClass ?? 0;
+    message.resizeMode = object.resizeMode ?? 0;
+    message.crop = object.crop ?? 0;
+    message.skipBadFiles = object.skipBadFiles ?? false;
     return message;
   },
 };
@@ -4199,6 +4464,13 @@ function createBaseCreateSessionResponse(): CreateSessionResponse {
     precision: "",
     sourceSha256: "",
     classNames: [],
+    dataSha256: "",
+    phases: [],
+    badFilesSkipped: 0,
+    backbone: "",
+    inputShape: [],
+    memoryFormat: "",
+    layoutReason: "",
   };
 }
 
@@ -4242,6 +4514,31 @@ export const CreateSessionResponse: MessageFns<CreateSessionResponse> = {
     }
     for (const v of message.classNames) {
       writer.uint32(106).string(v!);
+    }
+    if (message.dataSha256 !== "") {
+      writer.uint32(114).string(message.dataSha256);
+    }
+    for (const v of message.phases) {
+      PhaseTiming.encode(v!, writer.uint32(122).fork()).join();
+    }
+    if (message.badFilesSkipped !== 0) {
+      writer.uint32(128).uint32(message.badFilesSkipped);
+    }
+    if (message.backbone !== "") {
+      writer.uint32(138).string(message.backbone);
+    }
+    if (message.inputShape.length !== 0) {
+      writer.uint32(146).fork();
+      for (const v of message.inputShape) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    if (message.memoryFormat !== "") {
+      writer.uint32(154).string(message.memoryFormat);
+    }
+    if (message.layoutReason !== "") {
+      writer.uint32(162).string(message.layoutReason);
     }
     return writer;
   },
@@ -4363,6 +4660,72 @@ export const CreateSessionResponse: MessageFns<CreateSessionResponse> = {
             message.classNames.push(reader.string());
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.dataSha256 = reader.string();
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.phases.push(PhaseTiming.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.badFilesSkipped = reader.uint32();
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.backbone = reader.string();
+            continue;
+          }
+          case 18: {
+            if (tag === 144) {
+              message.inputShape.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 146) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.inputShape.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.memoryFormat = reader.string();
+            continue;
+          }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.layoutReason = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4430,6 +4793,35 @@ export const CreateSessionResponse: MessageFns<CreateSessionResponse> = {
         : globalThis.Array.isArray(object?.class_names)
         ? object.class_names.map((e: any) => globalThis.String(e))
         : [],
+      dataSha256: isSet(object.dataSha256)
+        ? globalThis.String(object.dataSha256)
+        : isSet(object.data_sha256)
+        ? globalThis.String(object.data_sha256)
+        : "",
+      phases: globalThis.Array.isArray(object?.phases)
+        ? object.phases.map((e: any) => PhaseTiming.fromJSON(e))
+        : [],
+      badFilesSkipped: isSet(object.badFilesSkipped)
+        ? globalThis.Number(object.badFilesSkipped)
+        : isSet(object.bad_files_skipped)
+        ? globalThis.Number(object.bad_files_skipped)
+        : 0,
+      backbone: isSet(object.backbone) ? globalThis.String(object.backbone) : "",
+      inputShape: globalThis.Array.isArray(object?.inputShape)
+        ? object.inputShape.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.input_shape)
+        ? object.input_shape.map((e: any) => globalThis.Number(e))
+        : [],
+      memoryFormat: isSet(object.memoryFormat)
+        ? globalThis.String(object.memoryFormat)
+        : isSet(object.memory_format)
+        ? globalThis.String(object.memory_format)
+        : "",
+      layoutReason: isSet(object.layoutReason)
+        ? globalThis.String(object.layoutReason)
+        : isSet(object.layout_reason)
+        ? globalThis.String(object.layout_reason)
+        : "",
     };
   },
 
@@ -4474,6 +4866,27 @@ export const CreateSessionResponse: MessageFns<CreateSessionResponse> = {
     if (message.classNames?.length) {
       obj.classNames = message.classNames;
     }
+    if (message.dataSha256 !== "") {
+      obj.dataSha256 = message.dataSha256;
+    }
+    if (message.phases?.length) {
+      obj.phases = message.phases.map((e) => PhaseTiming.toJSON(e));
+    }
+    if (message.badFilesSkipped !== 0) {
+      obj.badFilesSkipped = Math.round(message.badFilesSkipped);
+    }
+    if (message.backbone !== "") {
+      obj.backbone = message.backbone;
+    }
+    if (message.inputShape?.length) {
+      obj.inputShape = message.inputShape.map((e) => Math.round(e));
+    }
+    if (message.memoryFormat !== "") {
+      obj.memoryFormat = message.memoryFormat;
+    }
+    if (message.layoutReason !== "") {
+      obj.layoutReason = message.layoutReason;
+    }
     return obj;
   },
 
@@ -4495,6 +4908,396 @@ export const CreateSessionResponse: MessageFns<CreateSessionResponse> = {
     message.precision = object.precision ?? "";
     message.sourceSha256 = object.sourceSha256 ?? "";
     message.classNames = object.classNames?.map((e) => e) || [];
+    message.dataSha256 = object.dataSha256 ?? "";
+    message.phases = object.phases?.map((e) => PhaseTiming.fromPartial(e)) || [];
+    message.badFilesSkipped = object.badFilesSkipped ?? 0;
+    message.backbone = object.backbone ?? "";
+    message.inputShape = object.inputShape?.map((e) => e) || [];
+    message.memoryFormat = object.memoryFormat ?? "";
+    message.layoutReason = object.layoutReason ?? "";
+    return message;
+  },
+};
+
+function createBaseProgress(): Progress {
+  return { phase: "", done: 0, total: 0, unit: "", rate: 0, seconds: 0, finished: false, detail: "" };
+}
+
+export const Progress: MessageFns<Progress> = {
+  encode(message: Progress, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.phase !== "") {
+      writer.uint32(10).string(message.phase);
+    }
+    if (message.done !== 0) {
+      writer.uint32(16).uint64(message.done);
+    }
+    if (message.total !== 0) {
+      writer.uint32(24).uint64(message.total);
+    }
+    if (message.unit !== "") {
+      writer.uint32(34).string(message.unit);
+    }
+    if (message.rate !== 0) {
+      writer.uint32(41).double(message.rate);
+    }
+    if (message.seconds !== 0) {
+      writer.uint32(49).double(message.seconds);
+    }
+    if (message.finished !== false) {
+      writer.uint32(56).bool(message.finished);
+    }
+    if (message.detail !== "") {
+      writer.uint32(66).string(message.detail);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Progress {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseProgress();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.phase = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.done = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.total = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.unit = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 41) {
+              break;
+            }
+
+            message.rate = reader.double();
+            continue;
+          }
+          case 6: {
+            if (tag !== 49) {
+              break;
+            }
+
+            message.seconds = reader.double();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.finished = reader.bool();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.detail = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Progress {
+    return {
+      phase: isSet(object.phase) ? globalThis.String(object.phase) : "",
+      done: isSet(object.done) ? globalThis.Number(object.done) : 0,
+      total: isSet(object.total) ? globalThis.Number(object.total) : 0,
+      unit: isSet(object.unit) ? globalThis.String(object.unit) : "",
+      rate: isSet(object.rate) ? globalThis.Number(object.rate) : 0,
+      seconds: isSet(object.seconds) ? globalThis.Number(object.seconds) : 0,
+      finished: isSet(object.finished) ? globalThis.Boolean(object.finished) : false,
+      detail: isSet(object.detail) ? globalThis.String(object.detail) : "",
+    };
+  },
+
+  toJSON(message: Progress): unknown {
+    const obj: any = {};
+    if (message.phase !== "") {
+      obj.phase = message.phase;
+    }
+    if (message.done !== 0) {
+      obj.done = Math.round(message.done);
+    }
+    if (message.total !== 0) {
+      obj.total = Math.round(message.total);
+    }
+    if (message.unit !== "") {
+      obj.unit = message.unit;
+    }
+    if (message.rate !== 0) {
+      obj.rate = floatToJson(message.rate);
+    }
+    if (message.seconds !== 0) {
+      obj.seconds = floatToJson(message.seconds);
+    }
+    if (message.finished !== false) {
+      obj.finished = message.finished;
+    }
+    if (message.detail !== "") {
+      obj.detail = message.detail;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Progress>, I>>(base?: I): Progress {
+    return Progress.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Progress>, I>>(object: I): Progress {
+    const message = createBaseProgress();
+    message.phase = object.phase ?? "";
+    message.done = object.done ?? 0;
+    message.total = object.total ?? 0;
+    message.unit = object.unit ?? "";
+    message.rate = object.rate ?? 0;
+    message.seconds = object.seconds ?? 0;
+    message.finished = object.finished ?? false;
+    message.detail = object.detail ?? "";
+    return message;
+  },
+};
+
+function createBasePhaseTiming(): PhaseTiming {
+  return { phase: "", seconds: 0, detail: "" };
+}
+
+export const PhaseTiming: MessageFns<PhaseTiming> = {
+  encode(message: PhaseTiming, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.phase !== "") {
+      writer.uint32(10).string(message.phase);
+    }
+    if (message.seconds !== 0) {
+      writer.uint32(17).double(message.seconds);
+    }
+    if (message.detail !== "") {
+      writer.uint32(26).string(message.detail);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PhaseTiming {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePhaseTiming();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.phase = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.seconds = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.detail = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PhaseTiming {
+    return {
+      phase: isSet(object.phase) ? globalThis.String(object.phase) : "",
+      seconds: isSet(object.seconds) ? globalThis.Number(object.seconds) : 0,
+      detail: isSet(object.detail) ? globalThis.String(object.detail) : "",
+    };
+  },
+
+  toJSON(message: PhaseTiming): unknown {
+    const obj: any = {};
+    if (message.phase !== "") {
+      obj.phase = message.phase;
+    }
+    if (message.seconds !== 0) {
+      obj.seconds = floatToJson(message.seconds);
+    }
+    if (message.detail !== "") {
+      obj.detail = message.detail;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PhaseTiming>, I>>(base?: I): PhaseTiming {
+    return PhaseTiming.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PhaseTiming>, I>>(object: I): PhaseTiming {
+    const message = createBasePhaseTiming();
+    message.phase = object.phase ?? "";
+    message.seconds = object.seconds ?? 0;
+    message.detail = object.detail ?? "";
+    return message;
+  },
+};
+
+function createBaseSessionEvent(): SessionEvent {
+  return { event: undefined };
+}
+
+export const SessionEvent: MessageFns<SessionEvent> = {
+  encode(message: SessionEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.event?.$case) {
+      case "progress":
+        Progress.encode(message.event.value, writer.uint32(10).fork()).join();
+        break;
+      case "created":
+        CreateSessionResponse.encode(message.event.value, writer.uint32(18).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SessionEvent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSessionEvent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.event = { $case: "progress", value: Progress.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.event = { $case: "created", value: CreateSessionResponse.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SessionEvent {
+    return {
+      event: isSet(object.progress)
+        ? { $case: "progress", value: Progress.fromJSON(object.progress) }
+        : isSet(object.created)
+        ? { $case: "created", value: CreateSessionResponse.fromJSON(object.created) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: SessionEvent): unknown {
+    const obj: any = {};
+    if (message.event?.$case === "progress") {
+      obj.progress = Progress.toJSON(message.event.value);
+    } else if (message.event?.$case === "created") {
+      obj.created = CreateSessionResponse.toJSON(message.event.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SessionEvent>, I>>(base?: I): SessionEvent {
+    return SessionEvent.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SessionEvent>, I>>(object: I): SessionEvent {
+    const message = createBaseSessionEvent();
+    switch (object.event?.$case) {
+      case "progress": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "progress", value: Progress.fromPartial(object.event.value) };
+        }
+        break;
+      }
+      case "created": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "created", value: CreateSessionResponse.fromPartial(object.event.value) };
+        }
+        break;
+      }
+    }
     return message;
   },
 };
@@ -7218,6 +8021,7 @@ function createBaseStageSummary(): StageSummary {
     attentionSnapshot: undefined,
     stability: undefined,
     drift: undefined,
+    phases: [],
   };
 }
 
@@ -7273,6 +8077,9 @@ export const StageSummary: MessageFns<StageSummary> = {
     }
     if (message.drift !== undefined) {
       Drift.encode(message.drift, writer.uint32(138).fork()).join();
+    }
+    for (const v of message.phases) {
+      PhaseTiming.encode(v!, writer.uint32(146).fork()).join();
     }
     return writer;
   },
@@ -7426,6 +8233,14 @@ export const StageSummary: MessageFns<StageSummary> = {
             message.drift = Drift.decode(reader, reader.uint32());
             continue;
           }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.phases.push(PhaseTiming.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7503,6 +8318,9 @@ export const StageSummary: MessageFns<StageSummary> = {
         : undefined,
       stability: isSet(object.stability) ? StabilityEstimate.fromJSON(object.stability) : undefined,
       drift: isSet(object.drift) ? Drift.fromJSON(object.drift) : undefined,
+      phases: globalThis.Array.isArray(object?.phases)
+        ? object.phases.map((e: any) => PhaseTiming.fromJSON(e))
+        : [],
     };
   },
 
@@ -7559,6 +8377,9 @@ export const StageSummary: MessageFns<StageSummary> = {
     if (message.drift !== undefined) {
       obj.drift = Drift.toJSON(message.drift);
     }
+    if (message.phases?.length) {
+      obj.phases = message.phases.map((e) => PhaseTiming.toJSON(e));
+    }
     return obj;
   },
 
@@ -7588,6 +8409,7 @@ export const StageSummary: MessageFns<StageSummary> = {
       ? StabilityEstimate.fromPartial(object.stability)
       : undefined;
     message.drift = (object.drift !== undefined && object.drift !== null) ? Drift.fromPartial(object.drift) : undefined;
+    message.phases = object.phases?.map((e) => PhaseTiming.fromPartial(e)) || [];
     return message;
   },
 };
@@ -8367,6 +9189,9 @@ export const StageEvent: MessageFns<StageEvent> = {
       case "summary":
         StageSummary.encode(message.event.value, writer.uint32(34).fork()).join();
         break;
+      case "progress":
+        Progress.encode(message.event.value, writer.uint32(42).fork()).join();
+        break;
     }
     return writer;
   },
@@ -8416,6 +9241,14 @@ export const StageEvent: MessageFns<StageEvent> = {
             message.event = { $case: "summary", value: StageSummary.decode(reader, reader.uint32()) };
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.event = { $case: "progress", value: Progress.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -8438,6 +9271,8 @@ export const StageEvent: MessageFns<StageEvent> = {
         ? { $case: "eval", value: EvalMetrics.fromJSON(object.eval) }
         : isSet(object.summary)
         ? { $case: "summary", value: StageSummary.fromJSON(object.summary) }
+        : isSet(object.progress)
+        ? { $case: "progress", value: Progress.fromJSON(object.progress) }
         : undefined,
     };
   },
@@ -8452,6 +9287,8 @@ export const StageEvent: MessageFns<StageEvent> = {
       obj.eval = EvalMetrics.toJSON(message.event.value);
     } else if (message.event?.$case === "summary") {
       obj.summary = StageSummary.toJSON(message.event.value);
+    } else if (message.event?.$case === "progress") {
+      obj.progress = Progress.toJSON(message.event.value);
     }
     return obj;
   },
@@ -8483,6 +9320,12 @@ export const StageEvent: MessageFns<StageEvent> = {
       case "summary": {
         if (object.event?.value !== undefined && object.event?.value !== null) {
           message.event = { $case: "summary", value: StageSummary.fromPartial(object.event.value) };
+        }
+        break;
+      }
+      case "progress": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "progress", value: Progress.fromPartial(object.event.value) };
         }
         break;
       }
@@ -9239,7 +10082,7 @@ export const HasWeightsRequest: MessageFns<HasWeightsRequest> = {
 };
 
 function createBaseHasWeightsResponse(): HasWeightsResponse {
-  return { present: false, bytes: 0 };
+  return { present: false, bytes: 0, uploading: false };
 }
 
 export const HasWeightsResponse: MessageFns<HasWeightsResponse> = {
@@ -9249,6 +10092,9 @@ export const HasWeightsResponse: MessageFns<HasWeightsResponse> = {
     }
     if (message.bytes !== 0) {
       writer.uint32(16).uint64(message.bytes);
+    }
+    if (message.uploading !== false) {
+      writer.uint32(24).bool(message.uploading);
     }
     return writer;
   },
@@ -9282,6 +10128,14 @@ export const HasWeightsResponse: MessageFns<HasWeightsResponse> = {
             message.bytes = longToNumber(reader.uint64());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.uploading = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -9298,6 +10152,7 @@ export const HasWeightsResponse: MessageFns<HasWeightsResponse> = {
     return {
       present: isSet(object.present) ? globalThis.Boolean(object.present) : false,
       bytes: isSet(object.bytes) ? globalThis.Number(object.bytes) : 0,
+      uploading: isSet(object.uploading) ? globalThis.Boolean(object.uploading) : false,
     };
   },
 
@@ -9309,6 +10164,9 @@ export const HasWeightsResponse: MessageFns<HasWeightsResponse> = {
     if (message.bytes !== 0) {
       obj.bytes = Math.round(message.bytes);
     }
+    if (message.uploading !== false) {
+      obj.uploading = message.uploading;
+    }
     return obj;
   },
 
@@ -9319,6 +10177,7 @@ export const HasWeightsResponse: MessageFns<HasWeightsResponse> = {
     const message = createBaseHasWeightsResponse();
     message.present = object.present ?? false;
     message.bytes = object.bytes ?? 0;
+    message.uploading = object.uploading ?? false;
     return message;
   },
 };
@@ -9429,7 +10288,7 @@ export const WeightsChunk: MessageFns<WeightsChunk> = {
 };
 
 function createBasePutWeightsResponse(): PutWeightsResponse {
-  return { sha256: "", bytes: 0, alreadyPresent: false };
+  return { sha256: "", bytes: 0, alreadyPresent: false, inProgress: false };
 }
 
 export const PutWeightsResponse: MessageFns<PutWeightsResponse> = {
@@ -9442,6 +10301,9 @@ export const PutWeightsResponse: MessageFns<PutWeightsResponse> = {
     }
     if (message.alreadyPresent !== false) {
       writer.uint32(24).bool(message.alreadyPresent);
+    }
+    if (message.inProgress !== false) {
+      writer.uint32(32).bool(message.inProgress);
     }
     return writer;
   },
@@ -9483,6 +10345,14 @@ export const PutWeightsResponse: MessageFns<PutWeightsResponse> = {
             message.alreadyPresent = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.inProgress = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -9504,6 +10374,11 @@ export const PutWeightsResponse: MessageFns<PutWeightsResponse> = {
         : isSet(object.already_present)
         ? globalThis.Boolean(object.already_present)
         : false,
+      inProgress: isSet(object.inProgress)
+        ? globalThis.Boolean(object.inProgress)
+        : isSet(object.in_progress)
+        ? globalThis.Boolean(object.in_progress)
+        : false,
     };
   },
 
@@ -9518,6 +10393,9 @@ export const PutWeightsResponse: MessageFns<PutWeightsResponse> = {
     if (message.alreadyPresent !== false) {
       obj.alreadyPresent = message.alreadyPresent;
     }
+    if (message.inProgress !== false) {
+      obj.inProgress = message.inProgress;
+    }
     return obj;
   },
 
@@ -9529,6 +10407,7 @@ export const PutWeightsResponse: MessageFns<PutWeightsResponse> = {
     message.sha256 = object.sha256 ?? "";
     message.bytes = object.bytes ?? 0;
     message.alreadyPresent = object.alreadyPresent ?? false;
+    message.inProgress = object.inProgress ?? false;
     return message;
   },
 };
@@ -9754,6 +10633,41 @@ export const AfaWorkerService = {
     responseSerialize: (value: ExportOnnxResponse): Buffer => Buffer.from(ExportOnnxResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ExportOnnxResponse => ExportOnnxResponse.decode(value),
   },
+  /**
+   * Data sets travel like weights: packed deterministically (PackedData), named by sha256, uploaded
+   * in chunks, kept once per node in the worker's verified, bounded data set store.
+   */
+  hasDataset: {
+    path: "/afa.v1.AfaWorker/HasDataset" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: HasWeightsRequest): Buffer => Buffer.from(HasWeightsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): HasWeightsRequest => HasWeightsRequest.decode(value),
+    responseSerialize: (value: HasWeightsResponse): Buffer => Buffer.from(HasWeightsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): HasWeightsResponse => HasWeightsResponse.decode(value),
+  },
+  putDataset: {
+    path: "/afa.v1.AfaWorker/PutDataset" as const,
+    requestStream: true as const,
+    responseStream: false as const,
+    requestSerialize: (value: WeightsChunk): Buffer => Buffer.from(WeightsChunk.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WeightsChunk => WeightsChunk.decode(value),
+    responseSerialize: (value: PutWeightsResponse): Buffer => Buffer.from(PutWeightsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PutWeightsResponse => PutWeightsResponse.decode(value),
+  },
+  /**
+   * CreateSession with its progress: the phases before the session is ready (source load, data
+   * decode) as Progress events, then the session. A client that goes away cancels it.
+   */
+  openSession: {
+    path: "/afa.v1.AfaWorker/OpenSession" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: CreateSessionRequest): Buffer => Buffer.from(CreateSessionRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CreateSessionRequest => CreateSessionRequest.decode(value),
+    responseSerialize: (value: SessionEvent): Buffer => Buffer.from(SessionEvent.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SessionEvent => SessionEvent.decode(value),
+  },
 } as const;
 
 export interface AfaWorkerServer extends UntypedServiceImplementation {
@@ -9799,6 +10713,17 @@ export interface AfaWorkerServer extends UntypedServiceImplementation {
    * the weight store, after checking onnxruntime's logits against PyTorch's on real images.
    */
   exportOnnx: handleUnaryCall<ExportOnnxRequest, ExportOnnxResponse>;
+  /**
+   * Data sets travel like weights: packed deterministically (PackedData), named by sha256, uploaded
+   * in chunks, kept once per node in the worker's verified, bounded data set store.
+   */
+  hasDataset: handleUnaryCall<HasWeightsRequest, HasWeightsResponse>;
+  putDataset: handleClientStreamingCall<WeightsChunk, PutWeightsResponse>;
+  /**
+   * CreateSession with its progress: the phases before the session is ready (source load, data
+   * decode) as Progress events, then the session. A client that goes away cancels it.
+   */
+  openSession: handleServerStreamingCall<CreateSessionRequest, SessionEvent>;
 }
 
 export interface AfaWorkerClient extends Client {
@@ -10009,6 +10934,51 @@ export interface AfaWorkerClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ExportOnnxResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Data sets travel like weights: packed deterministically (PackedData), named by sha256, uploaded
+   * in chunks, kept once per node in the worker's verified, bounded data set store.
+   */
+  hasDataset(
+    request: HasWeightsRequest,
+    callback: (error: ServiceError | null, response: HasWeightsResponse) => void,
+  ): ClientUnaryCall;
+  hasDataset(
+    request: HasWeightsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: HasWeightsResponse) => void,
+  ): ClientUnaryCall;
+  hasDataset(
+    request: HasWeightsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: HasWeightsResponse) => void,
+  ): ClientUnaryCall;
+  putDataset(
+    callback: (error: ServiceError | null, response: PutWeightsResponse) => void,
+  ): ClientWritableStream<WeightsChunk>;
+  putDataset(
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PutWeightsResponse) => void,
+  ): ClientWritableStream<WeightsChunk>;
+  putDataset(
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PutWeightsResponse) => void,
+  ): ClientWritableStream<WeightsChunk>;
+  putDataset(
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PutWeightsResponse) => void,
+  ): ClientWritableStream<WeightsChunk>;
+  /**
+   * CreateSession with its progress: the phases before the session is ready (source load, data
+   * decode) as Progress events, then the session. A client that goes away cancels it.
+   */
+  openSession(request: CreateSessionRequest, options?: Partial<CallOptions>): ClientReadableStream<SessionEvent>;
+  openSession(
+    request: CreateSessionRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<SessionEvent>;
 }
 
 export const AfaWorkerClient = makeGenericClientConstructor(AfaWorkerService, "afa.v1.AfaWorker") as unknown as {
