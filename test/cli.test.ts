@@ -56,6 +56,14 @@ describe('afa CLI', () => {
       `afa run: schedule[0].regularizer.kind: unknown value "dropout" (valid: ${REGULARIZER_KINDS.join(', ')})`);
   });
 
+  it('a 50 MB name is refused before anything is sent: exit 2, one short line naming the field', async () => {
+    const file = join(tempDir(), 'huge.json');
+    writeFileSync(file, JSON.stringify({ ...tinyFineTune(), name: 'x'.repeat(50_000_000) }));
+    const result = await afa(['run', file, '--threads', '1']);
+    expect(result.exitCode).to.equal(2);
+    expect(result.stderr.trim()).to.equal('afa run: name: must be at most 200 characters, got 50000000');
+  });
+
   it('a file that is not valid JSON or TS exits 2', async () => {
     const dir = tempDir();
     writeFileSync(join(dir, 'broken.json'), '{ "name": ');

@@ -63,7 +63,9 @@ const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', 
 /** Lays the HTML file out at `width` px and measures it. */
 export async function measureLayout(htmlFile: string, width: number): Promise<Layout> {
   const probe = join(tempDir('afa-layout-'), 'page.html');
-  writeFileSync(probe, readFileSync(htmlFile, 'utf8').replace('</body>', `${PROBE}</body>`));
+  // The report's policy forbids every script, this probe included: the copy it measures drops the policy.
+  const page = readFileSync(htmlFile, 'utf8').replace(/<meta http-equiv="Content-Security-Policy"[^>]*>/, '');
+  writeFileSync(probe, page.replace('</body>', `${PROBE}</body>`));
   const chromium = findChromium()!;
   const result = await execa(chromium, [...FLAGS, `--user-data-dir=${tempDir()}`, `--window-size=${width},1200`, '--dump-dom',
     `file://${probe}`], { reject: false, timeout: 60_000 });
@@ -71,6 +73,14 @@ export async function measureLayout(htmlFile: string, width: number): Promise<La
   if (!match) throw new Error(`chromium printed no layout for ${htmlFile}: ${result.stderr.slice(-500)}`);
   const json = match[1]!.replace(/&quot;/g, '"').replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&');
   return JSON.parse(json) as Layout;
+}
+
+/** The DOM Chromium builds from the file as it is (its policy in force), serialised. */
+export async function dumpDom(htmlFile: string): Promise<string> {
+  const chromium = findChromium()!;
+  const result = await execa(chromium, [...FLAGS, `--user-data-dir=${tempDir()}`, '--dump-dom', `file://${htmlFile}`], { reject: false, timeout: 60_000 });
+  if (!result.stdout.includes('</html>')) throw new Error(`chromium printed no DOM for ${htmlFile}: ${result.stderr.slice(-500)}`);
+  return result.stdout;
 }
 
 /** A full-page screenshot at `width` px (height as given), for a person to look at. */

@@ -28,6 +28,8 @@ const FIELDS: { [K in keyof typeof LIMITS]?: { path: string; set: (s: Spec, v: u
   imageSize: { path: 'target.imageSize', set: (s, v) => (s.target.imageSize = v) },
   classes: { path: 'target.classes', set: (s, v) => (s.target.classes = Array.from({ length: Number(v) }, (_, i) => i)) },
   layers: { path: 'backbone.layers', set: (s, v) => (s.backbone.layers = Array.from({ length: Number(v) }, (_, i) => `layer${i}`)) },
+  nameChars: { path: 'name', set: (s, v) => (s.name = 'n'.repeat(Number(v))) },
+  pathChars: { path: 'target.directory', set: (s, v) => (s.target.directory = 'd'.repeat(Number(v))) },
 };
 
 function rejection(mutate: (s: Spec) => void): InvalidSpecError | undefined {
@@ -53,8 +55,9 @@ describe('limits', () => {
     });
   }
 
-  it('every bound but the Evaluate batch, the attention images (run options) and the weights upload size applies to a spec field', () => {
-    expect(Object.keys(LIMITS).filter((k) => !(k in FIELDS))).to.deep.equal(['evalBatchSize', 'attentionImages', 'weightsBytes']);
+  it('every bound but the Evaluate batch, the attention images (run options) and the upload sizes applies to a spec field', () => {
+    expect(Object.keys(LIMITS).filter((k) => !(k in FIELDS))).to.deep.equal(['evalBatchSize', 'attentionImages', 'weightsBytes', 'datasetBytes',
+      'datasetImages']);
   });
 
   it(`attentionImages, a run option: ${LIMITS.attentionImages} is accepted, ${LIMITS.attentionImages + 1} refused naming it (SDK and CLI)`, async () => {

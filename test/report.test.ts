@@ -6,7 +6,7 @@ import { execa } from 'execa';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AFA_CLI, tempDir } from './helpers.js';
-import { tinyAfa } from './fixtures/specs.js';
+import { tinyAfa, tinyFineTune } from './fixtures/specs.js';
 import { findChromium, measureLayout } from './layout.js';
 import { readPng } from './png.js';
 import { grid, sweep, type ExperimentResult } from '../ts-sdk/src/index.js';
@@ -127,6 +127,19 @@ describe('reports and TensorBoard (real worker, real data, headless Chromium)', 
       expect(scalars, tag).to.have.property(tag);
     }
     expect(images['attention/afa-spatial/layer1.0']).to.deep.equal([[6, 4 * 28, 28]]);
+  });
+
+  it('afa run --tensorboard with a run named in 100 CJK characters (300 bytes) trains, writes its events and prints the result table', async () => {
+    const spec = join(dir, 'cjk.json');
+    const name = '学'.repeat(100);
+    writeFileSync(spec, JSON.stringify({ ...tinyFineTune(), name }));
+    const logdir = join(dir, 'tb-cjk');
+    const run = await afa(['run', spec, '--threads', '1', '--tensorboard', logdir], { AFA_CACHE: cache });
+    expect(run.exitCode, run.stderr).to.equal(0);
+    expect(run.stdout).to.match(/^selected model: val \d+\.\d%, test \d+\.\d%$/m);
+    const [folder] = readdirSync(logdir);
+    expect(Buffer.byteLength(folder!)).to.be.at.most(200);
+    expect((await readEvents(join(logdir, folder!))).scalars['accuracy/test']).to.have.length(1);
   });
 });
 

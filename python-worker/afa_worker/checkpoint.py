@@ -21,6 +21,7 @@ from safetensors import safe_open
 from safetensors.torch import save as safetensors_bytes
 
 from afa_worker import __version__
+from afa_worker.paths import check_path_text
 from afa_worker.errors import SpecError
 
 __all__ = ["save_checkpoint", "checkpoint_bytes", "atomic_write_bytes", "CheckpointPolicy", "WriteRefused"]
@@ -40,6 +41,7 @@ class CheckpointPolicy:
     anywhere: bool = False
 
     def resolve(self, path: str) -> Path:
+        check_path_text(path, "path", len(".safetensors") + 1, WriteRefused)
         raw = Path(path).expanduser()
         target = raw if raw.is_absolute() else self.root / raw
         if target.exists() and not target.is_file():

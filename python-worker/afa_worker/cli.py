@@ -33,6 +33,11 @@ def _parser() -> argparse.ArgumentParser:
                                                                            "user can (the SDK's own local worker)")
     serve.add_argument("--weight-store", default="", help="where weights uploaded by hash are kept (default: "
                                                           "$AFA_CACHE/weights, else ~/.cache/afa-transfer/cache/weights)")
+    serve.add_argument("--max-sessions", type=int, default=None, help="sessions at once (default: $AFA_MAX_SESSIONS, "
+                                                                       "else 64)")
+    serve.add_argument("--session-idle", type=float, default=None, help="seconds without a call before a session is "
+                                                                         "closed; 0: never (default: "
+                                                                         "$AFA_SESSION_IDLE_SECONDS, else 3600)")
     pool = sub.add_parser("ray-pool", help="run workers as Ray actors and report their addresses (for the SDK)")
     from afa_worker.ray_pool import add_arguments  # noqa: PLC0415
 
@@ -76,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         return serve(ServerOptions(host=args.host, port=args.port, token=token, tls_cert=args.tls_cert,
                                    tls_key=args.tls_key, grace_seconds=args.grace, checkpoint_dir=args.checkpoint_dir,
                                    allow_write=tuple(args.allow_write), allow_write_anywhere=args.allow_write_anywhere,
-                                   weight_store_dir=args.weight_store),
+                                   weight_store_dir=args.weight_store, max_sessions=args.max_sessions,
+                                   session_idle_seconds=args.session_idle),
                      exit_with_stdin=args.exit_with_stdin)
     except (ValueError, OSError) as exc:
         print(f"afa-worker: {exc}", file=sys.stderr)

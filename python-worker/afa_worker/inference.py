@@ -17,6 +17,7 @@ from afa_worker.backbones import build_backbone
 from afa_worker.errors import SpecError
 from afa_worker.model_card import read_card
 from afa_worker.layout import ModelRecipe, choose_layout
+from afa_worker.paths import check_path_text
 from afa_worker.precision import PrecisionPlan, resolve_precision
 from afa_worker.preprocess import to_inputs
 from afa_worker.weight_store import WeightStore
@@ -50,7 +51,7 @@ def load_model(request: pb.LoadModelRequest, store: WeightStore, resolve_device)
     which = request.WhichOneof("model")
     if which is None:
         raise SpecError("model", "give the checkpoint's path or its sha256 in the weight store", ["path", "sha256"])
-    path = store.require(request.sha256, "sha256") if which == "sha256" else Path(request.path)
+    path = store.require(request.sha256, "sha256") if which == "sha256" else Path(check_path_text(request.path, "path"))
     if which == "path" and not path.is_file():
         raise SpecError("path", f"checkpoint {request.path} does not exist on this worker's machine (a worker elsewhere gets it "
                                 "by hash: PutWeights, then LoadModel by sha256)")

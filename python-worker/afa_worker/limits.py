@@ -10,7 +10,7 @@ import os
 
 from afa_worker.errors import SpecError
 
-__all__ = ["LIMITS", "FLOAT32_MAX", "check_max", "check_float32", "check_finite", "max_threads"]
+__all__ = ["LIMITS", "FLOAT32_MAX", "check_max", "check_chars", "check_float32", "check_finite", "max_threads"]
 
 #: Spec floats are doubles on the wire and float32 in the model: larger ones would become inf there.
 FLOAT32_MAX = 3.4028234663852886e38
@@ -36,6 +36,9 @@ LIMITS: dict[str, int] = {
     "weights_bytes": 8 << 30,  # one uploaded weights file (ResNet-101 is ~170 MB)
     "dataset_bytes": 8 << 30,  # one uploaded packed data set (CUB-200 is ~1.1 GB, Stanford Dogs ~0.8 GB)
     "dataset_images": 2_000_000,  # images in one data set
+    # text
+    "name_chars": 200,  # a name: backbone, layer, stage, experiment
+    "path_chars": 4096,  # a path on the worker's machine (Linux's PATH_MAX)
 }
 
 
@@ -44,6 +47,14 @@ def check_max(value: int, field: str, limit: str) -> int:
     if value > bound:
         raise SpecError(field, f"must be <= {bound}, got {value}")
     return int(value)
+
+
+def check_chars(value: str, field: str, limit: str) -> str:
+    """A string of at most LIMITS[limit] characters (the message quotes its start, not all of it)."""
+    bound = LIMITS[limit]
+    if len(value) > bound:
+        raise SpecError(field, f"must be at most {bound} characters, got {len(value)} ({value[:40]!r}...)")
+    return value
 
 
 def check_float32(value: float, field: str) -> float:

@@ -73,6 +73,7 @@ class ModelRpcs:
     def Predict(self, request, context):  # noqa: N802
         with self._status(context):
             session, compute = self._session(request.session_id)
+            self._check_usable(session)
             card = card_for(session)
             with self._exclusive(session, "Predict"):
                 return compute.call(predict, session.target, card.transform, list(card.class_names), session.device,
@@ -81,6 +82,7 @@ class ModelRpcs:
     def ExportOnnx(self, request, context):  # noqa: N802
         with self._status(context):
             session, compute = self._session(request.session_id)
+            self._check_usable(session)
             if request.opset and request.opset > 23:
                 raise SpecError("opset", f"must be at most 23, got {request.opset}")
             card = card_for(session)

@@ -27,6 +27,8 @@ from afa_worker.auth import new_token
 from afa_worker.checkpoint import CheckpointPolicy
 from afa_worker.health import NOT_SERVING, SERVING, HealthServicer
 from afa_worker.lifeline import watch_stdin
+from afa_worker.decoding import DecodeGuard
+from afa_worker.session_limits import SessionLimits
 from afa_worker.servicer import AfaWorkerServicer
 from afa_worker.streams import MAX_STREAMS, MAX_UPLOADS, UNARY_RESERVE, StreamLimiter
 from afa_worker.weight_store import DatasetStore, WeightStore
@@ -58,6 +60,10 @@ class ServerOptions:
     weight_store_dir: str = ""
     #: The packed data set store; "" = datasets/ beside the weight store (its parent's), else the cache's.
     dataset_store_dir: str = ""
+    #: Sessions at once, and seconds without a call before one is closed (None: $AFA_MAX_SESSIONS,
+    #: $AFA_SESSION_IDLE_SECONDS, else 64 and 3600; an idle limit of 0 never expires).
+    max_sessions: int | None = None
+    session_idle_seconds: float | None = None
 
 
 class _TokenInterceptor(grpc.ServerInterceptor):
@@ -112,7 +118,8 @@ class WorkerServer:
         self.options = options
         self.streams = StreamLimiter()
         # The token first: a client without it takes no stream slot.
-        interceptors = [_TokenInterceptor(options.token), self.streams]
+        # Token first (nothing unauthenticated is even decoded), the stream bounds, then lenient decoding.
+        interceptors = [_TokenInterceptor(options.token), self.streams, DecodeGuard()]
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=options.max_workers), interceptors=interceptors,
             options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -120,7 +127,8 @@ class WorkerServer:
         store = WeightStore(Path(options.weight_store_dir).expanduser()) if options.weight_store_dir else WeightStore()
         datasets = DatasetStore(Path(options.dataset_store_dir).expanduser() if options.dataset_store_dir else
                                 (store.root.parent / "datasets" if options.weight_store_dir else None))
-        self.servicer = AfaWorkerServicer(_checkpoint_policy(options), store, datasets)
+        self.servicer = AfaWorkerServicer(_checkpoint_policy(options), store, datasets,
+                                          SessionLimits(options.max_sessions, options.session_idle_seconds))
         self.health = HealthServicer([SERVICE_NAME])
         pbgrpc.add_AfaWorkerServicer_to_server(self.servicer, self.server)
         hgrpc.add_HealthServicer_to_server(self.health, self.server)

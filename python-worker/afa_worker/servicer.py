@@ -27,6 +27,7 @@ from afa_worker.model_card import card_json
 from afa_worker.model_rpcs import ModelRpcs, card_for
 from afa_worker.onnx_export import ExportRefused
 from afa_worker.session import Session, create_session
+from afa_worker.session_limits import SessionLimits, TooManySessions
 from afa_worker.stage_plan import parse_stage
 from afa_worker.status import abort_invalid_argument
 from afa_worker.trainer import evaluate, run_stage
@@ -62,12 +63,13 @@ def _status_mapping(context: grpc.ServicerContext):
         context.abort(grpc.StatusCode.CANCELLED, str(exc))
     except ExportRefused as exc:
         context.abort(grpc.StatusCode.ABORTED, str(exc))
-    except StoreFull as exc:
+    except (StoreFull, TooManySessions) as exc:
         context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
 
 
 class AfaWorkerServicer(ModelRpcs, pbgrpc.AfaWorkerServicer):
-    def __init__(self, checkpoints: CheckpointPolicy, store: WeightStore | None = None, datasets: DatasetStore | None = None) -> None:
+    def __init__(self, checkpoints: CheckpointPolicy, store: WeightStore | None = None, datasets: DatasetStore | None = None,
+                 limits: SessionLimits | None = None) -> None:
         self._checkpoints = checkpoints
         self._store = store or WeightStore()
         self._datasets = datasets or DatasetStore()
@@ -79,6 +81,8 @@ class AfaWorkerServicer(ModelRpcs, pbgrpc.AfaWorkerServicer):
         self._guard = threading.Lock()
         self._cancels: set[threading.Event] = set()
         self.shutting_down = threading.Event()
+        self.limits = limits or SessionLimits()
+        self.limits.watch(self.expire_idle, self.shutting_down)
 
     # -------------------------------------------------------------- helpers
 
@@ -89,7 +93,9 @@ class AfaWorkerServicer(ModelRpcs, pbgrpc.AfaWorkerServicer):
             session = self._sessions.get(session_id)
             compute = self._compute.get(session_id)
         if session is None or compute is None:
-            raise NotFoundError(f"session_id: no session {clip(session_id, 64)!r} (closed, or created on another worker)")
+            raise NotFoundError(f"session_id: no session {clip(session_id, 64)!r} (closed, or created on another worker, "
+                                "or closed after it went unused for the worker's idle limit)")
+        self.limits.touch(session_id)
         return session, compute
 
     def _training(self, session_id: str, what: str) -> tuple[Session, ComputeThread]:
@@ -98,21 +104,58 @@ class AfaWorkerServicer(ModelRpcs, pbgrpc.AfaWorkerServicer):
         if isinstance(session, InferenceSession):
             raise SpecError("session_id", f"session {session.id} was made by LoadModel to predict: it answers Predict and "
                                           f"ExportOnnx, not {what}")
+        self._check_usable(session)
         return session, compute
+
+    @staticmethod
+    def _check_usable(session) -> None:
+        """FAILED_PRECONDITION for a session a divergence left without finite weights (CloseSession still works)."""
+        if getattr(session, "unusable", ""):
+            raise BusyError(f"session {session.id[:8]} is unusable: {session.unusable}; close it and create another")
 
     def _new_session(self, factory) -> tuple:
         """A session made by ``factory`` on a compute thread of its own (a warm idle one when there is one)."""
         with self._guard:
+            self.limits.reserve(len(self._sessions))
             compute = self._idle_compute.pop() if self._idle_compute else ComputeThread()
         try:
             session = compute.call(factory)
         except BaseException:
+            self.limits.abandoned()
             self._release_compute(compute)
             raise
         with self._guard:
             self._sessions[session.id] = session
             self._compute[session.id] = compute
+        self.limits.admitted(session.id)
         return session, compute
+
+    def _drop(self, session, compute: ComputeThread) -> None:
+        """Forgets a session whose lock the caller holds, and hands its compute thread back."""
+        with self._guard:
+            self._sessions.pop(session.id, None)
+            self._compute.pop(session.id, None)
+        self.limits.forget(session.id)
+        self._release_compute(compute)
+
+    def expire_idle(self) -> list[str]:
+        """Closes the sessions no call has used for the idle limit (never one running a stage); returns their ids."""
+        closed = []
+        for session_id, idle in self.limits.idle():
+            with self._guard:
+                session, compute = self._sessions.get(session_id), self._compute.get(session_id)
+            if session is None or compute is None or not session.lock.acquire(blocking=False):
+                continue
+            try:
+                if session_id not in {sid for sid, _ in self.limits.idle()}:
+                    continue  # a call came in meanwhile
+                self._drop(session, compute)
+            finally:
+                session.lock.release()
+            closed.append(session_id)
+            _log.info("session %s: closed after %.0f s without a call (the idle limit is %g s, $AFA_SESSION_IDLE_SECONDS)",
+                      session_id[:8], idle, self.limits.idle_seconds)
+        return closed
 
     def _release_compute(self, compute: ComputeThread) -> None:
         with self._guard:
@@ -152,6 +195,7 @@ class AfaWorkerServicer(ModelRpcs, pbgrpc.AfaWorkerServicer):
             yield
         finally:
             session.lock.release()
+            self.limits.touch(session.id)  # a long stage's end counts as use: its idle time starts now
 
     # -------------------------------------------------------------- RPCs
 
@@ -303,10 +347,7 @@ class AfaWorkerServicer(ModelRpcs, pbgrpc.AfaWorkerServicer):
                 raise BusyError(f"session {session.id} is still running stage {clip(session.running_stage or '')!r} "
                                 f"{_CLOSE_WAIT_SECONDS:.0f} s after it was cancelled; close it again later")
             try:
-                with self._guard:
-                    self._sessions.pop(session.id, None)
-                    self._compute.pop(session.id, None)
-                self._release_compute(compute)
+                self._drop(session, compute)
             finally:
                 session.lock.release()
             _log.info("session %s: closed%s", session.id[:8], " (its running stage cancelled)" if running else "")

@@ -22,8 +22,9 @@ from afa_worker.data import DataBundle, DataContext, load_data
 from afa_worker.errors import SpecError
 from afa_worker.cancel import check_cancelled
 from afa_worker.features import FeatureTap
-from afa_worker.limits import LIMITS, check_max, max_threads
+from afa_worker.limits import LIMITS, check_chars, check_max, max_threads
 from afa_worker.layout import Layout, ModelRecipe, choose_layout
+from afa_worker.paths import check_path_text
 from afa_worker.precision import PrecisionPlan, resolve_precision
 from afa_worker.weight_store import WeightStore, file_sha256
 from afa_worker.weights import load_into, read_state_dict
@@ -84,6 +85,8 @@ class Session:
     bad_files_skipped: int = 0
     #: The memory layout its models train in, and why (afa_worker.layout).
     layout: Layout | None = None
+    #: Why no call can use it any more (weights that are not finite after a divergence), or "".
+    unusable: str = ""
 
     @property
     def head_name(self) -> str:
@@ -179,10 +182,16 @@ def _layer_shapes(model: nn.Module, layers: list[str], sample: torch.Tensor) -> 
     return shapes
 
 
+#: Bytes of the provenance spec a session keeps (a spec is a few KB; names and paths are bounded).
+MAX_SPEC_JSON_BYTES = 1 << 20
+
+
 def _spec_of(spec_json: str) -> dict | None:
     """The provenance spec, refused here rather than when a checkpoint is written."""
     if not spec_json:
         return None
+    if len(spec_json) > MAX_SPEC_JSON_BYTES:
+        raise SpecError("spec_json", f"holds {len(spec_json)} characters; at most {MAX_SPEC_JSON_BYTES}")
     try:
         spec = json.loads(spec_json)
     except ValueError as exc:
@@ -203,6 +212,16 @@ def _check_sizes(request: pb.CreateSessionRequest) -> None:
         raise SpecError("data.classes", f"must list at most {LIMITS['classes']} classes, got {len(d.classes)}")
     if len(request.layers) > LIMITS["layers"]:
         raise SpecError("layers", f"must list at most {LIMITS['layers']} layers, got {len(request.layers)}")
+    check_chars(b.name, "backbone.name", "name_chars")
+    for i, layer in enumerate(request.layers):
+        check_chars(layer, f"layers[{i}]", "name_chars")
+    check_chars(request.source_weights, "source_weights", "path_chars")
+    check_chars(request.device, "device", "name_chars")
+    for name in ("fashion_mnist", "mnist"):
+        if d.HasField(name):
+            check_chars(getattr(d, name).directory, f"data.{name}.directory", "path_chars")
+    if d.HasField("image_folder"):
+        check_chars(d.image_folder.root, "data.image_folder.root", "path_chars")
     if request.num_threads > max_threads():
         raise SpecError("num_threads", f"must be at most the {max_threads()} cores this worker may use, "
                                        f"got {request.num_threads}")
@@ -229,7 +248,7 @@ def _source_file(request: pb.CreateSessionRequest, store: WeightStore | None) ->
         store = store or WeightStore()
         return str(store.require(request.source_weights_sha256, "source_weights_sha256")), request.source_weights_sha256
     if request.source_weights:
-        path = Path(request.source_weights)
+        path = Path(check_path_text(request.source_weights, "source_weights"))
         if not path.is_file():
             raise SpecError("source_weights", f"weights file {request.source_weights} does not exist on {socket.gethostname()}"
                                               " (a worker on another machine gets the source by hash: PutWeights)")
@@ -241,11 +260,11 @@ def create_session(request: pb.CreateSessionRequest, others_active: bool = False
                    data_context: DataContext | None = None) -> Session:
     """The session a request describes; ``data_context`` carries the data set store, decode threads and progress."""
     ctx = data_context or DataContext(threads=torch.get_num_threads())
+    _check_sizes(request)
     source_path, source_sha256 = _source_file(request, store)
     spec = _spec_of(request.spec_json)
     device = resolve_device(request.device)
     precision = resolve_precision(request.precision, device)
-    _check_sizes(request)
     _set_threads(request.num_threads, others_active)
     if not request.backbone.name:
         raise SpecError("backbone.name", "a backbone is required")

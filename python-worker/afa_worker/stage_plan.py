@@ -12,7 +12,7 @@ from typing import Any
 from afa_worker._gen.afa.v1 import afa_pb2 as pb
 from afa_worker.contract import check_registry
 from afa_worker.errors import SpecError
-from afa_worker.limits import check_finite, check_max
+from afa_worker.limits import check_chars, check_finite, check_max
 from afa_worker.regularizers import RegularizerPlan, parse_regularizer
 
 __all__ = ["StagePlan", "OptimizerPlan", "LrSchedulePlan", "parse_stage", "parse_lr_schedule", "DEFAULT_FEATURE_CACHE_MB"]
@@ -148,7 +148,7 @@ def parse_stage(stage: pb.StageSpec) -> StagePlan:
     """Validates every field of the stage and applies the worker's defaults."""
     regularizer, optimizer = parse_regularizer(stage.regularizer), _optimizer(stage.optimizer)
     return StagePlan(
-        name=stage.name,
+        name=check_chars(stage.name, "stage.name", "name_chars"),
         regularizer=regularizer,
         optimizer=optimizer,
         lr_schedule=parse_lr_schedule(stage.lr_schedule),

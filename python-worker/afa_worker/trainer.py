@@ -173,9 +173,28 @@ def _stability(run: PreparedStage) -> Stability | None:
     return stability
 
 
+def _finite(state: dict[str, torch.Tensor]) -> bool:
+    return all(bool(torch.isfinite(v).all()) for v in state.values() if v.is_floating_point())
+
+
+def _recover(session: Session, selection: ModelSelection, start: dict[str, torch.Tensor]) -> str:
+    """After a divergence: the target's weights back to the stage's best validated step, else to the
+    stage's start, so no NaN survives into the next call; when neither is finite, the session is
+    marked unusable (every later call on it says so). Returns what was done, for the message."""
+    if selection.restore() and _finite(session.target.state_dict()):
+        return f"the target is back to its weights of step {selection.best_step} (its best validation)"
+    session.target.load_state_dict(start)
+    if _finite(session.target.state_dict()):
+        return "the target is back to its weights from the stage's start"
+    session.unusable = "its weights are not finite (they were not before this stage either)"
+    return f"the session is unusable: {session.unusable}; close it"
+
+
 def _train_stage(session: Session, plan: StagePlan, cancel: threading.Event) -> Iterator[pb.StageEvent]:
     started_at = time.perf_counter()
     selection, progress = ModelSelection(session.target, plan.restore_best), _Progress()
+    # Kept on the CPU for a divergence only (the model's size in host memory while the stage runs).
+    start = {k: v.detach().to("cpu", copy=True) for k, v in session.target.state_dict().items()}
     try:
         run = prepare_stage(session, plan)
     except Cancelled as reason:
@@ -192,6 +211,8 @@ def _train_stage(session: Session, plan: StagePlan, cancel: threading.Event) -> 
         snapshot = attention_snapshot(run) if progress.status != pb.STAGE_STATUS_CANCELLED else None
     if progress.status == pb.STAGE_STATUS_COMPLETED and selection.restore() and session.data.val is not None:
         selection.last_eval = evaluate(session, session.data.val)
+    if progress.status == pb.STAGE_STATUS_DIVERGED:
+        progress.message += f"; {_recover(session, selection, start)}"
     drift = measure_drift(session) if plan.measure_drift and progress.status == pb.STAGE_STATUS_COMPLETED else None
     summary = _summary(run, progress, window, selection, time.perf_counter() - started_at, snapshot)
     if stability:

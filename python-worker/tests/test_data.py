@@ -75,6 +75,18 @@ def test_color_and_resize():
     assert data.normalise(data.train.x).shape == (20, 3, 32, 32)
 
 
+def test_images_past_the_data_budget_are_refused_before_resizing_and_resizing_is_chunked(monkeypatch):
+    monkeypatch.setenv("AFA_DATA_MEMORY_GB", "0.5")
+    # 10,000 digits at 256 x 256 x 3 take 1.8 GB: refused naming the field, before any is resized.
+    with pytest.raises(SpecError, match=r"^data\.image_size: 10000 images at 256x256x3 need 1\.8 GB, more than the worker's data budget of 0\.5 GB"):
+        load_data(pb.DataSpec(mnist=pb.MnistData(), image_size=256, color=pb.COLOR_MODE_RGB))
+    from afa_worker.data import RESIZE_CHUNK, resize_square
+
+    x = torch.randint(0, 256, (RESIZE_CHUNK + 7, 1, 28, 28), dtype=torch.uint8)
+    whole = torch.nn.functional.interpolate(x.float(), size=(40, 40), mode="bilinear", align_corners=False).round().clamp(0, 255)
+    assert torch.equal(resize_square(x, 40, 40), whole.to(torch.uint8))  # chunks give the numbers of one pass
+
+
 def test_too_many_labels_per_class_names_the_field():
     with pytest.raises(SpecError) as err:
         load_data(mnist(labels_per_class=5000))

@@ -36,6 +36,11 @@ SESSION_CASES = {
     "layers": lambda r: r.layers.extend(f"layer{i}" for i in range(_over("layers"))),
     "num_threads": lambda r: setattr(r, "num_threads", max_threads() + 1),
     "data.color": lambda r: setattr(r.data, "color", 7),
+    "backbone.name": lambda r: setattr(r.backbone, "name", "x" * _over("name_chars")),
+    "layers[0]": lambda r: r.layers.append("l" * _over("name_chars")),
+    "source_weights": lambda r: setattr(r, "source_weights", "/" + "w" * LIMITS["path_chars"]),
+    "data.mnist.directory": lambda r: setattr(r.data.mnist, "directory", "/" + "d" * LIMITS["path_chars"]),
+    "spec_json": lambda r: setattr(r, "spec_json", '{"name": "' + "n" * (1 << 20) + '"}'),
 }
 
 STAGE_CASES = {
@@ -50,6 +55,7 @@ STAGE_CASES = {
     "stage.regularizer.delta.ablation_batches": _stage(regularizer=pb.Regularizer(
         delta=pb.Delta(alpha=0.1, ablation_batches=_over("delta_ablation_batches")))),
     "stage.optimizer.lr": _stage(optimizer=pb.OptimizerSpec(lr=1e308)),
+    "stage.name": _stage(name="s" * _over("name_chars")),
     "stage.regularizer.none.weight_decay": _stage(regularizer=pb.Regularizer(none=pb.NoRegularizer(weight_decay=1e39))),
     "stage.regularizer.delta.temperature": _stage(regularizer=pb.Regularizer(
         delta=pb.Delta(alpha=0.1, temperature=float("inf")))),

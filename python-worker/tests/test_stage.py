@@ -136,12 +136,56 @@ def test_cancel_event_in_process_reports_cancelled():
     assert summary.status == pb.STAGE_STATUS_CANCELLED and summary.steps_completed == 3
 
 
-def test_divergence_ends_the_stage_with_a_failed_status():
+def _all_finite(model) -> bool:
+    return all(bool(torch.isfinite(v).all()) for v in model.state_dict().values() if v.is_floating_point())
+
+
+def test_divergence_ends_the_stage_and_leaves_no_nan_weights_in_the_session():
     session = create_session(_pretrain_request())
+    before = {k: v.clone() for k, v in session.target.state_dict().items()}
     stage = _stage(pb.Regularizer(none=pb.NoRegularizer()), iterations=200, optimizer=_sgd(1e6), log_every=0, eval_every=0)
     summary = list(run_stage(session, parse_stage(stage), threading.Event()))[-1].summary
     assert summary.status == pb.STAGE_STATUS_DIVERGED
     assert "lower the lr" in summary.message and summary.steps_completed < 200
+    # No evaluation in the stage: the weights are those of its start, exactly, and the session goes on.
+    assert "back to its weights from the stage's start" in summary.message
+    assert all(torch.equal(v, before[k]) for k, v in session.target.state_dict().items())
+    loss, _ = evaluate(session, session.data.val)
+    assert math.isfinite(loss)
+    after = list(run_stage(session, parse_stage(_stage(pb.Regularizer(none=pb.NoRegularizer()), iterations=5)), threading.Event()))
+    assert after[-1].summary.status == pb.STAGE_STATUS_COMPLETED
+
+
+def test_a_divergence_after_a_validated_step_goes_back_to_that_step():
+    session = create_session(_pretrain_request())
+    # an lr that trains for half the stage, then blows it up: 0.05, then x1e7
+    stage = _stage(pb.Regularizer(none=pb.NoRegularizer()), iterations=60, optimizer=_sgd(0.05), eval_every=10, log_every=0, restore_best=True,
+                   lr_schedule=pb.LrSchedule(step=pb.StepLr(at_fractions=[0.5], gamma=1e7)))
+    summary = list(run_stage(session, parse_stage(stage), threading.Event()))[-1].summary
+    assert summary.status == pb.STAGE_STATUS_DIVERGED and summary.best_step in (10, 20, 30)
+    assert f"back to its weights of step {summary.best_step} (its best validation)" in summary.message
+    assert _all_finite(session.target)
+    _, accuracy = evaluate(session, session.data.val)
+    assert accuracy == pytest.approx(summary.best_val_accuracy)  # the best step's model, as the stage measured it
+
+
+def test_a_session_whose_weights_are_not_finite_is_refused_until_closed(server, stub):
+    session_id = stub.CreateSession(_pretrain_request()).session_id
+    # Weights that were not finite before the stage (no finite copy to go back to): poisoned here by hand.
+    with torch.no_grad():
+        server.servicer._sessions[session_id].target.conv1.weight.fill_(float("nan"))
+    stage = _stage(pb.Regularizer(none=pb.NoRegularizer()), iterations=20, log_every=0, eval_every=0)
+    events = list(stub.RunStage(pb.RunStageRequest(session_id=session_id, stage=stage)))
+    assert events[-1].summary.status == pb.STAGE_STATUS_DIVERGED and "the session is unusable" in events[-1].summary.message
+    for call in (lambda: stub.Evaluate(pb.EvaluateRequest(session_id=session_id, split=pb.SPLIT_VAL)),
+                 lambda: list(stub.RunStage(pb.RunStageRequest(session_id=session_id, stage=stage))),
+                 lambda: stub.Predict(pb.PredictRequest(session_id=session_id))):
+        with pytest.raises(grpc.RpcError) as refused:
+            call()
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert f"session {session_id[:8]} is unusable: its weights are not finite" in refused.value.details()
+    stub.CloseSession(pb.CloseSessionRequest(session_id=session_id))  # still closes
+    assert stub.GetInfo(pb.GetInfoRequest()).active_sessions == 0
 
 
 def test_attention_lr_multiplier_scales_only_the_attention_parameters(source_weights):
@@ -194,6 +238,20 @@ def test_checkpoint_is_written_atomically_with_spec_sidecar(source_weights, stub
     # The checkpoint is a valid source for a new transfer session.
     again = stub.CreateSession(_transfer_request(saved.path))
     assert again.has_source
+
+
+def test_a_checkpoint_path_the_file_system_cannot_take_is_invalid_argument_naming_path(stub, tmp_path: Path):
+    created = stub.CreateSession(pb.CreateSessionRequest(backbone=pb.BackboneSpec(name="small_resnet", width=4), seed=0,
+                                                         data=pb.DataSpec(mnist=pb.MnistData(), labels_per_class=2)))
+    for path, problem in ((str(tmp_path / "a\0b.safetensors"), "must not contain a NUL character"),
+                          (str(tmp_path / ("x" * 5000)), "has a component of 5000 bytes"),
+                          ("/" + "/".join(["d" * 200] * 30), "holds 6030 bytes; at most 4096")):
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.SaveCheckpoint(pb.SaveCheckpointRequest(session_id=created.session_id, path=path))
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, refused.value.details()
+        assert refused.value.details().startswith("path: ") and problem in refused.value.details()
+    assert stub.GetInfo(pb.GetInfoRequest()).active_sessions == 1  # still serving
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_lr_schedules():

@@ -130,7 +130,7 @@ export function summaryChart(table: TaskTable): string {
   }));
   const chart = barChart(`${table.short}: test accuracy (mean ± std over seeds)`, 'test accuracy', bars, `reproduction-${table.task}`);
   // Standalone files (linked from markdown) carry the styles the HTML report puts in its page.
-  return chart.replace(/^(<svg[^>]*>)/, `$1${STANDALONE_STYLE}`);
+  return chart.toString().replace(/^(<svg[^>]*>)/, `$1${STANDALONE_STYLE}`);
 }
 
 export interface InvestigationRow {

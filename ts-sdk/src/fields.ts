@@ -54,8 +54,10 @@ export class Fields {
     return new Fields(path, this.error);
   }
 
+  /** Throws the field's error. Path and problem are clipped: a refusal quotes what it refuses, it does not repeat 5 MB of it. */
   fail(problem: string, valid?: readonly string[]): never {
-    throw new this.error(this.path || '(root)', problem, valid);
+    const clip = (text: string, limit: number) => (text.length > limit ? `${text.slice(0, limit)}... (${text.length} characters)` : text);
+    throw new this.error(clip(this.path || '(root)', 300), clip(problem, 2000), valid?.slice(0, 100));
   }
 
   object(value: unknown): Obj {

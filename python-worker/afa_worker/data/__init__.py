@@ -29,6 +29,8 @@ from afa_worker.data.sources import (
     require_dir,
 )
 from afa_worker.contract import check_registry
+from afa_worker.data.budget import check_data_budget
+from afa_worker.cancel import check_cancelled
 from afa_worker.errors import SpecError
 
 __all__ = ["DATASETS", "TensorSplit", "DataBundle", "DataContext", "load_data", "normalise", "resize_square", "center_crop"]
@@ -217,13 +219,21 @@ def _convert_color(x: np.ndarray, color: int) -> np.ndarray:
     return x
 
 
+#: Images resized at once: the float copy of a chunk, not of the whole set, is what resizing adds.
+RESIZE_CHUNK = 512
+
+
 def resize_square(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """uint8 (N, C, H, W) images resized by torch's bilinear interpolation (align_corners=False),
     rounded back to uint8: how the built-in data sets are resized (the model card's "torch_bilinear")."""
     if x.shape[-2] == height and x.shape[-1] == width:
         return x
-    out = F.interpolate(x.float(), size=(height, width), mode="bilinear", align_corners=False)
-    return out.round().clamp(0, 255).to(torch.uint8)
+    out = torch.empty((x.shape[0], x.shape[1], height, width), dtype=torch.uint8, device=x.device)
+    for start in range(0, x.shape[0], RESIZE_CHUNK):
+        check_cancelled("resizing the images")
+        chunk = F.interpolate(x[start:start + RESIZE_CHUNK].float(), size=(height, width), mode="bilinear", align_corners=False)
+        out[start:start + RESIZE_CHUNK] = chunk.round().clamp(0, 255).to(torch.uint8)
+    return out
 
 
 def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -302,6 +312,8 @@ def load_data(spec: pb.DataSpec, ctx: DataContext | None = None) -> DataBundle:
     classes = _classes(spec, num_source_classes, names)
     train_x, train_y = _select_classes(raw.train_x, raw.train_y, classes, num_source_classes)
     val_idx, pool = _train_pools(train_y, spec, classes, names)
+    _check_budget(spec, raw, len(pool) + len(val_idx) + (0 if len(val_idx) or raw.val_x is None else len(raw.val_x)) +
+                  (0 if raw.test_x is None else min(len(raw.test_x), spec.test_per_class * len(classes) or len(raw.test_x))))
     splits: dict[str, TensorSplit | None] = {"train": _tensor(_take(train_x, pool), train_y[pool], spec), "val": None, "test": None}
     if len(val_idx):
         splits["val"] = _tensor(train_x[val_idx], train_y[val_idx], spec)
@@ -325,6 +337,14 @@ def load_data(spec: pb.DataSpec, ctx: DataContext | None = None) -> DataBundle:
     return DataBundle(splits["train"], splits["val"], splits["test"], len(classes), [names[c] for c in classes],
                       torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1),
                       _transform(spec, splits["train"], crop, mean, std), crop)
+
+
+def _check_budget(spec: pb.DataSpec, raw, images: int) -> None:
+    """The splits as they will be held (colour converted, resized) must fit the worker's data budget."""
+    native_c, native_h, native_w = raw.train_x.shape[1:]
+    channels = 3 if spec.color == pb.COLOR_MODE_RGB else 1 if spec.color == pb.COLOR_MODE_GRAYSCALE else native_c
+    side_h, side_w = (spec.image_size, spec.image_size) if spec.image_size else (native_h, native_w)
+    check_data_budget("data.image_size" if spec.image_size else "data", images, channels, side_h, side_w)
 
 
 def _carve(y: np.ndarray, per_class: int, rng: np.random.Generator, field: str) -> tuple[np.ndarray, np.ndarray]:

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from afa_worker.cancel import check_cancelled
+from afa_worker.data.budget import check_data_budget
 from afa_worker.errors import SpecError, clip
 from afa_worker.limits import LIMITS
 
@@ -298,18 +299,9 @@ def _evict_decoded(root: Path, keep: Path, budget: int) -> None:
         total -= size
 
 
-def _budget_bytes() -> int:
-    return int(float(os.environ.get("AFA_DATA_MEMORY_GB", "32")) * (1 << 30))
-
-
 def _check_budget(images: ImageSet, spec: DecodeSpec) -> None:
-    if not spec.size:
-        return
-    need = len(images.entries) * (3 if spec.rgb else 1) * spec.size * spec.size
-    if need > _budget_bytes():
-        raise SpecError(images.field, f"decoded at {spec.size}x{spec.size}, its {len(images.entries)} images need {need / (1 << 30):.1f} "
-                                      f"GB, more than the worker's data budget of {_budget_bytes() / (1 << 30):.1f} GB "
-                                      "($AFA_DATA_MEMORY_GB); use a smaller image_size or fewer images")
+    if spec.size:
+        check_data_budget(images.field, len(images.entries), 3 if spec.rgb else 1, spec.size, spec.size, "images decoded")
 
 
 def _load_cache(folder: Path) -> Decoded | None:

@@ -14,6 +14,7 @@ import numpy as np
 
 from afa_worker.cancel import check_cancelled
 from afa_worker.data.idx import find_idx, read_idx
+from afa_worker.paths import check_path_text
 from afa_worker.errors import SpecError
 
 __all__ = ["RawSplits", "load_fashion_mnist", "load_mnist_json", "find_mnist_dir", "require_dir", "FASHION_MNIST_DIR"]
@@ -36,6 +37,7 @@ class RawSplits:
 
 
 def require_dir(directory: Path, field: str) -> Path:
+    check_path_text(str(directory), field)
     if not directory.is_dir():
         # A worker reads data from its own machine's disk: say which one (user data for a cluster
         # belongs on shared storage mounted at the same path on every node).

@@ -4,9 +4,16 @@ import { writeReport } from '../report/html.js';
 import { renderRunReport } from '../report/run-report.js';
 import { writeFileAtomically } from '../atomic-write.js';
 import { isRunDirectory, readRunRecord } from '../run/result-file.js';
-import { loadSweepDirectory } from '../sweep/directory.js';
+import { loadSweepDirectory, type SweepDirectory } from '../sweep/directory.js';
 import { formatSummaryTable, recordsToCsv, summarize } from '../sweep/summary.js';
-import { reportFailure } from './exit.js';
+import { clipText, reportFailure } from './exit.js';
+
+/** Lines of results.jsonl that were skipped, said one per line (the first few). */
+function noteSkipped(loaded: SweepDirectory): void {
+  if (loaded.tornLines) process.stderr.write(`note: ${loaded.tornLines} unreadable line(s) in results.jsonl were skipped\n`);
+  for (const why of loaded.rejected.slice(0, 5)) process.stderr.write(`warning: results.jsonl: skipped ${clipText(why, 500)}\n`);
+  if (loaded.rejected.length > 5) process.stderr.write(`warning: results.jsonl: ${loaded.rejected.length - 5} more records skipped\n`);
+}
 
 function guard(command: string, action: () => void): void {
   try {
@@ -33,7 +40,7 @@ export function registerResults(program: Command): void {
         const summaries = summarize(loaded.records, loaded.sweep.metric, loaded.sweep.goal);
         process.stdout.write(`${loaded.sweep.name}: ${loaded.records.length} trials (selection on ${loaded.sweep.metric})\n\n`);
         process.stdout.write(`${formatSummaryTable(summaries, loaded.sweep.metric)}\n`);
-        if (loaded.tornLines) process.stderr.write(`note: ${loaded.tornLines} unreadable line(s) in results.jsonl were skipped\n`);
+        noteSkipped(loaded);
       }));
 
   program
@@ -44,7 +51,11 @@ export function registerResults(program: Command): void {
       guard('report', () => {
         const out = resolve(opts.out ?? join(dir, 'report.html'));
         if (isRunDirectory(resolve(dir))) writeFileAtomically(out, renderRunReport(readRunRecord(resolve(dir))));
-        else writeReport(loadSweepDirectory(resolve(dir)), out);
+        else {
+          const loaded = loadSweepDirectory(resolve(dir));
+          noteSkipped(loaded);
+          writeReport(loaded, out);
+        }
         process.stdout.write(`report: ${out}\n`);
       }));
 }

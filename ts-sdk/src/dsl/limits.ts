@@ -22,4 +22,8 @@ export const LIMITS = {
   weightsBytes: 8 * 2 ** 30,
   datasetBytes: 8 * 2 ** 30,
   datasetImages: 2_000_000,
+  /** Characters of a name: backbone, layer, stage, experiment. */
+  nameChars: 200,
+  /** Characters of a path on the worker's machine (Linux's PATH_MAX). */
+  pathChars: 4096,
 } as const;

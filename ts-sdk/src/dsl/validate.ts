@@ -31,13 +31,13 @@ const alpha = (c: Fields, v: unknown) => {
 function checkBackbone(c: Fields, value: unknown): void {
   const b = c.object(value);
   c.onlyKeys(b, ['name', 'inChannels', 'width', 'depth', 'layers']);
-  const name = c.at('name').string(b.name);
+  const name = c.at('name').string(b.name, { maxLength: LIMITS.nameChars });
   if (!/^(torchvision|timm):.+/.test(name)) c.at('name').oneOf(name, [...BACKBONE_NAMES, 'torchvision:NAME', 'timm:NAME']);
   for (const key of ['inChannels', 'width', 'depth'] as const) c.optional(b, key, (cc, v) => cc.count(v, { max: LIMITS[key] }));
   c.optional(b, 'layers', (cc, v) => {
     const layers = cc.array(v);
     if (layers.length > LIMITS.layers) cc.fail(`must list at most ${LIMITS.layers} layers, got ${layers.length}`);
-    layers.forEach((l, i) => cc.at(i).string(l));
+    layers.forEach((l, i) => cc.at(i).string(l, { maxLength: LIMITS.nameChars }));
   });
 }
 
@@ -59,7 +59,7 @@ type KindCheck = (c: Fields, value: Obj) => void;
 
 const checkDirectory: KindCheck = (c, d) => {
   c.onlyKeys(d, ['kind', 'directory', ...SAMPLING_KEYS]);
-  c.optional(d, 'directory', (cc, v) => cc.string(v));
+  c.optional(d, 'directory', (cc, v) => cc.string(v, { maxLength: LIMITS.pathChars }));
 };
 
 /** Each data set's own fields; every kind of the contract must be here for the SDK to compile. */
@@ -68,7 +68,7 @@ const DATA_CHECKS = {
   mnist: checkDirectory,
   imageFolder: (c, d) => {
     c.onlyKeys(d, ['kind', 'root', ...IMAGE_SET_KEYS]);
-    c.at('root').string(d.root);
+    c.at('root').string(d.root, { maxLength: LIMITS.pathChars });
     checkImageSet(c, d);
   },
   packed: (c, d) => {
@@ -146,7 +146,7 @@ function checkStep(c: Fields, value: unknown): ScheduleStep {
   }
   c.onlyKeys(s, ['kind', 'name', 'regularizer', 'iterations', 'batchSize', 'optimizer', 'lrSchedule', 'headL2', 'evalEvery',
     'logEvery', 'seed', 'restoreBest', 'headLrMultiplier', 'attentionLrMultiplier', 'featureCacheMb', 'featureCache', 'measureDrift']);
-  c.at('name').string(s.name);
+  c.at('name').string(s.name, { maxLength: LIMITS.nameChars });
   checkRegularizer(c.at('regularizer'), s.regularizer);
   c.at('iterations').count(s.iterations, { max: LIMITS.iterations });
   c.at('batchSize').count(s.batchSize, { max: LIMITS.batchSize });
@@ -188,7 +188,7 @@ function checkSource(c: Fields, value: unknown): SourceSpec {
   const kind = c.at('kind').oneOf(s.kind, ['weights', 'pretrain', 'scratch'] as const);
   if (kind === 'weights') {
     c.onlyKeys(s, ['kind', 'path']);
-    c.at('path').string(s.path);
+    c.at('path').string(s.path, { maxLength: LIMITS.pathChars });
   } else if (kind === 'pretrain') {
     c.onlyKeys(s, ['kind', 'data', 'iterations', 'batchSize', 'lr', 'momentum', 'weightDecay', 'lrSchedule', 'seed']);
     checkData(c.at('data'), s.data);
@@ -214,7 +214,7 @@ export function parseExperiment(value: unknown, at = ''): ExperimentSpec {
   const e = c.object(value);
   c.onlyKeys(e, ['version', 'name', 'seed', 'backbone', 'source', 'target', 'schedule', 'device', 'evaluateTest', 'precision']);
   if (e.version !== 1) c.at('version').fail(`unsupported spec version ${describe(e.version)}`, ['1']);
-  c.at('name').string(e.name);
+  c.at('name').string(e.name, { maxLength: LIMITS.nameChars });
   c.at('seed').count(e.seed, { allowZero: true });
   checkBackbone(c.at('backbone'), e.backbone);
   const source = checkSource(c.at('source'), e.source);
@@ -229,7 +229,7 @@ export function parseExperiment(value: unknown, at = ''): ExperimentSpec {
       }
     });
   }
-  c.at('device').string(e.device, { nonEmpty: false });
+  c.at('device').string(e.device, { nonEmpty: false, maxLength: LIMITS.nameChars });
   c.at('evaluateTest').boolean(e.evaluateTest);
   c.optional(e, 'precision', (cc, v) => cc.oneOf(v, PRECISIONS));
   if (e.precision === 'auto') delete e.precision;

@@ -7,11 +7,11 @@
  */
 import { writeFileAtomically } from '../atomic-write.js';
 import { dirname, join, relative } from 'node:path';
-import type { SweepDirectory } from '../sweep/directory.js';
+import { trialRunFolder, type SweepDirectory } from '../sweep/directory.js';
 import { formatSummaryTable, meanStd, summarize, type ConfigSummary } from '../sweep/summary.js';
-import { trialRunDir, type TrialRecord } from '../sweep/store.js';
+import type { TrialRecord } from '../sweep/store.js';
 import { configLabel } from '../sweep/trials.js';
-import { CSS, esc } from './page.js';
+import { html, joinHtml, page, relativeHref, type Html } from './page.js';
 import { hBarChart, PALETTE, textWidth, xyChart, type Series } from './svg.js';
 import { imageRgb, overlayRgb } from './heatmap.js';
 import { pngDataUrl } from './png.js';
@@ -39,7 +39,7 @@ function metricFormat(metric: string): (v: number) => string {
   return metric === 'finalValLoss' ? (v) => v.toFixed(3) : pctFormat;
 }
 
-function comparison(loaded: SweepDirectory, summaries: ConfigSummary[], reference: ConfigSummary | undefined, dims: number): string {
+function comparison(loaded: SweepDirectory, summaries: ConfigSummary[], reference: ConfigSummary | undefined, dims: number): Html[] {
   const { metric } = loaded.sweep;
   const format = metricFormat(metric);
   const shown = summaries.filter((s) => s.n > 0);
@@ -62,7 +62,7 @@ function comparison(loaded: SweepDirectory, summaries: ConfigSummary[], referenc
         title: `${nameOf(p.summary.labels, dims)}: ${pointsFormat(p.mean)} ± ${(100 * p.std).toFixed(1)} points over ${p.n} seeds` })),
       { min: lo, max: hi, base: 0, format: pointsFormat, width: 640 }, 'paired-difference'));
   }
-  return charts.join('');
+  return charts;
 }
 
 /** Per configuration: test(config, seed) - test(reference, seed) over the seeds both completed. */
@@ -77,11 +77,11 @@ function pairedTestDifferences(records: TrialRecord[], summaries: ConfigSummary[
   });
 }
 
-function parameterCharts(loaded: SweepDirectory, completed: TrialRecord[]): string[] {
+function parameterCharts(loaded: SweepDirectory, completed: TrialRecord[]): Html[] {
   const { metric, space } = loaded.sweep;
   const format = metricFormat(metric);
   const paths = Object.keys(space);
-  const charts: string[] = [];
+  const charts: Html[] = [];
   for (const [path, dim] of Object.entries(space)) {
     const name = path.split('.').at(-1)!;
     const numeric = completed.every((r) => typeof r.values[path] === 'number');
@@ -132,7 +132,7 @@ function meanCurve(records: TrialRecord[]): { x: number; y: number }[] {
 }
 
 /** One small chart per configuration on shared axes, the fine-tuning reference dashed in each. */
-function learningCurves(completed: TrialRecord[], summaries: ConfigSummary[], reference: ConfigSummary | undefined, dims: number): string {
+function learningCurves(completed: TrialRecord[], summaries: ConfigSummary[], reference: ConfigSummary | undefined, dims: number): Html[] {
   const byConfig = new Map<string, TrialRecord[]>();
   completed.forEach((r) => byConfig.set(r.configId, [...(byConfig.get(r.configId) ?? []), r]));
   const xMax = Math.max(1, ...completed.flatMap((r) => r.curve.map((p) => p.globalStep)));
@@ -145,14 +145,14 @@ function learningCurves(completed: TrialRecord[], summaries: ConfigSummary[], re
     const series: Series[] = [{ name, line: true, color: PALETTE[0], points: meanCurve(byConfig.get(s.configId)!).map((p) => ({ ...p, title: `${name} step ${p.x}: ${pctFormat(p.y)}` })) }];
     if (reference && s !== reference && refCurve.length) series.push({ name: 'fine-tuning', dashed: true, color: '#999', points: refCurve });
     return xyChart(title, { label: 'step (all stages)', min: 0, max: xMax }, { label: 'val accuracy', min: 0, max: 1, format: (v) => `${Math.round(100 * v)}%` },
-      series, `curve-${i}`, size, { legend: false }).replace('<text ', `<title>${esc(name)}</title><text `);
-  }).join('');
+      series, `curve-${i}`, size, { legend: false, tooltip: name });
+  });
 }
 
 /** Mean attention entropy per configuration, attentive stage and layer, as a share of the uniform maximum. */
-function attentionTable(completed: TrialRecord[], summaries: ConfigSummary[], dims: number): string {
+function attentionTable(completed: TrialRecord[], summaries: ConfigSummary[], dims: number): Html | undefined {
   const withAttention = completed.filter((r) => r.attention?.length);
-  if (!withAttention.length) return '';
+  if (!withAttention.length) return undefined;
   const layers = [...new Set(withAttention.flatMap((r) => r.attention!.map((a) => a.layer)))];
   // `stage` counts the run's stages (promote steps are not stages).
   const stageName = (r: TrialRecord, stage: number) =>
@@ -163,17 +163,17 @@ function attentionTable(completed: TrialRecord[], summaries: ConfigSummary[], di
     return stages.map((stage) => {
       const cells = layers.map((layer) => {
         const values = rs.flatMap((r) => r.attention!.filter((a) => a.stage === stage && a.layer === layer).map((a) => a.entropy / a.maxEntropy));
-        if (!values.length) return '<td></td>';
+        if (!values.length) return html`<td></td>`;
         const v = meanStd(values).mean;
-        return `<td class="num" style="background:rgba(31,119,180,${(0.08 + 0.5 * v).toFixed(2)})">${v.toFixed(2)}</td>`;
+        return html`<td class="num" style="background:rgba(31,119,180,${(0.08 + 0.5 * v).toFixed(2)})">${v.toFixed(2)}</td>`;
       });
-      return `<tr><td>${esc(nameOf(s.labels, dims))}</td><td>${esc(stageName(rs[0]!, stage))}</td>${cells.join('')}</tr>`;
+      return html`<tr><td>${nameOf(s.labels, dims)}</td><td>${stageName(rs[0]!, stage)}</td>${cells}</tr>`;
     });
   });
-  return `<p class="muted">Attention entropy at the end of each attentive stage over its last batch, as a share of the uniform
+  return html`<p class="muted">Attention entropy at the end of each attentive stage over its last batch, as a share of the uniform
 maximum (1 = spread evenly, 0 = all weight on one position or channel); mean over seeds.</p>
-<div class="scroll"><table><thead><tr><th>configuration</th><th>stage</th>${layers.map((l) => `<th>${esc(l)}</th>`).join('')}</tr></thead>
-<tbody>${rows.join('')}</tbody></table></div>`;
+<div class="scroll"><table><thead><tr><th>configuration</th><th>stage</th>${layers.map((l) => html`<th>${l}</th>`)}</tr></thead>
+<tbody>${rows}</tbody></table></div>`;
 }
 
 /** The run record of each configuration's first completed seed that kept one (sweeps from this version on). */
@@ -181,8 +181,8 @@ function firstRuns(loaded: SweepDirectory, summaries: ConfigSummary[]): Map<stri
   const runs = new Map<string, { record: RunRecord; dir: string; seed: number }>();
   for (const s of summaries) {
     const trial = loaded.records.filter((r) => r.configId === s.configId && r.status === 'completed').sort((a, b) => a.seed - b.seed)
-      .find((r) => isRunDirectory(trialRunDir(loaded.dir, r.trialId)));
-    if (trial) runs.set(s.configId, { record: readRunRecord(trialRunDir(loaded.dir, trial.trialId)), dir: trialRunDir(loaded.dir, trial.trialId), seed: trial.seed });
+      .map((r) => ({ r, folder: trialRunFolder(loaded.dir, r.trialId) })).find(({ folder }) => folder && isRunDirectory(folder));
+    if (trial) runs.set(s.configId, { record: readRunRecord(trial.folder!), dir: trial.folder!, seed: trial.r.seed });
   }
   return runs;
 }
@@ -191,11 +191,11 @@ const THUMB = 84;
 
 /** Per configuration (first seed): each AST layer's map over the first image, ACT's entropy, and a link to the run's report. */
 function attentionGallery(loaded: SweepDirectory, summaries: ConfigSummary[], runs: ReturnType<typeof firstRuns>, dims: number,
-  reportDir: string): string {
+  reportDir: string): Html | undefined {
   const rows = summaries.flatMap((s) => {
     const run = runs.get(s.configId);
     if (!run) return [];
-    const link = `<a href="${esc(relative(reportDir, join(run.dir, 'report.html')))}">seed ${run.seed}</a>`;
+    const link = html`<a href="${relativeHref(relative(reportDir, join(run.dir, 'report.html')))}">seed ${run.seed}</a>`;
     return run.record.result.stages.flatMap((stage) => {
       const snap = stage.attentionSnapshot;
       if (!snap) return [];
@@ -203,18 +203,18 @@ function attentionGallery(loaded: SweepDirectory, summaries: ConfigSummary[], ru
       const base = imageRgb(image, snap.width, snap.height, snap.channels);
       const cells = snap.layers.map((l) => {
         const share = (l.entropy / l.maxEntropy).toFixed(2);
-        if (l.kind === 'channel') return `<td class="muted small">${esc(l.layer)}<br>entropy ${share}, peak ${Math.max(...l.peakOverUniform).toFixed(1)}x</td>`;
+        if (l.kind === 'channel') return html`<td class="muted small">${l.layer}<br>entropy ${share}, peak ${Math.max(...l.peakOverUniform).toFixed(1)}x</td>`;
         const src = pngDataUrl(snap.width, snap.height, overlayRgb(base, l.spatial[0]!));
-        return `<td><img src="${src}" width="${THUMB}" height="${Math.round((THUMB * snap.height) / snap.width)}" alt="${esc(l.layer)}">` +
-          `<div class="muted small">${esc(l.layer)}: ${share}, peak ${(l.peakOverUniform[0] ?? 1).toFixed(1)}x</div></td>`;
+        return html`<td><img src="${src}" width="${THUMB}" height="${Math.round((THUMB * snap.height) / snap.width)}" alt="${l.layer}">
+<div class="muted small">${l.layer}: ${share}, peak ${(l.peakOverUniform[0] ?? 1).toFixed(1)}x</div></td>`;
       });
-      return [`<tr><td>${esc(nameOf(s.labels, dims))}</td><td>${esc(stage.name)}</td>${cells.join('')}<td>${link}</td></tr>`];
+      return [html`<tr><td>${nameOf(s.labels, dims)}</td><td>${stage.name}</td>${cells}<td>${link}</td></tr>`];
     });
   });
-  if (!rows.length) return '';
-  return `<p class="muted">Where the attention looks at the end of each attentive stage, on the first validation image of each
+  if (!rows.length) return undefined;
+  return html`<p class="muted">Where the attention looks at the end of each attentive stage, on the first validation image of each
 configuration's first seed (entropy as a share of uniform, and the peak weight over the uniform one); the seed's own report has every image.</p>
-<div class="scroll"><table class="heat"><tbody>${rows.join('')}</tbody></table></div>`;
+<div class="scroll"><table class="heat"><tbody>${rows}</tbody></table></div>`;
 }
 
 export function renderReport(loaded: SweepDirectory, reportDir = loaded.dir): string {
@@ -226,26 +226,20 @@ export function renderReport(loaded: SweepDirectory, reportDir = loaded.dir): st
   const reference = referenceOf(summaries, dims);
   const params = completed.length ? parameterCharts(loaded, completed) : [];
   const runs = firstRuns(loaded, summaries);
-  const attention = attentionTable(completed, summaries, dims) + attentionGallery(loaded, summaries, runs, dims, reportDir);
+  const attention = [attentionTable(completed, summaries, dims), attentionGallery(loaded, summaries, runs, dims, reportDir)].filter((a) => a !== undefined);
   const sections = completed.length
-    ? [
-        `<h2>Configurations</h2><div class="charts">${comparison(loaded, summaries, reference, dims)}</div>`,
-        params.length ? `<h2>Metric against each swept parameter</h2><div class="charts">${params.join('')}</div>` : '',
-        `<h2>Learning curves</h2><p class="muted">Validation accuracy, mean over seeds, one chart per configuration in the order above` +
-          `${reference ? '; dashed: fine-tuning' : ''}.</p><div class="charts">${learningCurves(completed, summaries, reference, dims)}</div>`,
-        attention ? `<h2>Attention</h2>${attention}` : '',
-      ]
-    : ['<p>No completed trials yet.</p>'];
-  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${esc(sweep.name)}: afa sweep report</title><style>${CSS}</style></head><body>
-<h1>${esc(sweep.name)}</h1>
+    ? html`<h2>Configurations</h2><div class="charts">${comparison(loaded, summaries, reference, dims)}</div>
+${params.length ? html`<h2>Metric against each swept parameter</h2><div class="charts">${params}</div>` : ''}
+<h2>Learning curves</h2><p class="muted">Validation accuracy, mean over seeds, one chart per configuration in the order above${
+  reference ? '; dashed: fine-tuning' : ''}.</p><div class="charts">${learningCurves(completed, summaries, reference, dims)}</div>
+${attention.length ? html`<h2>Attention</h2>${joinHtml(attention, '\n')}` : ''}`
+    : html`<p>No completed trials yet.</p>`;
+  return page(`${sweep.name}: afa sweep report`, html`<h1>${sweep.name}</h1>
 <p class="muted">${loaded.records.length} trials (${counts}); seeds ${sweep.seeds.join(', ')}; ${sweep.search} search; selection on
-<b>${esc(sweep.metric)}</b> (${sweep.goal}, validation only); test accuracy is reported, never used to select.</p>
-${sections.filter(Boolean).join('\n')}
-<h2>Table</h2><pre>${esc(formatSummaryTable(summaries, sweep.metric))}</pre>
-<p class="muted">Generated by afa report from ${esc(loaded.dir)}.</p>
-</body></html>
-`;
+<b>${sweep.metric}</b> (${sweep.goal}, validation only); test accuracy is reported, never used to select.</p>
+${sections}
+<h2>Table</h2><pre>${formatSummaryTable(summaries, sweep.metric)}</pre>
+<p class="muted">Generated by afa report from ${loaded.dir}.</p>`);
 }
 
 /** The sweep's report at `path`, and each kept trial run's own report in its run directory (linked from it). */

@@ -8,7 +8,7 @@ import type { AttentionSnapshot } from '../run/attention.js';
 import type { StageResult } from '../run/events.js';
 import type { RunRecord } from '../run/result-file.js';
 import { pct, secs } from '../table.js';
-import { CSS, esc } from './page.js';
+import { html, joinHtml, page, type Html } from './page.js';
 import { imageRgb, overlayRgb } from './heatmap.js';
 import { pngDataUrl } from './png.js';
 import { hBarChart, xyChart, type Series } from './svg.js';
@@ -16,15 +16,15 @@ import { hBarChart, xyChart, type Series } from './svg.js';
 /** Pixels per image side in the heat-map grid (28x28 inputs are drawn 4x, nearest neighbour). */
 const CELL = 112;
 
-function stageTable(stages: StageResult[]): string {
-  const rows = stages.map((s) => `<tr><td>${esc(s.name)}</td><td>${esc(s.regularizer)}</td><td>${esc(s.status)}</td>` +
-    `<td class="num">${s.stepsCompleted}/${s.iterations}</td><td class="num">${pct(s.bestValAccuracy)} @ ${s.bestStep}</td>` +
-    `<td class="num">${pct(s.finalValAccuracy)}</td><td class="num">${secs(s.wallSeconds)}</td></tr>`);
-  return `<table><thead><tr><th>stage</th><th>regulariser</th><th>status</th><th>steps</th><th>best val (step)</th>` +
-    `<th>final val</th><th>time</th></tr></thead><tbody>${rows.join('')}</tbody></table>`;
+function stageTable(stages: StageResult[]): Html {
+  const rows = stages.map((s) => html`<tr><td>${s.name}</td><td>${s.regularizer}</td><td>${s.status}</td>
+<td class="num">${s.stepsCompleted}/${s.iterations}</td><td class="num">${pct(s.bestValAccuracy)} @ ${s.bestStep}</td>
+<td class="num">${pct(s.finalValAccuracy)}</td><td class="num">${secs(s.wallSeconds)}</td></tr>`);
+  return html`<table><thead><tr><th>stage</th><th>regulariser</th><th>status</th><th>steps</th><th>best val (step)</th>
+<th>final val</th><th>time</th></tr></thead><tbody>${rows}</tbody></table>`;
 }
 
-function curves(stage: StageResult, index: number): string {
+function curves(stage: StageResult, index: number): Html[] {
   const steps = stage.history.steps;
   const evals = stage.history.evals.filter((e) => e.split === 'val');
   const xMax = Math.max(1, stage.iterations);
@@ -43,27 +43,27 @@ function curves(stage: StageResult, index: number): string {
     charts.push(xyChart(`${stage.name}: training loss`, { label: 'step', min: 0, max: xMax },
       { label: 'loss (window mean)', min: 0, max: yMax * 1.05, format: (v) => v.toPrecision(2) }, losses, `stage-${index}-loss`));
   }
-  return charts.join('');
+  return charts;
 }
 
-function heatGrid(snapshot: AttentionSnapshot, index: number, classNames: readonly string[] = []): string {
+function heatGrid(snapshot: AttentionSnapshot, index: number, classNames: readonly string[] = []): Html {
   const { width, height, channels } = snapshot;
   const layers = snapshot.layers.filter((l) => l.kind === 'spatial');
-  const head = `<tr><th>image</th><th>input</th>${layers.map((l) => `<th>${esc(l.layer)}<br><span class="muted">${l.mapHeight}x${l.mapWidth}, ` +
-    `entropy ${(l.entropy / l.maxEntropy).toFixed(2)} of max</span></th>`).join('')}</tr>`;
+  const head = html`<tr><th>image</th><th>input</th>${layers.map((l) => html`<th>${l.layer}<br><span class="muted">${l.mapHeight}x${l.mapWidth},
+entropy ${(l.entropy / l.maxEntropy).toFixed(2)} of max</span></th>`)}</tr>`;
   const rows = snapshot.images.map((image, i) => {
     const base = imageRgb(image, width, height, channels);
     const img = (rgb: Uint8Array, alt: string) =>
-      `<img src="${pngDataUrl(width, height, rgb)}" width="${CELL}" height="${Math.round((CELL * height) / width)}" alt="${esc(alt)}">`;
-    const cells = layers.map((l) => `<td>${img(overlayRgb(base, l.spatial[i]!), `${l.layer} attention on image ${i}`)}` +
-      `<div class="muted small">peak ${(l.peakOverUniform[i] ?? 1).toFixed(1)}x uniform</div></td>`);
+      html`<img src="${pngDataUrl(width, height, rgb)}" width="${CELL}" height="${Math.round((CELL * height) / width)}" alt="${alt}">`;
+    const cells = layers.map((l) => html`<td>${img(overlayRgb(base, l.spatial[i]!), `${l.layer} attention on image ${i}`)}
+<div class="muted small">peak ${(l.peakOverUniform[i] ?? 1).toFixed(1)}x uniform</div></td>`);
     const name = classNames[image.label] ?? `label ${image.label}`;
-    return `<tr><td class="muted">#${i} (${esc(name)})</td><td>${img(base, `image ${i}: ${name}`)}</td>${cells.join('')}</tr>`;
+    return html`<tr><td class="muted">#${i} (${name})</td><td>${img(base, `image ${i}: ${name}`)}</td>${cells}</tr>`;
   });
-  return `<div class="scroll"><table class="heat" data-heatmap="stage-${index}"><thead>${head}</thead><tbody>${rows.join('')}</tbody></table></div>`;
+  return html`<div class="scroll"><table class="heat" data-heatmap="stage-${index}"><thead>${head}</thead><tbody>${rows}</tbody></table></div>`;
 }
 
-function channelBars(snapshot: AttentionSnapshot, index: number): string {
+function channelBars(snapshot: AttentionSnapshot, index: number): Html[] {
   return snapshot.layers.filter((l) => l.kind === 'channel').map((l) => {
     const sorted = l.channel.map((w, c) => ({ c, w })).sort((a, b) => b.w - a.w);
     const shown = sorted.slice(0, 16);
@@ -73,12 +73,12 @@ function channelBars(snapshot: AttentionSnapshot, index: number): string {
       shown.map(({ c, w }) => ({ label: `channel ${c}`, value: w })),
       { min: 0, max: Math.max(uniform * 1.2, shown[0]?.w ?? 0), format: (v) => v.toFixed(3), reference: { value: uniform, label: 'uniform' }, width: 460 },
       `stage-${index}-channels-${l.layer}`);
-  }).join('');
+  });
 }
 
-function entropyOverSteps(stage: StageResult, index: number): string {
+function entropyOverSteps(stage: StageResult, index: number): Html | undefined {
   const layers = [...new Set(stage.history.steps.flatMap((p) => p.attention.map((a) => a.layer)))];
-  if (!layers.length) return '';
+  if (!layers.length) return undefined;
   const series: Series[] = layers.map((layer) => ({
     name: layer,
     line: true,
@@ -89,35 +89,32 @@ function entropyOverSteps(stage: StageResult, index: number): string {
     { label: 'entropy (1 = uniform)', min: 0, max: 1, format: (v) => v.toFixed(1) }, series, `stage-${index}-entropy`);
 }
 
-function attentionSection(stage: StageResult, index: number, classNames: readonly string[] = []): string {
+function attentionSection(stage: StageResult, index: number, classNames: readonly string[] = []): Html | undefined {
   const snapshot = stage.attentionSnapshot;
   const entropy = entropyOverSteps(stage, index);
-  if (!snapshot && !entropy) return '';
-  const parts = [`<h3>${esc(stage.name)} (${esc(stage.regularizer)})</h3>`];
+  if (!snapshot && !entropy) return undefined;
+  const parts = [html`<h3>${stage.name} (${stage.regularizer})</h3>`];
   if (snapshot) {
-    parts.push(`<p class="muted">${snapshot.images.length} ${esc(snapshot.split)} images (the first of each class), with the attention at the end of the stage.</p>`);
+    parts.push(html`<p class="muted">${snapshot.images.length} ${snapshot.split} images (the first of each class), with the attention at the end of the stage.</p>`);
     if (snapshot.layers.some((l) => l.kind === 'spatial')) parts.push(heatGrid(snapshot, index, classNames));
     const bars = channelBars(snapshot, index);
-    if (bars) parts.push(`<div class="charts">${bars}</div>`);
+    if (bars.length) parts.push(html`<div class="charts">${bars}</div>`);
   }
-  if (entropy) parts.push(`<div class="charts">${entropy}</div>`);
-  return parts.join('\n');
+  if (entropy) parts.push(html`<div class="charts">${entropy}</div>`);
+  return joinHtml(parts, '\n');
 }
 
 export function renderRunReport(record: RunRecord): string {
   const { spec, result } = record;
   const test = result.testAccuracy === undefined ? 'not evaluated' : pct(result.testAccuracy);
-  const attention = result.stages.map((s, i) => attentionSection(s, i, result.classNames)).filter(Boolean);
-  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${esc(result.name)}: afa run report</title><style>${CSS}</style></head><body>
-<h1>${esc(result.name)}</h1>
+  const attention = result.stages.map((s, i) => attentionSection(s, i, result.classNames)).filter((a) => a !== undefined);
+  const source = result.timings.sourceCached ? 'source cached' : `source ${secs(result.timings.pretrainSeconds)}`;
+  return page(`${result.name}: afa run report`, html`<h1>${result.name}</h1>
 <p class="muted">test accuracy <b>${test}</b> (read once, after selection on validation); best validation ${pct(result.bestValAccuracy)};
-seed ${result.seed}; ${esc(spec.backbone.name)}; ${secs(result.timings.totalSeconds)} (${result.timings.sourceCached ? 'source cached' : `source ${secs(result.timings.pretrainSeconds)}`});
-spec ${esc(result.specHash)}</p>
+seed ${result.seed}; ${spec.backbone.name}; ${secs(result.timings.totalSeconds)} (${source});
+spec ${result.specHash}</p>
 <h2>Stages</h2>${stageTable(result.stages)}
-<h2>Training</h2><div class="charts">${result.stages.map(curves).join('')}</div>
-<h2>Attention</h2>${attention.length ? attention.join('\n') : '<p class="muted">No stage of this run has attention (AST or ACT).</p>'}
-<p class="muted">Generated by afa report.</p>
-</body></html>
-`;
+<h2>Training</h2><div class="charts">${result.stages.map(curves)}</div>
+<h2>Attention</h2>${attention.length ? joinHtml(attention, '\n') : html`<p class="muted">No stage of this run has attention (AST or ACT).</p>`}
+<p class="muted">Generated by afa report.</p>`);
 }

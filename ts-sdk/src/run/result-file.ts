@@ -8,6 +8,8 @@ import { join } from 'node:path';
 import type { ExperimentSpec } from '../dsl/experiment.js';
 import { bytesReplacer, bytesReviver } from './attention.js';
 import type { ExperimentResult } from './events.js';
+import { UsageError } from '../errors.js';
+import { checkRunRecord } from './result-check.js';
 
 export const RUN_RESULT_FILE = 'result.json';
 
@@ -35,6 +37,14 @@ export function isRunDirectory(dir: string): boolean {
   return existsSync(runResultPath(dir));
 }
 
+/** The run record of `dir`, every field checked (a UsageError naming the file and field when one is not what it claims). */
 export function readRunRecord(dir: string): RunRecord {
-  return JSON.parse(readFileSync(runResultPath(dir), 'utf8'), bytesReviver) as RunRecord;
+  const path = runResultPath(dir);
+  let value: unknown;
+  try {
+    value = JSON.parse(readFileSync(path, 'utf8'), bytesReviver);
+  } catch (error) {
+    throw new UsageError(path, `is not a readable run record: ${(error as Error).message.slice(0, 200)}`);
+  }
+  return checkRunRecord(value, path);
 }

@@ -3,7 +3,7 @@
  * sha256, uploaded only when the worker's store lacks it, and a source a worker pretrained is
  * downloaded into the SDK's cache, verified by hash, so every worker trains from the same bytes.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, statSync } from 'node:fs';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -135,7 +135,7 @@ export function uploadWeights(client: WorkerClient, path: string, signal?: Abort
 /** Downloads `sha256` from the worker's store to `path` (atomically), checking the bytes hash to it. */
 export async function downloadWeights(client: WorkerClient, sha256: string, path: string, signal?: AbortSignal): Promise<number> {
   await mkdir(dirname(path), { recursive: true });
-  const temp = join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now()}.download`);
+  const temp = join(dirname(path), `.${basename(path).slice(0, 100)}.${randomBytes(8).toString('hex')}.download`); // created exclusively below
   const file = await open(temp, 'wx', 0o600);
   const hash = createHash('sha256');
   let bytes = 0;

@@ -5,6 +5,9 @@
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, truncateSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { ExperimentSpec } from '../dsl/experiment.js';
+import { FieldError, UsageError } from '../errors.js';
+import { Fields } from '../fields.js';
+import { checkTrialRecord, TRIAL_ID } from './record-check.js';
 
 export type TrialStatus = 'completed' | 'pruned' | 'failed';
 
@@ -59,6 +62,7 @@ export const SWEEP_FILE = 'sweep.json';
 
 /** Where a trial's `result.json` goes (its curves and attention snapshots, for `afa report`). */
 export function trialRunDir(dir: string, trialId: string): string {
+  if (!TRIAL_ID.test(trialId)) throw new UsageError('trialId', `${JSON.stringify(trialId.slice(0, 80))} is not a plain name: a trial's folder stays under runs/`);
   return join(dir, 'runs', trialId);
 }
 
@@ -94,19 +98,29 @@ export function repairForAppend(path: string): { droppedBytes: number; tornLines
   return { droppedBytes, tornLines: readRecords(path).tornLines };
 }
 
-export function readRecords(path: string): { records: TrialRecord[]; tornLines: number } {
-  if (!existsSync(path)) return { records: [], tornLines: 0 };
+export function readRecords(path: string): { records: TrialRecord[]; tornLines: number; rejected: string[] } {
+  if (!existsSync(path)) return { records: [], tornLines: 0, rejected: [] };
   const records: TrialRecord[] = [];
+  const rejected: string[] = [];
   let tornLines = 0;
-  for (const line of readFileSync(path, 'utf8').split('\n')) {
-    if (!line.trim()) continue;
+  readFileSync(path, 'utf8').split('\n').forEach((line, i) => {
+    if (!line.trim()) return;
+    let value: unknown;
     try {
-      records.push(JSON.parse(line) as TrialRecord);
+      value = JSON.parse(line);
     } catch {
       tornLines += 1;
+      return;
     }
-  }
-  return { records, tornLines };
+    try {
+      records.push(checkTrialRecord(value, Fields.usage(`line ${i + 1}`)));
+    } catch (error) {
+      // Readable but not a record this version writes (a hand edit, another tool): skipped, and said.
+      if (!(error instanceof FieldError)) throw error;
+      rejected.push(error.message);
+    }
+  });
+  return { records, tornLines, rejected };
 }
 
 /** The latest record per trial (a retried failure is superseded by its later result). */
