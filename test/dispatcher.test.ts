@@ -151,7 +151,7 @@ describe('sweep dispatch (fake slots, no worker)', () => {
 
   it('a scheduler\'s stop at an eval point ends the trial as pruned with its curve, not as a failure', async () => {
     const [trial] = trials(1);
-    const rule = new MedianStoppingRule(1);
+    const rule = new MedianStoppingRule({ minTrials: 1 });
     rule.onTrialComplete({ ...completed(trial!), curve: [{ stage: 0, step: 3, globalStep: 3, accuracy: 0.9, loss: 0.1 }] });
     let cancelled = false;
     const fake = {
@@ -170,7 +170,7 @@ describe('sweep dispatch (fake slots, no worker)', () => {
     const record = await runTrial({ worker: fake, trial: trial!, scheduler: rule });
     expect(cancelled).to.equal(true);
     expect(record.status).to.equal('pruned');
-    expect(record.error).to.match(/below the median 0\.900 at stage 0 step 3/);
+    expect(record.error).to.match(/below the median 0\.900 of 1 completed trials at step 3/);
     expect(record.curve.map((p) => p.accuracy)).to.deep.equal([0.2]);
   });
 });

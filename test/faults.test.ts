@@ -74,7 +74,7 @@ describe('faults', function () {
     const result = await cli;
     expect(killed, result.stderr).to.be.greaterThan(0);
     expect(result.exitCode, result.stderr).to.equal(0);
-    expect(result.stderr).to.match(/retry: .*\[lr=0\.05\] seed 0 on local-1 after: (CreateSession|RunStage): the worker process died/);
+    expect(result.stderr).to.match(/retry: .*\[lr=0\.05\] seed 0 on local-1 after: (CreateSession|OpenSession|RunStage): the worker process died/);
     const records = resultLines(out);
     expect(records.map((r) => [r.labels['schedule[0].optimizer.lr'], r.status, r.attempts])).to.deep.equal([
       ['0.01', 'completed', 1],
@@ -83,7 +83,7 @@ describe('faults', function () {
     // The retried attempt is on record: where it ran and why it failed.
     expect(records[1]!.retries).to.have.length(1);
     expect(records[1]!.retries![0]).to.include({ attempt: 1, worker: 'local-1' });
-    expect(records[1]!.retries![0]!.error).to.match(/^(CreateSession|RunStage): the worker process died \(killed by SIGKILL\)/);
+    expect(records[1]!.retries![0]!.error).to.match(/^(CreateSession|OpenSession|RunStage): the worker process died \(killed by SIGKILL\)/);
   });
 
   it('SIGINT on afa sweep cancels the running trial, exits 130 and keeps finished trials for --resume', async () => {

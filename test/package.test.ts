@@ -4,7 +4,7 @@
 // outside any package. Slow (a venv with torch is installed), and the only test of that path.
 import { expect } from 'chai';
 import { execa } from 'execa';
-import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from './helpers.js';
 
@@ -135,6 +135,17 @@ describe('the npm package in a consumer project (slow: npm pack, npm install, af
     const inNode = await sh(process.execPath, ['serve.cjs'], { cwd: project });
     expect(inNode.exitCode, inNode.all).to.equal(0);
     expect(inNode.stdout.trim()).to.match(/^\d true$/);
+  });
+
+  it('afa sweep --search tpe --early-stop asha in the consumer project: Optuna from the worker setup, the budget run, a study on disk', async () => {
+    writeFileSync(join(project, 'search.ts'), `import { logUniform, sweep } from 'afa-transfer';\nimport base from './exp-cjs';\n` +
+      "export default sweep({ name: 'consumer-search', base, space: { 'schedule[0].optimizer.lr': logUniform(0.001, 0.1) }, budget: 3 });\n");
+    const out = join(project, 'search-out');
+    const run = await afa(['sweep', 'search.ts', '--search', 'tpe', '--early-stop', 'asha', '--threads', '1', '--out', out]);
+    expect(run.exitCode, run.all).to.equal(0);
+    expect(readFileSync(join(out, 'results.jsonl'), 'utf8').trim().split('\n')).to.have.length(3);
+    expect(existsSync(join(out, 'study.journal'))).to.equal(true);
+    expect(run.stdout).to.match(/best configuration \(runnable: afa run/);
   });
 
   it('a venv set up by another version is refused with the command that fixes it, and setup reinstalls', async () => {

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { execa } from 'execa';
 import { existsSync, readFileSync, readdirSync, writeFileSync, appendFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { choice, fromScratch, baseline, grid, variants, logUniform, sweep, uniform, InvalidSpecError, UsageError } from '../ts-sdk/src/index.js';
+import { choice, fromScratch, baseline, grid, variants, logUniform, intUniform, sweep, uniform, InvalidSpecError, UsageError } from '../ts-sdk/src/index.js';
 import { bestPerGroup, bestSpec, planTrials, summarize, loadSweepDirectory, formatSummaryTable, recordsToCsv, planSlots, runSweep, type SweepEvent, type TrialRecord } from '../ts-sdk/src/sweep/index.js';
 import { MedianStoppingRule } from '../ts-sdk/src/sweep/early-stop.js';
 import { readRecords } from '../ts-sdk/src/sweep/store.js';
@@ -15,7 +15,7 @@ const [node, cliArgs] = AFA_CLI;
 
 function record(configId: string, seed: number, value: number, test: number, status: TrialRecord['status'] = 'completed'): TrialRecord {
   return {
-    trialId: `${configId}-${seed}`, configId, values: { lr: Number(configId) }, labels: { lr: configId }, seed, status,
+    trialId: `t${configId.replace(/\W/g, '_')}-${seed}`, configId, values: { lr: Number(configId) }, labels: { lr: configId }, seed, status,
     metrics: { bestValAccuracy: value, finalValAccuracy: value, finalValLoss: 1 - value, testAccuracy: test },
     curve: [{ stage: 0, step: 10, globalStep: 10, accuracy: value, loss: 1 }], specHash: '', spec: tinyFineTune(),
     attempts: 1, worker: 'w', wallSeconds: 1, finishedAt: '',
@@ -60,6 +60,19 @@ describe('sweep planning and results (no worker)', () => {
       expect(['weak', 'strong']).to.include(t.labels['schedule[2].regularizer']);
     }
     expect(planTrials({ ...s, searchSeed: 8 }).map((t) => t.trialId)).to.not.deep.equal(a.map((t) => t.trialId));
+  });
+
+  it('random draws over a choice are stratified: each value n/k times, give or take one; continuous draws as before', () => {
+    const space = { 'schedule[0].optimizer.lr': uniform(0.001, 0.1), method: choice({ a: 1, b: 2, c: 3 }) };
+    const s = sweep({ name: 'r', base: tinyAfa(), space: { 'schedule[0].optimizer.lr': space['schedule[0].optimizer.lr'],
+      'schedule[0].regularizer.alpha': choice({ a: 1e-3, b: 1e-2, c: 1e-1 }) }, budget: 7, searchSeed: 3 });
+    const labels = planTrials(s).map((t) => t.labels['schedule[0].regularizer.alpha']);
+    const counts = ['a', 'b', 'c'].map((v) => labels.filter((l) => l === v).length);
+    expect(Math.max(...counts) - Math.min(...counts)).to.be.at.most(1);
+    // The lr of each draw is the one a sweep without the choice gets: the stream of continuous draws is unchanged.
+    const alone = planTrials(sweep({ name: 'r', base: tinyAfa(), space: { 'schedule[0].optimizer.lr': space['schedule[0].optimizer.lr'],
+      'schedule[0].batchSize': intUniform(8, 64) }, budget: 7, searchSeed: 3 }));
+    expect(planTrials(s).map((t) => t.values['schedule[0].optimizer.lr'])).to.deep.equal(alone.map((t) => t.values['schedule[0].optimizer.lr']));
   });
 
   it('a bad path or a bad value fails before anything runs, naming the field', () => {
@@ -118,15 +131,21 @@ describe('sweep planning and results (no worker)', () => {
       'trial_id,config_id,lr,seed,status,best_val_accuracy,final_val_accuracy,final_val_loss,test_accuracy,wall_seconds,attempts,worker,finished_at,error');
   });
 
-  it('median stopping needs earlier trials at the same point and stops below their median', () => {
-    const rule = new MedianStoppingRule(3);
+  it('median stopping needs completed trials and a step past the warm-up, and stops a trial whose best so far is below their median', () => {
+    const rule = new MedianStoppingRule({ minTrials: 3, warmupSteps: 10 });
     const at = (step: number, accuracy: number) => ({ stage: 0, step, globalStep: step, accuracy, loss: 1 });
-    const trial = planTrials(sweep({ name: 's', base: tinyFineTune(), space: {}, seeds: [0] }))[0]!;
-    [0.5, 0.6, 0.7].forEach((v, i) => rule.onTrialComplete(record('c', i, v, 0)));
+    const [first, second] = planTrials(sweep({ name: 's', base: tinyFineTune(), space: {}, seeds: [0, 1] }));
+    [0.5, 0.6].forEach((v, i) => rule.onTrialComplete(record('c', i, v, 0)));
+    expect(rule.onTrialResult(first!, at(10, 0.0))).to.deep.equal({ action: 'continue' }); // two completed: too few
+    rule.onTrialComplete(record('c', 2, 0.7, 0));
     rule.onTrialComplete(record('c', 3, 0.0, 0, 'failed')); // only completed curves count
-    expect(rule.onTrialResult(trial, at(10, 0.55))).to.deep.equal({ action: 'stop', reason: 'val 0.550 below the median 0.600 at stage 0 step 10' });
-    expect(rule.onTrialResult(trial, at(10, 0.65))).to.deep.equal({ action: 'continue' });
-    expect(rule.onTrialResult(trial, at(20, 0.0))).to.deep.equal({ action: 'continue' });
+    expect(rule.onTrialResult(second!, at(5, 0.0))).to.deep.equal({ action: 'continue' }); // inside the warm-up
+    expect(rule.onTrialResult(second!, at(10, 0.55))).to.deep.equal({ action: 'stop',
+      reason: 'best accuracy 0.550 so far is below the median 0.600 of 3 completed trials at step 10' });
+    // Judged by its best so far, as Optuna's MedianPruner: a trial that was above the median is not stopped by one dip.
+    expect(rule.onTrialResult(first!, at(10, 0.65))).to.deep.equal({ action: 'continue' });
+    expect(rule.onTrialResult(first!, at(10, 0.1))).to.deep.equal({ action: 'continue' });
+    expect(rule.onTrialResult(first!, at(20, 0.0))).to.deep.equal({ action: 'continue' }); // no completed trial at 20
   });
 
   it('a torn last line in the results file is skipped, not fatal', () => {
@@ -307,7 +326,7 @@ describe('afa sweep (real workers, real data)', () => {
     const trial = resultLines(out).at(-1)!;
     expect(trial.status).to.equal('pruned');
     expect(trial.curve).to.have.length(1);
-    expect(trial.error).to.match(/below the median 0\.990 at stage 0 step 3/);
+    expect(trial.error).to.match(/below the median 0\.990 of 3 completed trials at step 3/);
     expect(result.stderr).to.match(/pruned\s+\[lr=0\.01\] seed 0/);
   });
 });

@@ -40,7 +40,7 @@ describe('weights over the contract', function () {
       expect(existsSync(cached.replace(/\.safetensors$/, '.json'))).to.equal(true);
       const hash = sha256(cached);
       expect(first.sourceSha256).to.equal(hash);
-      expect(readdirSync(a.store)).to.deep.equal([`${hash}.safetensors`]);
+      expect(readdirSync(a.store).filter((f) => !f.startsWith('.'))).to.deep.equal([`${hash}.safetensors`]);
 
       expect(existsSync(b.store)).to.equal(false);
       const second = await b.worker.run(spec, { cacheDir, checkpoint: false, resultDir: false }).result;

@@ -42,6 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     from afa_worker.ray_pool import add_arguments  # noqa: PLC0415
 
     add_arguments(pool)
+    search = sub.add_parser("search", help="hold an Optuna study the SDK's sweep asks for configurations (for the SDK)")
+    from afa_worker.search import add_arguments as add_search_arguments  # noqa: PLC0415
+
+    add_search_arguments(search)
     sub.add_parser("version", help="print the worker and protocol versions")
     board = sub.add_parser("tensorboard", help="write TensorBoard event files from JSON lines on stdin (for the SDK)")
     board.add_argument("--logdir", required=True, help="the log directory; one subdirectory per run")
@@ -59,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         from afa_worker.ray_pool import main as ray_pool_main  # noqa: PLC0415
 
         return ray_pool_main(args)
+    if args.command == "search":
+        from afa_worker.search import main as search_main  # noqa: PLC0415
+
+        return search_main(args)
     if args.command == "tensorboard":
         from afa_worker.tensorboard_writer import main as tensorboard_main  # noqa: PLC0415
 

@@ -145,10 +145,10 @@ def test_image_folder_tree(tmp_path: Path):
 def test_image_folder_empty_class_and_bad_image(tmp_path: Path):
     _write_tree(tmp_path, {"train": 2})
     (tmp_path / "train" / "empty").mkdir()
-    with pytest.raises(SpecError, match="class folders have no images .*train/empty"):
+    with pytest.raises(SpecError, match="1 class folder has no images .*train/empty"):
         load_data(pb.DataSpec(image_folder=pb.ImageFolderData(root=str(tmp_path)), image_size=8))
     (tmp_path / "train" / "empty" / "x.png").write_bytes(b"not a png")
-    with pytest.raises(SpecError, match="1 images do not decode .* train/empty/x.png: not an image Pillow can decode"):
+    with pytest.raises(SpecError, match="1 image does not decode .* train/empty/x.png: not an image Pillow can decode"):
         load_data(pb.DataSpec(image_folder=pb.ImageFolderData(root=str(tmp_path)), image_size=8))
 
 

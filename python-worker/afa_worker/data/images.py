@@ -96,10 +96,12 @@ class Decoded:
     seconds: float = 0.0
 
 
-def _problems(field: str, what: str, items: list[str], where: str = "") -> SpecError:
+def _problems(field: str, what: tuple[str, str], items: list[str], where: str = "") -> SpecError:
+    """One error listing every item (up to a bound); ``what`` is (one, several): "image does not decode"."""
     shown = [clip(item, 200) for item in items[:MAX_LISTED_PROBLEMS]]
     more = f", and {len(items) - len(shown)} more" if len(items) > len(shown) else ""
-    return SpecError(field, f"{len(items)} {what}{f' in {where}' if where else ''}: {'; '.join(shown)}{more}", limit=6000)
+    noun = what[0] if len(items) == 1 else what[1]
+    return SpecError(field, f"{len(items)} {noun}{f' in {where}' if where else ''}: {'; '.join(shown)}{more}", limit=6000)
 
 
 def _files_of(folder: Path, root: Path) -> tuple[list[Path], list[str]]:
@@ -150,11 +152,12 @@ def folder_set(root: str, field: str) -> ImageSet:
                 identity.update(f"{relative}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
                 entries.append(ImageEntry(split, label, relative, path.read_bytes))
     if problems:
-        raise _problems(field, "files cannot be read as images of this data set", problems)
+        raise _problems(field, ("file cannot be read as an image of this data set", "files cannot be read as images of this data set"), problems)
     if len(entries) > LIMITS["dataset_images"]:
         raise SpecError(field, f"{base} holds {len(entries)} images; at most {LIMITS['dataset_images']} in one data set")
     if empty:
-        raise _problems(field, f"class folders have no images ({', '.join(IMAGE_SUFFIXES)})", empty)
+        raise _problems(field, (f"class folder has no images ({', '.join(IMAGE_SUFFIXES)})",
+                                     f"class folders have no images ({', '.join(IMAGE_SUFFIXES)})"), empty)
     return ImageSet(entries, classes, f"folder:{identity.hexdigest()}", field, str(base))
 
 
@@ -191,10 +194,10 @@ def packed_set(path: Path, sha256: str, field: str) -> ImageSet:
             continue
         entries.append(ImageEntry(parts[0], folders[parts[1]], m.name, _tar_reader(path, m.offset_data, m.size)))
     if problems:
-        raise _problems(field, "members of the packed data set are not images of it", problems)
+        raise _problems(field, ("member of the packed data set is not an image of it", "members of the packed data set are not images of it"), problems)
     empty = [n for i, n in enumerate(names) if not any(e.split == "train" and e.label == i for e in entries)]
     if empty:
-        raise _problems(field, "classes have no training images", empty)
+        raise _problems(field, ("class has no training images", "classes have no training images"), empty)
     return ImageSet(entries, list(names), f"packed:{sha256}", field, f"the packed data set {sha256[:12]}...")
 
 
@@ -257,7 +260,8 @@ def _decode_all(images: ImageSet, spec: DecodeSpec, threads: int, skip_bad: bool
         finally:
             stop.set()
     if bad and not skip_bad:
-        raise _problems(images.field, "images do not decode (skip_bad_files skips them)", bad, images.where)
+        raise _problems(images.field, ("image does not decode (skip_bad_files skips it)", "images do not decode (skip_bad_files skips them)"),
+                             bad, images.where)
     return decoded, bad
 
 

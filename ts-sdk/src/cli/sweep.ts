@@ -6,7 +6,7 @@ import { Fields } from '../fields.js';
 import { SweepProgress } from '../report/sweep-progress.js';
 import { planSlots, type WorkerSlot } from '../sweep/pool.js';
 import { runSweep, type SweepOutcome } from '../sweep/runner.js';
-import type { SweepSpec } from '../sweep/space.js';
+import { SEARCHES, type SweepSpec } from '../sweep/space.js';
 import { parseSweep } from '../sweep/validate.js';
 import { bestSpec, formatSummaryTable, summarize } from '../sweep/summary.js';
 import { EXIT, reportFailure } from './exit.js';
@@ -23,6 +23,11 @@ interface SweepCliOptions {
   resume?: boolean;
   forceNew?: boolean;
   earlyStop: string;
+  search?: string;
+  budget?: string;
+  warmupSteps?: string;
+  minTrials?: string;
+  storage?: string;
   threads?: string;
   python?: string;
   maxAttempts: string;
@@ -43,7 +48,13 @@ export function registerSweep(program: Command): void {
     .option('--out <dir>', 'output directory (default: ./afa-sweeps/<sweep name>)')
     .option('--resume', 'skip trials already in the results file')
     .option('--force-new', "archive another sweep's results found in the output directory and start this one")
-    .option('--early-stop <rule>', 'stop trials early: none | median', 'none')
+    .option('--search <how>', `override the sweep's search: ${SEARCHES.join(' | ')} (tpe, gp, cmaes: Optuna's samplers)`)
+    .option('--budget <n>', 'configurations for random and adaptive search (each runs once per seed)')
+    .option('--early-stop <rule>', "stop trials early: none | median | asha | hyperband (asha and hyperband: Optuna's pruners)", 'none')
+    .option('--warmup-steps <n>', 'steps before a pruner may stop a trial (default 0)')
+    .option('--min-trials <n>', 'completed trials the median rule waits for (default 3)')
+    .option('--storage <url>', 'the Optuna study\'s storage: a journal file or postgresql+psycopg://... shared by several drivers ' +
+      '(default: study.journal in the output directory)')
     .option('--threads <n>', 'torch threads per local worker')
     .option('--python <path>', 'Python interpreter for local workers')
     .option('--max-attempts <n>', 'attempts per trial when its worker crashes', '2')
@@ -100,8 +111,14 @@ async function sweepCommand(file: string, opts: SweepCliOptions): Promise<number
   const interrupt = abortOnSigint('cancelling running trials; finished ones are kept (rerun with --resume)');
   const progress = new SweepProgress();
   try {
-    const sweep = parseSweep(await loadSpecFile(file));
-    const earlyStop = Fields.usage('--early-stop').oneOf(opts.earlyStop, ['none', 'median'] as const);
+    const loaded = parseSweep(await loadSpecFile(file));
+    const search = opts.search === undefined ? loaded.search : Fields.usage('--search').oneOf(opts.search, SEARCHES);
+    const budget = opts.budget === undefined ? loaded.budget : Fields.usage('--budget').count(opts.budget, { max: 1_000_000 });
+    const sweep = parseSweep({ ...loaded, search, budget });
+    const earlyStop = Fields.usage('--early-stop').oneOf(opts.earlyStop, ['none', 'median', 'asha', 'hyperband'] as const);
+    const warmupSteps = opts.warmupSteps === undefined ? undefined : Fields.usage('--warmup-steps').count(opts.warmupSteps, { allowZero: true });
+    const minTrials = opts.minTrials === undefined ? undefined : Fields.usage('--min-trials').count(opts.minTrials, { allowZero: true, max: 100_000 });
+    const storage = opts.storage === undefined ? undefined : Fields.usage('--storage').string(opts.storage, { maxLength: 4096 });
     const workers = Fields.usage('--workers').count(opts.workers, { max: 1024 });
     const maxAttempts = Fields.usage('--max-attempts').count(opts.maxAttempts, { max: 100 });
     const threads = opts.threads === undefined ? undefined : Fields.usage('--threads').count(opts.threads, { max: 1024 });
@@ -109,7 +126,8 @@ async function sweepCommand(file: string, opts: SweepCliOptions): Promise<number
     const slots = slotsFromFlags(opts, workers, threads);
     const board = opts.tensorboard ? await TensorBoardWriter.open(opts.tensorboard, { python: opts.python }) : undefined;
     const outcome = await runSweep(sweep, {
-      outDir, slots, resume: opts.resume, forceNew: opts.forceNew, earlyStop, maxAttempts, signal: interrupt.signal,
+      outDir, slots, resume: opts.resume, forceNew: opts.forceNew, earlyStop, warmupSteps, minTrials, storage, python: opts.python,
+      maxAttempts, signal: interrupt.signal,
       onEvent: (e) => progress.handle(e), onTrialEvent: board && boardHandler(board),
     }).finally(async () => {
       const warning = await board?.close();

@@ -6,10 +6,11 @@
  * axes, and the attention entropy per configuration.
  */
 import { writeFileAtomically } from '../atomic-write.js';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { trialRunFolder, type SweepDirectory } from '../sweep/directory.js';
 import { formatSummaryTable, meanStd, summarize, type ConfigSummary } from '../sweep/summary.js';
-import type { TrialRecord } from '../sweep/store.js';
+import { SEARCH_FILE, type TrialRecord } from '../sweep/store.js';
 import { configLabel } from '../sweep/trials.js';
 import { html, joinHtml, page, relativeHref, type Html } from './page.js';
 import { hBarChart, PALETTE, textWidth, xyChart, type Series } from './svg.js';
@@ -43,14 +44,19 @@ function comparison(loaded: SweepDirectory, summaries: ConfigSummary[], referenc
   const { metric } = loaded.sweep;
   const format = metricFormat(metric);
   const shown = summaries.filter((s) => s.n > 0);
-  const values = shown.flatMap((s) => [s.metricMean - s.metricStd, s.metricMean + s.metricStd]);
+  // Configurations the pruner stopped before any seed completed: drawn (grey) at the best they reached, after the rest.
+  const pruned = summaries.filter((s) => s.n === 0 && s.pruned > 0).map((s) => ({ s, reached: prunedBest(loaded.records, s, metric) }));
+  const values = [...shown.flatMap((s) => [s.metricMean - s.metricStd, s.metricMean + s.metricStd]), ...pruned.map((p) => p.reached)];
   const percent = metric !== 'finalValLoss';
-  const lo = percent ? Math.max(0, Math.floor(10 * Math.min(...values)) / 10) : 0;
-  const hi = percent ? Math.min(1, Math.ceil(10 * Math.max(...values)) / 10) : Math.max(...values) * 1.05;
-  const charts = [hBarChart(`${metric}, mean ± std over seeds (selection, validation only), best first`,
-    shown.map((s, i) => ({ label: nameOf(s.labels, dims), value: s.metricMean, err: s.metricStd, color: s === reference ? PALETTE[1] : PALETTE[0],
+  const { lo, hi } = valueRange(values, percent);
+  const bars = [
+    ...shown.map((s, i) => ({ label: nameOf(s.labels, dims), value: s.metricMean, err: s.metricStd, color: s === reference ? PALETTE[1] : PALETTE[0],
       title: `${nameOf(s.labels, dims)}: ${format(s.metricMean)} ± ${format(s.metricStd)} (n=${s.n}, rank ${i + 1})` })),
-    { min: lo, max: hi, base: lo, format, width: 640, reference: reference ? { value: reference.metricMean, label: 'fine-tuning' } : undefined },
+    ...pruned.map(({ s, reached }) => ({ label: `${nameOf(s.labels, dims)} (pruned)`, value: reached, color: '#bbb',
+      title: `${nameOf(s.labels, dims)}: pruned, best ${format(reached)} before it was stopped` })),
+  ];
+  const charts = [hBarChart(`${metric}, mean ± std over seeds (selection, validation only), best first${pruned.length ? '; grey: pruned' : ''}`,
+    bars, { min: lo, max: hi, base: lo, format, width: 640, reference: reference ? { value: reference.metricMean, label: 'fine-tuning' } : undefined },
     'comparison')];
   const paired = reference ? pairedTestDifferences(loaded.records, shown, reference) : [];
   if (paired.length) {
@@ -63,6 +69,29 @@ function comparison(loaded: SweepDirectory, summaries: ConfigSummary[], referenc
       { min: lo, max: hi, base: 0, format: pointsFormat, width: 640 }, 'paired-difference'));
   }
   return charts;
+}
+
+/**
+ * The axis of a metric: tenths that hold every value (accuracies within 0-100 %), and at least a
+ * tenth wide: when every trial ties (all at 100 %) the axis is 90-100 %, not 100-200 % with empty bars.
+ */
+export function valueRange(values: readonly number[], percent: boolean): { lo: number; hi: number } {
+  const finite = values.filter(Number.isFinite);
+  if (!finite.length) return { lo: 0, hi: 1 };
+  if (!percent) return { lo: 0, hi: Math.max(1e-9, ...finite) * 1.05 };
+  let lo = Math.max(0, Math.floor(10 * Math.min(...finite)) / 10);
+  let hi = Math.min(1, Math.ceil(10 * Math.max(...finite)) / 10);
+  if (hi - lo < 0.1) {
+    lo = Math.max(0, Math.min(lo, hi - 0.1));
+    hi = Math.min(1, lo + 0.1);
+  }
+  return { lo, hi };
+}
+
+/** A pruned configuration's best metric over its seeds' curves before they were stopped (mean over seeds). */
+function prunedBest(records: readonly TrialRecord[], s: ConfigSummary, metric: string): number {
+  const rs = records.filter((r) => r.configId === s.configId && r.status === 'pruned');
+  return meanStd(rs.map((r) => (metric === 'finalValLoss' ? r.metrics.finalValLoss : r.metrics.bestValAccuracy))).mean;
 }
 
 /** Per configuration: test(config, seed) - test(reference, seed) over the seeds both completed. */
@@ -149,6 +178,49 @@ function learningCurves(completed: TrialRecord[], summaries: ConfigSummary[], re
   });
 }
 
+/** The search's own view: the best configuration so far against configurations finished, and the study's parameter importance. */
+function searchSection(loaded: SweepDirectory): Html | undefined {
+  const { metric, goal } = loaded.sweep;
+  const format = metricFormat(metric);
+  const byConfig = new Map<string, TrialRecord[]>();
+  loaded.records.forEach((r) => byConfig.set(r.configId, [...(byConfig.get(r.configId) ?? []), r]));
+  const finished = [...byConfig.values()].map((rs) => ({
+    at: rs.map((r) => r.finishedAt).sort().at(-1)!,
+    value: meanStd(rs.filter((r) => r.status === 'completed').map((r) => r.metrics[metric])).mean,
+  })).sort((a, b) => a.at.localeCompare(b.at));
+  if (finished.length < 2) return undefined;
+  let best = NaN;
+  const bestSoFar = finished.map((f, i) => {
+    if (Number.isFinite(f.value) && (!Number.isFinite(best) || (goal === 'max' ? f.value > best : f.value < best))) best = f.value;
+    return { x: i + 1, y: best };
+  }).filter((p) => Number.isFinite(p.y));
+  const each = finished.map((f, i) => ({ x: i + 1, y: f.value, title: `configuration ${i + 1}: ${format(f.value)}` })).filter((p) => Number.isFinite(p.y));
+  const { lo, hi } = valueRange(each.map((p) => p.y), metric !== 'finalValLoss');
+  const charts = [xyChart(`best ${metric} so far, by configurations finished (${loaded.sweep.search} search)`,
+    { label: 'configurations finished', min: 1, max: finished.length }, { label: metric, min: lo, max: hi, format },
+    [{ name: 'best so far', line: true, points: bestSoFar }, { name: 'each configuration (mean over seeds)', color: '#999', points: each }], 'search-progress')];
+  const importance = readImportance(loaded.dir);
+  if (importance.length) {
+    charts.push(hBarChart('parameter importance (Optuna, fANOVA over the completed trials)', importance.map(([name, v]) => ({ label: name, value: v })),
+      { min: 0, max: 1, format: (v) => v.toFixed(2), width: 640 }, 'search-importance'));
+  }
+  return html`<div class="charts">${charts}</div>`;
+}
+
+/** search.json's importance, checked: name -> a number in [0, 1]; anything else is left out. */
+function readImportance(dir: string): [string, number][] {
+  const file = join(dir, SEARCH_FILE);
+  if (!existsSync(file)) return [];
+  try {
+    const body = JSON.parse(readFileSync(file, 'utf8')) as { importance?: unknown };
+    const entries = body.importance && typeof body.importance === 'object' ? Object.entries(body.importance as Record<string, unknown>) : [];
+    return entries.filter((e): e is [string, number] => typeof e[1] === 'number' && e[1] >= 0 && e[1] <= 1 && e[0].length <= 200)
+      .sort((a, b) => b[1] - a[1]).slice(0, 64);
+  } catch {
+    return [];
+  }
+}
+
 /** Mean attention entropy per configuration, attentive stage and layer, as a share of the uniform maximum. */
 function attentionTable(completed: TrialRecord[], summaries: ConfigSummary[], dims: number): Html | undefined {
   const withAttention = completed.filter((r) => r.attention?.length);
@@ -219,6 +291,7 @@ configuration's first seed (entropy as a share of uniform, and the peak weight o
 
 export function renderReport(loaded: SweepDirectory, reportDir = loaded.dir): string {
   const completed = loaded.records.filter((r) => r.status === 'completed');
+  const curves = loaded.records.filter((r) => r.status !== 'failed' && r.curve.length);
   const { sweep } = loaded;
   const dims = Object.keys(sweep.space).length;
   const counts = ['completed', 'pruned', 'failed'].map((s) => `${loaded.records.filter((r) => r.status === s).length} ${s}`).join(', ');
@@ -226,12 +299,14 @@ export function renderReport(loaded: SweepDirectory, reportDir = loaded.dir): st
   const reference = referenceOf(summaries, dims);
   const params = completed.length ? parameterCharts(loaded, completed) : [];
   const runs = firstRuns(loaded, summaries);
+  const search = searchSection(loaded);
   const attention = [attentionTable(completed, summaries, dims), attentionGallery(loaded, summaries, runs, dims, reportDir)].filter((a) => a !== undefined);
   const sections = completed.length
     ? html`<h2>Configurations</h2><div class="charts">${comparison(loaded, summaries, reference, dims)}</div>
 ${params.length ? html`<h2>Metric against each swept parameter</h2><div class="charts">${params}</div>` : ''}
-<h2>Learning curves</h2><p class="muted">Validation accuracy, mean over seeds, one chart per configuration in the order above${
-  reference ? '; dashed: fine-tuning' : ''}.</p><div class="charts">${learningCurves(completed, summaries, reference, dims)}</div>
+${search ? html`<h2>Search</h2>${search}` : ''}
+<h2>Learning curves</h2><p class="muted">Validation accuracy, mean over seeds, one chart per configuration in the order above (pruned
+ones end where they were stopped)${reference ? '; dashed: fine-tuning' : ''}.</p><div class="charts">${learningCurves(curves, summaries, reference, dims)}</div>
 ${attention.length ? html`<h2>Attention</h2>${joinHtml(attention, '\n')}` : ''}`
     : html`<p>No completed trials yet.</p>`;
   return page(`${sweep.name}: afa sweep report`, html`<h1>${sweep.name}</h1>

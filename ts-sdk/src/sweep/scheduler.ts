@@ -9,8 +9,9 @@ import type { TrialPlan } from './trials.js';
 export type TrialDecision = { readonly action: 'continue' } | { readonly action: 'stop'; readonly reason: string };
 
 export interface TrialScheduler {
-  /** A running trial reported a validation point: continue it, or stop it (recorded as pruned). */
-  onTrialResult(trial: TrialPlan, point: CurvePoint): TrialDecision;
+  /** A running trial reported a validation point: continue it, or stop it (recorded as pruned); an
+   * answer from elsewhere (Optuna's pruner in the search process) comes as a promise. */
+  onTrialResult(trial: TrialPlan, point: CurvePoint): TrialDecision | Promise<TrialDecision>;
   /** A trial ended, in this run or in an earlier one that is being resumed. */
   onTrialComplete(record: TrialRecord): void;
 }

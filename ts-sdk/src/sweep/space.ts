@@ -34,8 +34,14 @@ export interface IntUniformDimension {
 }
 export type Dimension = GridDimension | UniformDimension | LogUniformDimension | IntUniformDimension;
 
-/** How configurations are chosen: every grid combination, or `budget` random draws. */
-export const SEARCHES = ['grid', 'random'] as const;
+/**
+ * How configurations are chosen: every grid combination, `budget` random draws, or `budget`
+ * configurations from an Optuna sampler that learns from the finished ones (TPE, a Gaussian
+ * process, CMA-ES; `python -m afa_worker search` holds the study).
+ */
+export const SEARCHES = ['grid', 'random', 'tpe', 'gp', 'cmaes'] as const;
+/** The searches Optuna's samplers run (the others are planned up front). */
+export const ADAPTIVE_SEARCHES = ['tpe', 'gp', 'cmaes'] as const;
 export type Search = (typeof SEARCHES)[number];
 
 /** Metrics a sweep may select on: validation only, never test. */
@@ -51,8 +57,9 @@ export interface SweepSpec {
   readonly seeds: readonly number[];
   readonly metric: SweepMetric;
   readonly goal: 'max' | 'min';
-  /** 'grid': every combination; 'random': `budget` configurations drawn from the space. */
+  /** 'grid': every combination; 'random': `budget` configurations drawn from the space; 'tpe' | 'gp' | 'cmaes': `budget` configurations asked of Optuna's sampler. */
   readonly search: Search;
+  /** Configurations for random and adaptive search (each runs once per seed). */
   readonly budget: number;
   /** Seed of the random search's draws. */
   readonly searchSeed: number;
@@ -70,7 +77,7 @@ export interface SweepInput {
   goal?: 'max' | 'min';
   /** @default 'grid' when every dimension is a grid, else 'random' */
   search?: Search;
-  /** Configurations for random search. @default 10 */
+  /** Configurations for random and adaptive search. @default 10 */
   budget?: number;
   /** @default 0 */
   searchSeed?: number;

@@ -59,6 +59,10 @@ export interface TrialRecord {
 
 export const RESULTS_FILE = 'results.jsonl';
 export const SWEEP_FILE = 'sweep.json';
+/** The Optuna study's journal, when the study lives in the sweep directory. */
+export const STUDY_FILE = 'study.journal';
+/** The study's summary (finished trials in order, parameter importance), for `afa report`. */
+export const SEARCH_FILE = 'search.json';
 
 /** Where a trial's `result.json` goes (its curves and attention snapshots, for `afa report`). */
 export function trialRunDir(dir: string, trialId: string): string {

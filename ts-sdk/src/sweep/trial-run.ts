@@ -74,7 +74,7 @@ export async function runTrial(options: TrialRunOptions): Promise<TrialRecord> {
           accuracy: event.accuracy, loss: event.loss };
         curve.push(point);
         onEval?.(point);
-        const decision = scheduler.onTrialResult(trial, point);
+        const decision = await scheduler.onTrialResult(trial, point);
         if (decision.action === 'stop' && !pruned) {
           pruned = decision.reason;
           controller.abort(new Error('early stop'));

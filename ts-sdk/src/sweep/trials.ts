@@ -56,7 +56,7 @@ function draw(dim: Dimension, u: number): { value: unknown; label?: string } {
   }
 }
 
-type Assignment = { values: Record<string, unknown>; labels: Record<string, string> };
+export type Assignment = { values: Record<string, unknown>; labels: Record<string, string> };
 
 function gridAssignments(space: SweepSpec['space']): Assignment[] {
   let combos: Assignment[] = [{ values: {}, labels: {} }];
@@ -71,15 +71,36 @@ function gridAssignments(space: SweepSpec['space']): Assignment[] {
   return combos;
 }
 
+/**
+ * Each choice's values in a stratified order: blocks of one random permutation each, so over `n`
+ * draws every value comes up n/k times, give or take one (independent uniform draws gave 5 of 6
+ * draws one method). Seeded apart from the continuous draws, which stay what they always were.
+ */
+function stratified(k: number, n: number, seed: number): number[] {
+  const next = rng(seed);
+  const order: number[] = [];
+  while (order.length < n) {
+    const block = Array.from({ length: k }, (_, i) => i);
+    for (let i = k - 1; i > 0; i--) {
+      const j = Math.floor(next() * (i + 1));
+      [block[i], block[j]] = [block[j]!, block[i]!];
+    }
+    order.push(...block);
+  }
+  return order.slice(0, n);
+}
+
 function randomAssignments(sweep: SweepSpec): Assignment[] {
   const next = rng(sweep.searchSeed);
-  return Array.from({ length: sweep.budget }, () => {
+  const choices = Object.entries(sweep.space).map(([, dim], d) => (dim.kind === 'grid' ? stratified(dim.values.length, sweep.budget, sweep.searchSeed * 1009 + d + 1) : []));
+  return Array.from({ length: sweep.budget }, (_, i) => {
     const a: Assignment = { values: {}, labels: {} };
-    for (const [path, dim] of Object.entries(sweep.space)) {
-      const { value, label } = draw(dim, next());
+    Object.entries(sweep.space).forEach(([path, dim], d) => {
+      const u = next(); // drawn for every dimension, so each continuous one sees the same stream as before
+      const { value, label } = dim.kind === 'grid' ? { value: dim.values[choices[d]![i]!], label: dim.labels?.[choices[d]![i]!] } : draw(dim, u);
       a.values[path] = value;
       a.labels[path] = label ?? formatValue(value);
-    }
+    });
     return a;
   });
 }
@@ -103,21 +124,25 @@ export function applyValues(sweep: SweepSpec, values: Record<string, unknown>): 
   return spec;
 }
 
+/** One configuration's trials, one per seed, each spec validated (an error names the trial, then the field). */
+export function trialsOf(sweep: SweepSpec, a: Assignment, baseHash = specHash(sweep.base)): TrialPlan[] {
+  const configId = contentHash({ base: baseHash, values: a.values });
+  const label = configLabel(a.labels);
+  return sweep.seeds.map((seed) => {
+    const spec = { ...(applyValues(sweep, a.values) as ExperimentSpec), seed, name: `${sweep.base.name}[${label}]` };
+    const parsed = parseExperiment(spec, `trial[${label || 'base'}, seed ${seed}]`);
+    return { trialId: specHash(parsed), configId, values: a.values, labels: a.labels, seed, spec: parsed };
+  });
+}
+
+/** The configurations a grid or random search plans, in order. */
+export function plannedAssignments(sweep: SweepSpec): Assignment[] {
+  return sweep.search === 'grid' ? gridAssignments(sweep.space) : randomAssignments(sweep);
+}
+
 /** Every trial of the sweep, the definition and each trial's spec validated before anything runs. */
 export function planTrials(sweep: SweepSpec): TrialPlan[] {
   parseSweep(sweep);
-  const assignments = sweep.search === 'grid' ? gridAssignments(sweep.space) : randomAssignments(sweep);
   const baseHash = specHash(sweep.base);
-  const trials: TrialPlan[] = [];
-  for (const a of assignments) {
-    const configId = contentHash({ base: baseHash, values: a.values });
-    const label = configLabel(a.labels);
-    for (const seed of sweep.seeds) {
-      const spec = { ...(applyValues(sweep, a.values) as ExperimentSpec), seed, name: `${sweep.base.name}[${label}]` };
-      // An error names the trial, then the field of its spec.
-      const parsed = parseExperiment(spec, `trial[${label || 'base'}, seed ${seed}]`);
-      trials.push({ trialId: specHash(parsed), configId, values: a.values, labels: a.labels, seed, spec: parsed });
-    }
-  }
-  return trials;
+  return plannedAssignments(sweep).flatMap((a) => trialsOf(sweep, a, baseHash));
 }

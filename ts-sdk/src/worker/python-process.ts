@@ -26,7 +26,7 @@ export const LINE_PREFIX = 'AFA ';
 export const PROTOCOL_VERSION = 1;
 
 /** The commands of `python -m afa_worker` the SDK runs. */
-export type PythonCommand = 'serve' | 'ray-pool' | 'tensorboard';
+export type PythonCommand = 'serve' | 'ray-pool' | 'tensorboard' | 'search';
 
 /** Keeps the last `limit` characters a stream wrote. */
 export class TailBuffer {

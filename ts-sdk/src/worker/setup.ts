@@ -75,8 +75,9 @@ async function installWorker(run: Run, python: string, ray: boolean): Promise<vo
     });
     // The [tensorboard] extra: `--tensorboard` writes event files with the tensorboard package;
     // [onnx]: `afa export --onnx` (torch.onnx's exporter and the onnxruntime check, ~40 MB);
+    // [search]: Optuna's samplers, pruners and storages for `afa sweep --search tpe|gp --early-stop asha`;
     // [ray]: the Ray pool driver and actors of `afa sweep --ray`.
-    await run(python, ['-m', 'pip', 'install', `${build}[${['tensorboard', 'onnx', ...(ray ? ['ray'] : [])].join(',')}]`]);
+    await run(python, ['-m', 'pip', 'install', `${build}[${['tensorboard', 'onnx', 'search', ...(ray ? ['ray'] : [])].join(',')}]`]);
   } finally {
     rmSync(build, { recursive: true, force: true });
   }

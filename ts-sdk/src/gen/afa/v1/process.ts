@@ -13,13 +13,58 @@ export const protobufFileName = "afa/v1/process.proto";
 
 /**
  * The line channel between the SDK and each process of the worker package it spawns
- * (`python -m afa_worker serve | ray-pool | tensorboard`). A line the process writes on stdout that
+ * (`python -m afa_worker serve | ray-pool | tensorboard | search`). A line the process writes on stdout that
  * starts with "AFA " carries the proto3 JSON form of a ProcessMessage; the first is `ready` (the
  * process is up, with its version and protocol, checked by the SDK). A line the SDK writes on the
  * process's stdin carries a ProcessInput the same way. Every other stdout line (a library's print)
  * is ignored. stdin is also the process's lifeline: when it closes (the SDK exited, even by
  * SIGKILL), the process finishes what it holds and exits.
  */
+
+export enum SearchOutcome {
+  SEARCH_OUTCOME_UNSPECIFIED = 0,
+  SEARCH_OUTCOME_COMPLETE = 1,
+  SEARCH_OUTCOME_PRUNED = 2,
+  SEARCH_OUTCOME_FAILED = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function searchOutcomeFromJSON(object: any): SearchOutcome {
+  switch (object) {
+    case 0:
+    case "SEARCH_OUTCOME_UNSPECIFIED":
+      return SearchOutcome.SEARCH_OUTCOME_UNSPECIFIED;
+    case 1:
+    case "SEARCH_OUTCOME_COMPLETE":
+      return SearchOutcome.SEARCH_OUTCOME_COMPLETE;
+    case 2:
+    case "SEARCH_OUTCOME_PRUNED":
+      return SearchOutcome.SEARCH_OUTCOME_PRUNED;
+    case 3:
+    case "SEARCH_OUTCOME_FAILED":
+      return SearchOutcome.SEARCH_OUTCOME_FAILED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return SearchOutcome.UNRECOGNIZED;
+  }
+}
+
+export function searchOutcomeToJSON(object: SearchOutcome): string {
+  switch (object) {
+    case SearchOutcome.SEARCH_OUTCOME_UNSPECIFIED:
+      return "SEARCH_OUTCOME_UNSPECIFIED";
+    case SearchOutcome.SEARCH_OUTCOME_COMPLETE:
+      return "SEARCH_OUTCOME_COMPLETE";
+    case SearchOutcome.SEARCH_OUTCOME_PRUNED:
+      return "SEARCH_OUTCOME_PRUNED";
+    case SearchOutcome.SEARCH_OUTCOME_FAILED:
+      return "SEARCH_OUTCOME_FAILED";
+    case SearchOutcome.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
 
 export interface ProcessMessage {
   message: { $case: "ready"; value: Ready } | //
@@ -28,7 +73,9 @@ export interface ProcessMessage {
   /** ray-pool: an actor's worker serves here (its first start, or a restart in a new incarnation). */
   { $case: "rayWorker"; value: RayWorker } | //
   /** ray-pool: an actor's worker is unreachable (Ray may restart it) or gone for good. */
-  { $case: "rayWorkerLost"; value: RayWorkerLost } | undefined;
+  { $case: "rayWorkerLost"; value: RayWorkerLost } | //
+  /** search: the answer to the SearchRequest of the same id. */
+  { $case: "search"; value: SearchResponse } | undefined;
 }
 
 export interface Ready {
@@ -37,10 +84,12 @@ export interface Ready {
   /** Protocol major of the contract. */
   protocol: number;
   pid: number;
-  detail: { $case: "serve"; value: ServeReady } | { $case: "rayPool"; value: RayPoolReady } | {
-    $case: "tensorboard";
-    value: TensorBoardReady;
-  } | undefined;
+  detail:
+    | { $case: "serve"; value: ServeReady }
+    | { $case: "rayPool"; value: RayPoolReady }
+    | { $case: "tensorboard"; value: TensorBoardReady }
+    | { $case: "search"; value: SearchReady }
+    | undefined;
 }
 
 export interface ServeReady {
@@ -89,7 +138,134 @@ export interface RayWorkerLost {
 }
 
 export interface ProcessInput {
-  input: { $case: "tensorboard"; value: TensorBoardLine } | undefined;
+  input: { $case: "tensorboard"; value: TensorBoardLine } | { $case: "search"; value: SearchRequest } | undefined;
+}
+
+export interface SearchReady {
+  study: string;
+  /** Where the study lives: a journal file's path, or a database URL with its password left out. */
+  storage: string;
+  sampler: string;
+  pruner: string;
+  /** Trials the study holds, by state, when the process opened it. */
+  complete: number;
+  pruned: number;
+  failed: number;
+  running: number;
+}
+
+/**
+ * A call to the search process (`python -m afa_worker search`), which holds an Optuna study: the
+ * SDK asks it for configurations and tells it their outcomes (Optuna's ask-and-tell), and asks
+ * its pruner at each validation point. One response per request, with the request's id.
+ */
+export interface SearchRequest {
+  id: number;
+  request:
+    | { $case: "ask"; value: SearchAsk }
+    | { $case: "tell"; value: SearchTell }
+    | { $case: "report"; value: SearchReport }
+    | { $case: "running"; value: SearchRunning }
+    | { $case: "summary"; value: SearchSummaryRequest }
+    | undefined;
+}
+
+/** The next configuration; `limit` is the budget: none is asked once the study holds that many. */
+export interface SearchAsk {
+  limit: number;
+  /**
+   * Fixed values to ask with (grid or random configurations the SDK planned, pruned by Optuna):
+   * dimension -> value as JSON; empty lets the sampler choose.
+   */
+  fixed: { [key: string]: string };
+  /**
+   * Who asks ("host:pid:sweep directory"): a trial belongs to the driver that asked it, so a driver
+   * resuming re-runs the interrupted trials of a gone driver of its directory, never a live one's.
+   */
+  driver: string;
+}
+
+export interface SearchAsk_FixedEntry {
+  key: string;
+  value: string;
+}
+
+export interface SearchTell {
+  number: number;
+  outcome: SearchOutcome;
+  /** The configuration's metric folded over its seeds (COMPLETE only). */
+  value: number;
+}
+
+/** A validation point of one of the configuration's trials (its global step, and the metric). */
+export interface SearchReport {
+  number: number;
+  step: number;
+  value: number;
+}
+
+/** The trials the study holds as running (asked, never told), with the driver that asked each. */
+export interface SearchRunning {
+}
+
+export interface SearchSummaryRequest {
+}
+
+export interface SearchResponse {
+  id: number;
+  response:
+    | { $case: "asked"; value: SearchAsked }
+    | { $case: "told"; value: SearchTold }
+    | { $case: "reported"; value: SearchReported }
+    | { $case: "running"; value: SearchRunningTrials }
+    | { $case: "summary"; value: SearchSummary }
+    | { $case: "error"; value: ProcessError }
+    | undefined;
+}
+
+export interface SearchAsked {
+  /** True when the budget is spent: no trial was asked. */
+  exhausted: boolean;
+  number: number;
+  /** Dimension -> the value Optuna chose, as JSON (a categorical's index into its values). */
+  params: { [key: string]: string };
+  /** The driver that asked it (SearchRunning's answers). */
+  driver: string;
+}
+
+export interface SearchAsked_ParamsEntry {
+  key: string;
+  value: string;
+}
+
+export interface SearchTold {
+}
+
+export interface SearchReported {
+  prune: boolean;
+  reason: string;
+}
+
+export interface SearchRunningTrials {
+  trials: SearchAsked[];
+}
+
+export interface SearchSummary {
+  /** Each finished trial in the order it finished: its number, state and value. */
+  trials: SearchPoint[];
+  /** Parameter importance (fANOVA, Optuna's default) over the completed trials; empty below 2. */
+  importance: { [key: string]: number };
+}
+
+export interface SearchSummary_ImportanceEntry {
+  key: string;
+  value: number;
+}
+
+export interface SearchPoint {
+  number: number;
+  outcome: SearchOutcome;
+  value: number;
 }
 
 /** Scalars and an image of one run (a subdirectory of the log directory) at one step. */
@@ -131,6 +307,9 @@ export const ProcessMessage: MessageFns<ProcessMessage> = {
         break;
       case "rayWorkerLost":
         RayWorkerLost.encode(message.message.value, writer.uint32(34).fork()).join();
+        break;
+      case "search":
+        SearchResponse.encode(message.message.value, writer.uint32(42).fork()).join();
         break;
     }
     return writer;
@@ -181,6 +360,14 @@ export const ProcessMessage: MessageFns<ProcessMessage> = {
             message.message = { $case: "rayWorkerLost", value: RayWorkerLost.decode(reader, reader.uint32()) };
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.message = { $case: "search", value: SearchResponse.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -207,6 +394,8 @@ export const ProcessMessage: MessageFns<ProcessMessage> = {
         ? { $case: "rayWorkerLost", value: RayWorkerLost.fromJSON(object.rayWorkerLost) }
         : isSet(object.ray_worker_lost)
         ? { $case: "rayWorkerLost", value: RayWorkerLost.fromJSON(object.ray_worker_lost) }
+        : isSet(object.search)
+        ? { $case: "search", value: SearchResponse.fromJSON(object.search) }
         : undefined,
     };
   },
@@ -221,6 +410,8 @@ export const ProcessMessage: MessageFns<ProcessMessage> = {
       obj.rayWorker = RayWorker.toJSON(message.message.value);
     } else if (message.message?.$case === "rayWorkerLost") {
       obj.rayWorkerLost = RayWorkerLost.toJSON(message.message.value);
+    } else if (message.message?.$case === "search") {
+      obj.search = SearchResponse.toJSON(message.message.value);
     }
     return obj;
   },
@@ -255,6 +446,12 @@ export const ProcessMessage: MessageFns<ProcessMessage> = {
         }
         break;
       }
+      case "search": {
+        if (object.message?.value !== undefined && object.message?.value !== null) {
+          message.message = { $case: "search", value: SearchResponse.fromPartial(object.message.value) };
+        }
+        break;
+      }
     }
     return message;
   },
@@ -284,6 +481,9 @@ export const Ready: MessageFns<Ready> = {
         break;
       case "tensorboard":
         TensorBoardReady.encode(message.detail.value, writer.uint32(98).fork()).join();
+        break;
+      case "search":
+        SearchReady.encode(message.detail.value, writer.uint32(106).fork()).join();
         break;
     }
     return writer;
@@ -350,6 +550,14 @@ export const Ready: MessageFns<Ready> = {
             message.detail = { $case: "tensorboard", value: TensorBoardReady.decode(reader, reader.uint32()) };
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.detail = { $case: "search", value: SearchReady.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -375,6 +583,8 @@ export const Ready: MessageFns<Ready> = {
         ? { $case: "rayPool", value: RayPoolReady.fromJSON(object.ray_pool) }
         : isSet(object.tensorboard)
         ? { $case: "tensorboard", value: TensorBoardReady.fromJSON(object.tensorboard) }
+        : isSet(object.search)
+        ? { $case: "search", value: SearchReady.fromJSON(object.search) }
         : undefined,
     };
   },
@@ -396,6 +606,8 @@ export const Ready: MessageFns<Ready> = {
       obj.rayPool = RayPoolReady.toJSON(message.detail.value);
     } else if (message.detail?.$case === "tensorboard") {
       obj.tensorboard = TensorBoardReady.toJSON(message.detail.value);
+    } else if (message.detail?.$case === "search") {
+      obj.search = SearchReady.toJSON(message.detail.value);
     }
     return obj;
   },
@@ -424,6 +636,12 @@ export const Ready: MessageFns<Ready> = {
       case "tensorboard": {
         if (object.detail?.value !== undefined && object.detail?.value !== null) {
           message.detail = { $case: "tensorboard", value: TensorBoardReady.fromPartial(object.detail.value) };
+        }
+        break;
+      }
+      case "search": {
+        if (object.detail?.value !== undefined && object.detail?.value !== null) {
+          message.detail = { $case: "search", value: SearchReady.fromPartial(object.detail.value) };
         }
         break;
       }
@@ -1084,6 +1302,9 @@ export const ProcessInput: MessageFns<ProcessInput> = {
       case "tensorboard":
         TensorBoardLine.encode(message.input.value, writer.uint32(10).fork()).join();
         break;
+      case "search":
+        SearchRequest.encode(message.input.value, writer.uint32(18).fork()).join();
+        break;
     }
     return writer;
   },
@@ -1109,6 +1330,14 @@ export const ProcessInput: MessageFns<ProcessInput> = {
             message.input = { $case: "tensorboard", value: TensorBoardLine.decode(reader, reader.uint32()) };
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.input = { $case: "search", value: SearchRequest.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1125,6 +1354,8 @@ export const ProcessInput: MessageFns<ProcessInput> = {
     return {
       input: isSet(object.tensorboard)
         ? { $case: "tensorboard", value: TensorBoardLine.fromJSON(object.tensorboard) }
+        : isSet(object.search)
+        ? { $case: "search", value: SearchRequest.fromJSON(object.search) }
         : undefined,
     };
   },
@@ -1133,6 +1364,8 @@ export const ProcessInput: MessageFns<ProcessInput> = {
     const obj: any = {};
     if (message.input?.$case === "tensorboard") {
       obj.tensorboard = TensorBoardLine.toJSON(message.input.value);
+    } else if (message.input?.$case === "search") {
+      obj.search = SearchRequest.toJSON(message.input.value);
     }
     return obj;
   },
@@ -1149,7 +1382,1838 @@ export const ProcessInput: MessageFns<ProcessInput> = {
         }
         break;
       }
+      case "search": {
+        if (object.input?.value !== undefined && object.input?.value !== null) {
+          message.input = { $case: "search", value: SearchRequest.fromPartial(object.input.value) };
+        }
+        break;
+      }
     }
+    return message;
+  },
+};
+
+function createBaseSearchReady(): SearchReady {
+  return { study: "", storage: "", sampler: "", pruner: "", complete: 0, pruned: 0, failed: 0, running: 0 };
+}
+
+export const SearchReady: MessageFns<SearchReady> = {
+  encode(message: SearchReady, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.study !== "") {
+      writer.uint32(10).string(message.study);
+    }
+    if (message.storage !== "") {
+      writer.uint32(18).string(message.storage);
+    }
+    if (message.sampler !== "") {
+      writer.uint32(26).string(message.sampler);
+    }
+    if (message.pruner !== "") {
+      writer.uint32(34).string(message.pruner);
+    }
+    if (message.complete !== 0) {
+      writer.uint32(40).uint32(message.complete);
+    }
+    if (message.pruned !== 0) {
+      writer.uint32(48).uint32(message.pruned);
+    }
+    if (message.failed !== 0) {
+      writer.uint32(56).uint32(message.failed);
+    }
+    if (message.running !== 0) {
+      writer.uint32(64).uint32(message.running);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SearchReady {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSearchReady();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.study = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.storage = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.sampler = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.pruner = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.complete = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.pruned = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.failed = reader.uint32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.running = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SearchReady {
+    return {
+      study: isSet(object.study) ? globalThis.String(object.study) : "",
+      storage: isSet(object.storage) ? globalThis.String(object.storage) : "",
+      sampler: isSet(object.sampler) ? globalThis.String(object.sampler) : "",
+      pruner: isSet(object.pruner) ? globalThis.String(object.pruner) : "",
+      complete: isSet(object.complete) ? globalThis.Number(object.complete) : 0,
+      pruned: isSet(object.pruned) ? globalThis.Number(object.pruned) : 0,
+      failed: isSet(object.failed) ? globalThis.Number(object.failed) : 0,
+      running: isSet(object.running) ? globalThis.Number(object.running) : 0,
+    };
+  },
+
+  toJSON(message: SearchReady): unknown {
+    const obj: any = {};
+    if (message.study !== "") {
+      obj.study = message.study;
+    }
+    if (message.storage !== "") {
+      obj.storage = message.storage;
+    }
+    if (message.sampler !== "") {
+      obj.sampler = message.sampler;
+    }
+    if (message.pruner !== "") {
+      obj.pruner = message.pruner;
+    }
+    if (message.complete !== 0) {
+      obj.complete = Math.round(message.complete);
+    }
+    if (message.pruned !== 0) {
+      obj.pruned = Math.round(message.pruned);
+    }
+    if (message.failed !== 0) {
+      obj.failed = Math.round(message.failed);
+    }
+    if (message.running !== 0) {
+      obj.running = Math.round(message.running);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SearchReady>, I>>(base?: I): SearchReady {
+    return SearchReady.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SearchReady>, I>>(object: I): SearchReady {
+    const message = createBaseSearchReady();
+    message.study = object.study ?? "";
+    message.storage = object.storage ?? "";
+    message.sampler = object.sampler ?? "";
+    message.pruner = object.pruner ?? "";
+    message.complete = object.complete ?? 0;
+    message.pruned = object.pruned ?? 0;
+    message.failed = object.failed ?? 0;
+    message.running = object.running ?? 0;
+    return message;
+  },
+};
+
+function createBaseSearchRequest(): SearchRequest {
+  return { id: 0, request: undefined };
+}
+
+export const SearchRequest: MessageFns<SearchRequest> = {
+  encode(message: SearchRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0) {
+      writer.uint32(8).uint64(message.id);
+    }
+    switch (message.request?.$case) {
+      case "ask":
+        SearchAsk.encode(message.request.value, writer.uint32(18).fork()).join();
+        break;
+      case "tell":
+        SearchTell.encode(message.request.value, writer.uint32(26).fork()).join();
+        break;
+      case "report":
+        SearchReport.encode(message.request.value, writer.uint32(34).fork()).join();
+        break;
+      case "running":
+        SearchRunning.encode(message.request.value, writer.uint32(42).fork()).join();
+        break;
+      case "summary":
+        SearchSummaryRequest.encode(message.request.value, writer.uint32(50).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SearchRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSearchRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.request = { $case: "ask", value: SearchAsk.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.request = { $case: "tell", value: SearchTell.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.request = { $case: "report", value: SearchReport.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.request = { $case: "running", value: SearchRunning.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.request = { $case: "summary", value: SearchSummaryRequest.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SearchRequest {
+    return {
+      id: isSet(object.id) ? globalThis.Number(object.id) : 0,
+      request: isSet(object.ask)
+        ? { $case: "ask", value: SearchAsk.fromJSON(object.ask) }
+        : isSet(object.tell)
+        ? { $case: "tell", value: SearchTell.fromJSON(object.tell) }
+        : isSet(object.report)
+        ? { $case: "report", value: SearchReport.fromJSON(object.report) }
+        : isSet(object.running)
+        ? { $case: "running", value: SearchRunning.fromJSON(object.running) }
+        : isSet(object.summary)
+        ? { $case: "summary", value: SearchSummaryRequest.fromJSON(object.summary) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: SearchRequest): unknown {
+    const obj: any = {};
+    if (message.id !== 0) {
+      obj.id = Math.round(message.id);
+    }
+    if (message.request?.$case === "ask") {
+      obj.ask = SearchAsk.toJSON(message.request.value);
+    } else if (message.request?.$case === "tell") {
+      obj.tell = SearchTell.toJSON(message.request.value);
+    } else if (message.request?.$case === "report") {
+      obj.report = SearchReport.toJSON(message.request.value);
+    } else if (message.request?.$case === "running") {
+      obj.running = SearchRunning.toJSON(message.request.value);
+    } else if (message.request?.$case === "summary") {
+      obj.summary = SearchSummaryRequest.toJSON(message.request.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SearchRequest>, I>>(base?: I): SearchRequest {
+    return SearchRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SearchRequest>, I>>(object: I): SearchRequest {
+    const message = createBaseSearchRequest();
+    message.id = object.id ?? 0;
+    switch (object.request?.$case) {
+      case "ask": {
+        if (object.request?.value !== undefined && object.request?.value !== null) {
+          message.request = { $case: "ask", value: SearchAsk.fromPartial(object.request.value) };
+        }
+        break;
+      }
+      case "tell": {
+        if (object.request?.value !== undefined && object.request?.value !== null) {
+          message.request = { $case: "tell", value: SearchTell.fromPartial(object.request.value) };
+        }
+        break;
+      }
+      case "report": {
+        if (object.request?.value !== undefined && object.request?.value !== null) {
+          message.request = { $case: "report", value: SearchReport.fromPartial(object.request.value) };
+        }
+        break;
+      }
+      case "running": {
+        if (object.request?.value !== undefined && object.request?.value !== null) {
+          message.request = { $case: "running", value: SearchRunning.fromPartial(object.request.value) };
+        }
+        break;
+      }
+      case "summary": {
+        if (object.request?.value !== undefined && object.request?.value !== null) {
+          message.request = { $case: "summary", value: SearchSummaryRequest.fromPartial(object.request.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseSearchAsk(): SearchAsk {
+  return { limit: 0, fixed: {}, driver: "" };
+}
+
+export const SearchAsk: MessageFns<SearchAsk> = {
+  encode(message: SearchAsk, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.limit !== 0) {
+      writer.uint32(8).uint32(message.limit);
+    }
+    globalThis.Object.entries(message.fixed).forEach(([key, value]: [string, string]) => {
+      SearchAsk_FixedEntry.encode({ key: key as any, value }, writer.uint32(18).fork()).join();
+    });
+    if (message.driver !== "") {
+      writer.uint32(26).string(message.driver);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SearchAsk {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSearchAsk();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.limit = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            const entry2 = SearchAsk_FixedEntry.decode(reader, reader.uint32());
+            if (entry2.value !== undefined) {
+              message.fixed[entry2.key] = entry2.value;
+            }
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.driver = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SearchAsk {
+    return {
+      limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+      fixed: isObject(object.fixed)
+        ? (globalThis.Object.entries(object.fixed) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      driver: isSet(object.driver) ? globalThis.String(object.driver) : "",
+    };
+  },
+
+  toJSON(message: SearchAsk): unknown {
+    const obj: any = {};
+    if (message.limit !== 0) {
+      obj.limit = Math.round(message.limit);
+    }
+    if (message.fixed) {
+      const entries = globalThis.Object.entries(message.fixed) as [string, string][];
+      if (entries.length > 0) {
+        obj.fixed = {};
+        entries.forEach(([k, v]) => {
+          obj.fixed[k] = v;
+        });
+      }
+    }
+    if (message.driver !== "") {
+      obj.driver = message.driver;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SearchAsk>, I>>(base?: I): SearchAsk {
+    return SearchAsk.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SearchAsk>, I>>(object: I): SearchAsk {
+    const message = createBaseSearchAsk();
+    message.limit = object.limit ?? 0;
+    message.fixed = (globalThis.Object.entries(object.fixed ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.driver = object.driver ?? "";
+    return message;
+  },
+};
+
+function createBaseSearchAsk_FixedEntry(): SearchAsk_FixedEntry {
+  return { key: "", value: "" };
+}
+
+export const SearchAsk_FixedEntry: MessageFns<SearchAsk_FixedEntry> = {
+  encode(message: SearchAsk_FixedEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SearchAsk_FixedEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSearchAsk_FixedEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SearchAsk_FixedEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: SearchAsk_FixedEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SearchAsk_FixedEntry>, I>>(base?: I): SearchAsk_FixedEntry {
+    return SearchAsk_FixedEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SearchAsk_FixedEntry>, I>>(object: I): SearchAsk_FixedEntry {
+    const message = createBaseSearchAsk_FixedEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseSearchTell(): SearchTell {
+  return { number: 0, outcome: 0, value: 0 };
+}
+
+export const SearchTell: MessageFns<SearchTell> = {
+  encode(message: SearchTell, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.number !== 0) {
+      writer.uint32(8).uint32(message.number);
+    }
+    if (message.outcome !== 0) {
+      writer.uint32(16).int32(message.outcome);
+    }
+    if (message.value !== 0) {
+      writer.uint32(25).double(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SearchTell {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSearchTell();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.number = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.outcome = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.value = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SearchTell {
+    return {
+      number: isSet(object.number) ? globalThis.Number(object.number) : 0,
+      outcome: isSet(object.outcome) ? searchOutcomeFromJSON(object.outcome) : 0,
+      value: isSet(object.value) ? globalThis.Number(object.value) : 0,
+    };
+  },
+
+  toJSON(message: SearchTell): unknown {
+    const obj: any = {};
+    if (message.number !== 0) {
+      obj.number = Math.round(message.number);
+    }
+    if (message.outcome !== 0) {
+      obj.outcome = searchOutcomeToJSON(message.outcome);
+    }
+    if (message.value !== 0) {
+      obj.value = floatToJson(message.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SearchTell>, I>>(base?: I): SearchTell {
+    return SearchTell.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SearchTell>, I>>(object: I): SearchTell {
+    const message = createBaseSearchTell();
+    message.number = object.number ?? 0;
+    message.outcome = object.outcome ?? 0;
+    message.value = object.value ?? 0;
+    return message;
+  },
+};
+
+function createBaseSearchReport(): SearchReport {
+  return { number: 0, step: 0, value: 0 };
+}
+
+export const SearchReport: MessageFns<SearchReport> = {
+  encode(message: SearchReport, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.number !== 0) {
+      writer.uint32(8).uint32(message.number);
+    }
+    if (message.step !== 0) {
+      writer.uint32(16).uint64(message.step);
+    }
+    if (message.value !== 0) {
+      writer.uint32(25).double(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SearchReport {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSearchReport();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.number = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.step = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.value = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SearchReport {
+    return {
+      number: isSet(object.number) ? globalThis.Number(object.number) : 0,
+      step: isSet(object.step) ? globalThis.Number(object.step) : 0,
+      value: isSet(object.value) ? globalThis.Number(object.value) : 0,
+    };
+  },
+
+  toJSON(message: SearchReport): unknown {
+    const obj: any = {};
+    if (message.number !== 0) {
+      obj.number = Math.round(message.number);
+    }
+    if (message.step !== 0) {
+      obj.step = Math.round(message.step);
+    }
+    if (message.value !== 0) {
+      obj.value = floatToJson(message.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SearchReport>, I>>(base?: I): SearchReport {
+    return SearchReport.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SearchReport>, I>>(object: I): SearchReport {
+    const message = createBaseSearchReport();
+    message.number = object.number ?? 0;
+    message.step = object.step ?? 0;
+    message.value = object.value ?? 0;
+    return message;
+  },
+};
+
+function createBaseSearchRunning(): SearchRunning {
+  return {};
+}
+
+export const SearchRunning: MessageFns<SearchRunning> = {
+  encode(_: SearchRunning, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SearchRunning {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSearchRunning();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): SearchRunning {
+    return {};
+  },
+
+  toJSON(_: SearchRunning): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SearchRunning>, I>>(base?: I): SearchRunning {
+    return SearchRunning.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SearchRunning>, I>>(_: I): SearchRunning {
+    const message = createBaseSearchRunning();
+    return message;
+  },
+};
+
+function createBaseSearchSummaryRequest(): SearchSummaryRequest {
+  return {};
+}
+
+export const SearchSummaryRequest: MessageFns<SearchSummaryRequest> = {
+  encode(_: SearchSummaryRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SearchSummaryRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSearchSummaryRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): SearchSummaryRequest {
+    return {};
+  },
+
+  toJSON(_: SearchSummaryRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SearchSummaryRequest>, I>>(base?: I): SearchSummaryRequest {
+    return SearchSummaryRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SearchSummaryRequest>, I>>(_: I): SearchSummaryRequest {
+    const message = createBaseSearchSummaryRequest();
+    return message;
+  },
+};
+
+function createBaseSearchResponse(): SearchResponse {
+  return { id: 0, response: undefined };
+}
+
+export const SearchResponse: MessageFns<SearchResponse> = {
+  encode(message: SearchResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0) {
+      writer.uint32(8).uint64(message.id);
+    }
+    switch (message.response?.$case) {
+      case "asked":
+        SearchAsked.encode(message.response.value, writer.uint32(18).fork()).join();
+        break;
+      case "told":
+        SearchTold.encode(message.response.value, writer.uint32(26).fork()).join();
+        break;
+      case "reported":
+        SearchReported.encode(message.response.value, writer.uint32(34).fork()).join();
+        break;
+      case "running":
+        SearchRunningTrials.encode(message.response.value, writer.uint32(42).fork()).join();
+        break;
+      case "summary":
+        SearchSummary.encode(message.response.value, writer.uint32(50).fork()).join();
+        break;
+      case "error":
+        ProcessError.encode(message.response.value, writer.uint32(58).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SearchResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSearchResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.response = { $case: "asked", value: SearchAsked.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.response = { $case: "told", value: SearchTold.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.response = { $case: "reported", value: SearchReported.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.response = { $case: "running", value: SearchRunningTrials.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.response = { $case: "summary", value: SearchSummary.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.response = { $case: "error", value: ProcessError.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SearchResponse {
+    return {
+      id: isSet(object.id) ? globalThis.Number(object.id) : 0,
+      response: isSet(object.asked)
+        ? { $case: "asked", value: SearchAsked.fromJSON(object.asked) }
+        : isSet(object.told)
+        ? { $case: "told", value: SearchTold.fromJSON(object.told) }
+        : isSet(object.reported)
+        ? { $case: "reported", value: SearchReported.fromJSON(object.reported) }
+        : isSet(object.running)
+        ? { $case: "running", value: SearchRunningTrials.fromJSON(object.running) }
+        : isSet(object.summary)
+        ? { $case: "summary", value: SearchSummary.fromJSON(object.summary) }
+        : isSet(object.error)
+        ? { $case: "error", value: ProcessError.fromJSON(object.error) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: SearchResponse): unknown {
+    const obj: any = {};
+    if (message.id !== 0) {
+      obj.id = Math.round(message.id);
+    }
+    if (message.response?.$case === "asked") {
+      obj.asked = SearchAsked.toJSON(message.response.value);
+    } else if (message.response?.$case === "told") {
+      obj.told = SearchTold.toJSON(message.response.value);
+    } else if (message.response?.$case === "reported") {
+      obj.reported = SearchReported.toJSON(message.response.value);
+    } else if (message.response?.$case === "running") {
+      obj.running = SearchRunningTrials.toJSON(message.response.value);
+    } else if (message.response?.$case === "summary") {
+      obj.summary = SearchSummary.toJSON(message.response.value);
+    } else if (message.response?.$case === "error") {
+      obj.error = ProcessError.toJSON(message.response.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SearchResponse>, I>>(base?: I): SearchResponse {
+    return SearchResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SearchResponse>, I>>(object: I): SearchResponse {
+    const message = createBaseSearchResponse();
+    message.id = object.id ?? 0;
+    switch (object.response?.$case) {
+      case "asked": {
+        if (object.response?.value !== undefined && object.response?.value !== null) {
+          message.response = { $case: "asked", value: SearchAsked.fromPartial(object.response.value) };
+        }
+        break;
+      }
+      case "told": {
+        if (object.response?.value !== undefined && object.response?.value !== null) {
+          message.response = { $case: "told", value: SearchTold.fromPartial(object.response.value) };
+        }
+        break;
+      }
+      case "reported": {
+        if (object.response?.value !== undefined && object.response?.value !== null) {
+          message.response = { $case: "reported", value: SearchReported.fromPartial(object.response.value) };
+        }
+        break;
+      }
+      case "running": {
+        if (object.response?.value !== undefined && object.response?.value !== null) {
+          message.response = { $case: "running", value: SearchRunningTrials.fromPartial(object.response.value) };
+        }
+        break;
+      }
+      case "summary": {
+        if (object.response?.value !== undefined && object.response?.value !== null) {
+          message.response = { $case: "summary", value: SearchSummary.fromPartial(object.response.value) };
+        }
+        break;
+      }
+      case "error": {
+        if (object.response?.value !== undefined && object.response?.value !== null) {
+          message.response = { $case: "error", value: ProcessError.fromPartial(object.response.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseSearchAsked(): SearchAsked {
+  return { exhausted: false, number: 0, params: {}, driver: "" };
+}
+
+export const SearchAsked: MessageFns<SearchAsked> = {
+  encode(message: SearchAsked, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.exhausted !== false) {
+      writer.uint32(8).bool(message.exhausted);
+    }
+    if (message.number !== 0) {
+      writer.uint32(16).uint32(message.number);
+    }
+    globalThis.Object.entries(message.params).forEach(([key, value]: [string, string]) => {
+      SearchAsked_ParamsEntry.encode({ key: key as any, value }, writer.uint32(26).fork()).join();
+    });
+    if (message.driver !== "") {
+      writer.uint32(34).string(message.driver);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SearchAsked {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSearchAsked();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.exhausted = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.number = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            const entry3 = SearchAsked_ParamsEntry.decode(reader, reader.uint32());
+            if (entry3.value !== undefined) {
+              message.params[entry3.key] = entry3.value;
+            }
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.driver = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SearchAsked {
+    return {
+      exhausted: isSet(object.exhausted) ? globalThis.Boolean(object.exhausted) : false,
+      number: isSet(object.number) ? globalThis.Number(object.number) : 0,
+      params: isObject(object.params)
+        ? (globalThis.Object.entries(object.params) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      driver: isSet(object.driver) ? globalThis.String(object.driver) : "",
+    };
+  },
+
+  toJSON(message: SearchAsked): unknown {
+    const obj: any = {};
+    if (message.exhausted !== false) {
+      obj.exhausted = message.exhausted;
+    }
+    if (message.number !== 0) {
+      obj.number = Math.round(message.number);
+    }
+    if (message.params) {
+      const entries = globalThis.Object.entries(message.params) as [string, string][];
+      if (entries.length > 0) {
+        obj.params = {};
+        entries.forEach(([k, v]) => {
+          obj.params[k] = v;
+        });
+      }
+    }
+    if (message.driver !== "") {
+      obj.driver = message.driver;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SearchAsked>, I>>(base?: I): SearchAsked {
+    return SearchAsked.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SearchAsked>, I>>(object: I): SearchAsked {
+    const message = createBaseSearchAsked();
+    message.exhausted = object.exhausted ?? false;
+    message.number = object.number ?? 0;
+    message.params = (globalThis.Object.entries(object.params ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.driver = object.driver ?? "";
+    return message;
+  },
+};
+
+function createBaseSearchAsked_ParamsEntry(): SearchAsked_ParamsEntry {
+  return { key: "", value: "" };
+}
+
+export const SearchAsked_ParamsEntry: MessageFns<SearchAsked_ParamsEntry> = {
+  encode(message: SearchAsked_ParamsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SearchAsked_ParamsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSearchAsked_ParamsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SearchAsked_ParamsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: SearchAsked_ParamsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SearchAsked_ParamsEntry>, I>>(base?: I): SearchAsked_ParamsEntry {
+    return SearchAsked_ParamsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SearchAsked_ParamsEntry>, I>>(object: I): SearchAsked_ParamsEntry {
+    const message = createBaseSearchAsked_ParamsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseSearchTold(): SearchTold {
+  return {};
+}
+
+export const SearchTold: MessageFns<SearchTold> = {
+  encode(_: SearchTold, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SearchTold {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSearchTold();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): SearchTold {
+    return {};
+  },
+
+  toJSON(_: SearchTold): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SearchTold>, I>>(base?: I): SearchTold {
+    return SearchTold.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SearchTold>, I>>(_: I): SearchTold {
+    const message = createBaseSearchTold();
+    return message;
+  },
+};
+
+function createBaseSearchReported(): SearchReported {
+  return { prune: false, reason: "" };
+}
+
+export const SearchReported: MessageFns<SearchReported> = {
+  encode(message: SearchReported, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.prune !== false) {
+      writer.uint32(8).bool(message.prune);
+    }
+    if (message.reason !== "") {
+      writer.uint32(18).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SearchReported {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSearchReported();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.prune = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SearchReported {
+    return {
+      prune: isSet(object.prune) ? globalThis.Boolean(object.prune) : false,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: SearchReported): unknown {
+    const obj: any = {};
+    if (message.prune !== false) {
+      obj.prune = message.prune;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SearchReported>, I>>(base?: I): SearchReported {
+    return SearchReported.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SearchReported>, I>>(object: I): SearchReported {
+    const message = createBaseSearchReported();
+    message.prune = object.prune ?? false;
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseSearchRunningTrials(): SearchRunningTrials {
+  return { trials: [] };
+}
+
+export const SearchRunningTrials: MessageFns<SearchRunningTrials> = {
+  encode(message: SearchRunningTrials, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.trials) {
+      SearchAsked.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SearchRunningTrials {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSearchRunningTrials();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.trials.push(SearchAsked.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SearchRunningTrials {
+    return {
+      trials: globalThis.Array.isArray(object?.trials) ? object.trials.map((e: any) => SearchAsked.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: SearchRunningTrials): unknown {
+    const obj: any = {};
+    if (message.trials?.length) {
+      obj.trials = message.trials.map((e) => SearchAsked.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SearchRunningTrials>, I>>(base?: I): SearchRunningTrials {
+    return SearchRunningTrials.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SearchRunningTrials>, I>>(object: I): SearchRunningTrials {
+    const message = createBaseSearchRunningTrials();
+    message.trials = object.trials?.map((e) => SearchAsked.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseSearchSummary(): SearchSummary {
+  return { trials: [], importance: {} };
+}
+
+export const SearchSummary: MessageFns<SearchSummary> = {
+  encode(message: SearchSummary, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.trials) {
+      SearchPoint.encode(v!, writer.uint32(10).fork()).join();
+    }
+    globalThis.Object.entries(message.importance).forEach(([key, value]: [string, number]) => {
+      SearchSummary_ImportanceEntry.encode({ key: key as any, value }, writer.uint32(18).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SearchSummary {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSearchSummary();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.trials.push(SearchPoint.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            const entry2 = SearchSummary_ImportanceEntry.decode(reader, reader.uint32());
+            if (entry2.value !== undefined) {
+              message.importance[entry2.key] = entry2.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SearchSummary {
+    return {
+      trials: globalThis.Array.isArray(object?.trials) ? object.trials.map((e: any) => SearchPoint.fromJSON(e)) : [],
+      importance: isObject(object.importance)
+        ? (globalThis.Object.entries(object.importance) as [string, any][]).reduce(
+          (acc: { [key: string]: number }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.Number(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+    };
+  },
+
+  toJSON(message: SearchSummary): unknown {
+    const obj: any = {};
+    if (message.trials?.length) {
+      obj.trials = message.trials.map((e) => SearchPoint.toJSON(e));
+    }
+    if (message.importance) {
+      const entries = globalThis.Object.entries(message.importance) as [string, number][];
+      if (entries.length > 0) {
+        obj.importance = {};
+        entries.forEach(([k, v]) => {
+          obj.importance[k] = floatToJson(v);
+        });
+      }
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SearchSummary>, I>>(base?: I): SearchSummary {
+    return SearchSummary.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SearchSummary>, I>>(object: I): SearchSummary {
+    const message = createBaseSearchSummary();
+    message.trials = object.trials?.map((e) => SearchPoint.fromPartial(e)) || [];
+    message.importance = (globalThis.Object.entries(object.importance ?? {}) as [string, number][]).reduce(
+      (acc: { [key: string]: number }, [key, value]: [string, number]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.Number(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseSearchSummary_ImportanceEntry(): SearchSummary_ImportanceEntry {
+  return { key: "", value: 0 };
+}
+
+export const SearchSummary_ImportanceEntry: MessageFns<SearchSummary_ImportanceEntry> = {
+  encode(message: SearchSummary_ImportanceEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== 0) {
+      writer.uint32(17).double(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SearchSummary_ImportanceEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSearchSummary_ImportanceEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.value = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SearchSummary_ImportanceEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.Number(object.value) : 0,
+    };
+  },
+
+  toJSON(message: SearchSummary_ImportanceEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== 0) {
+      obj.value = floatToJson(message.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SearchSummary_ImportanceEntry>, I>>(base?: I): SearchSummary_ImportanceEntry {
+    return SearchSummary_ImportanceEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SearchSummary_ImportanceEntry>, I>>(
+    object: I,
+  ): SearchSummary_ImportanceEntry {
+    const message = createBaseSearchSummary_ImportanceEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? 0;
+    return message;
+  },
+};
+
+function createBaseSearchPoint(): SearchPoint {
+  return { number: 0, outcome: 0, value: 0 };
+}
+
+export const SearchPoint: MessageFns<SearchPoint> = {
+  encode(message: SearchPoint, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.number !== 0) {
+      writer.uint32(8).uint32(message.number);
+    }
+    if (message.outcome !== 0) {
+      writer.uint32(16).int32(message.outcome);
+    }
+    if (message.value !== 0) {
+      writer.uint32(25).double(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SearchPoint {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSearchPoint();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.number = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.outcome = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.value = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SearchPoint {
+    return {
+      number: isSet(object.number) ? globalThis.Number(object.number) : 0,
+      outcome: isSet(object.outcome) ? searchOutcomeFromJSON(object.outcome) : 0,
+      value: isSet(object.value) ? globalThis.Number(object.value) : 0,
+    };
+  },
+
+  toJSON(message: SearchPoint): unknown {
+    const obj: any = {};
+    if (message.number !== 0) {
+      obj.number = Math.round(message.number);
+    }
+    if (message.outcome !== 0) {
+      obj.outcome = searchOutcomeToJSON(message.outcome);
+    }
+    if (message.value !== 0) {
+      obj.value = floatToJson(message.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SearchPoint>, I>>(base?: I): SearchPoint {
+    return SearchPoint.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SearchPoint>, I>>(object: I): SearchPoint {
+    const message = createBaseSearchPoint();
+    message.number = object.number ?? 0;
+    message.outcome = object.outcome ?? 0;
+    message.value = object.value ?? 0;
     return message;
   },
 };
