@@ -22,7 +22,7 @@ help:
 	@echo "make bench   benchmark ratios measured in one run (bench/out/results.json)"
 	@echo "make bench-ray  sweep dispatch overhead and trials/hour on local workers and Ray actors (bench/out/ray-scaling.json)"
 	@echo "make reproduce        the reproduction study (3 tasks x 9 methods x 3 seeds, ~75 min), the stability study (~30 min)"
-	@echo "                      and the cross-task study (3 tasks x 5 seeds, ~100 min), into docs/reproduction/"
+	@echo "                      the cross-task study (3 tasks x 5 seeds, ~100 min) and the regime map (600 trials, ~2.5 h), into docs/reproduction/"
 	@echo "make reproduce-quick  the same study on one seed at default alphas (~14 min), into afa-sweeps/"
 
 setup: $(NODE_STAMP) $(VENV_STAMP) data
@@ -97,6 +97,7 @@ reproduce: setup
 	node_modules/.bin/tsx studies/reproduce.ts $(ARGS)
 	node_modules/.bin/tsx studies/stability.ts --seeds 0,1,2 $(ARGS)
 	node_modules/.bin/tsx studies/recipes.ts $(ARGS)
+	node_modules/.bin/tsx studies/regimes.ts $(ARGS)
 
 reproduce-quick: setup
 	node_modules/.bin/tsx studies/reproduce.ts --quick $(ARGS)

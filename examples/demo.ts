@@ -55,3 +55,7 @@ console.log(formatComparison(results));
 const minutes = (performance.now() - started) / 60_000;
 const cached = results[0]!.timings.sourceCached ? 'source cached' : `source pretrained in ${results[0]!.timings.pretrainSeconds.toFixed(0)}s`;
 console.log(`\ntotal ${minutes.toFixed(1)} min (${cached}); selection on validation, test read once per method`);
+// The headline of the regime map (docs/reproduction/regimes.md), so the table above is read as it should be.
+console.log('\nWhat the studies found: one seed differs by a point or two either way. Over 600 runs (1-10 labels per class,\n' +
+  'lr 0.02-0.2, 5 seeds, two tasks), no alignment method beats fine-tuning once each method picks its own lr on\n' +
+  'validation; the gains seen at one shared lr are robustness to that lr. See docs/reproduction/regimes.md.');
