@@ -9,7 +9,7 @@ VENV_STAMP  := $(VENV)/.afa-installed
 FASHION     := /usr/share/datasets/fashion-mnist
 MOCHA       := node_modules/.bin/mocha
 
-.PHONY: help setup data browser proto check-proto build typecheck test test-python test-ts test-ray test-postgres fuzz demo bench bench-ray reproduce reproduce-quick clean
+.PHONY: help setup data browser proto check-proto build typecheck test test-python test-ts test-ray test-postgres fuzz demo bench bench-ray bench-search reproduce reproduce-quick clean
 
 help:
 	@echo "make demo    Fashion-MNIST -> MNIST transfer: fine-tune, L2-SP, DELTA, AFA, with a result table"
@@ -20,6 +20,7 @@ help:
 	@echo "make test-postgres  two sweep drivers sharing one Optuna study in a real PostgreSQL server (installed, started, removed)"
 	@echo "make fuzz    property-based fuzzing of every entry point, long (FUZZ_EXAMPLES per property), counts in fuzz-counts.txt"
 	@echo "make bench   benchmark ratios measured in one run (bench/out/results.json)"
+	@echo "make bench-search  best val after n configurations for grid, random and TPE; ASHA vs no pruning (bench/out/search.json)"
 	@echo "make bench-ray  sweep dispatch overhead and trials/hour on local workers and Ray actors (bench/out/ray-scaling.json)"
 	@echo "make reproduce        the reproduction study (3 tasks x 9 methods x 3 seeds, ~75 min), the stability study (~30 min)"
 	@echo "                      the cross-task study (3 tasks x 5 seeds, ~100 min) and the regime map (600 trials, ~2.5 h), into docs/reproduction/"
@@ -91,6 +92,10 @@ bench: setup
 
 bench-ray: setup
 	scripts/in-private-netns.sh node_modules/.bin/tsx bench/ray-scaling.mts
+
+# The searchers and ASHA on one task and space: the grid for real, then random, TPE and ASHA replaying it.
+bench-search: setup
+	node_modules/.bin/tsx bench/search.ts
 
 # Resumable: rerunning skips finished trials. ARGS passes options through, e.g. ARGS='--workers 1'.
 reproduce: setup

@@ -162,7 +162,8 @@ describe('the sweep report on the committed reproduction sweeps (headless Chromi
         .map((l) => JSON.parse(l) as { configId: string; labels: Record<string, string> });
       expect(page).to.include('data-chart="comparison"');
       // the paired chart needs fine-tuning in the same sweep (the cross-task study's attention sweeps pair with another)
-      const hasFineTune = records.some((r) => Object.values(r.labels).some((v) => v.startsWith('fine-tune')));
+      // (one swept dimension: with several, e.g. the regime map's labels x method, no single configuration is the reference)
+      const hasFineTune = records.some((r) => Object.keys(r.labels).length === 1 && Object.values(r.labels).some((v) => v.startsWith('fine-tune')));
       expect(page.includes('data-chart="paired-difference"')).to.equal(hasFineTune);
       const configs = new Set(records.map((r) => r.configId));
       expect(page.match(/data-chart="curve-\d+"/g)).to.have.length(configs.size);
