@@ -9,7 +9,7 @@ VENV_STAMP  := $(VENV)/.afa-installed
 FASHION     := /usr/share/datasets/fashion-mnist
 MOCHA       := node_modules/.bin/mocha
 
-.PHONY: help setup data browser proto check-proto build typecheck test test-python test-ts test-ray test-postgres fuzz demo bench bench-ray bench-search reproduce reproduce-quick clean
+.PHONY: help setup data browser proto check-proto build typecheck test test-python test-ts test-ray test-postgres test-torchvision fuzz demo bench bench-ray bench-search reproduce reproduce-quick clean
 
 help:
 	@echo "make demo    Fashion-MNIST -> MNIST transfer: fine-tune, L2-SP, DELTA, AFA, with a result table"
@@ -18,6 +18,7 @@ help:
 	@echo "make proto   regenerate the TypeScript and Python stubs from proto/"
 	@echo "make build   compile the SDK and CLI to dist/"
 	@echo "make test-postgres  two sweep drivers sharing one Optuna study in a real PostgreSQL server (installed, started, removed)"
+	@echo "make test-torchvision  torchvision/timm backbones in a venv of the mirror's CUDA torch 2.14.1 (built once, ~4.6 GB)"
 	@echo "make fuzz    property-based fuzzing of every entry point, long (FUZZ_EXAMPLES per property), counts in fuzz-counts.txt"
 	@echo "make bench   benchmark ratios measured in one run (bench/out/results.json)"
 	@echo "make bench-search  best val after n configurations for grid, random and TPE; ASHA vs no pruning (bench/out/search.json)"
@@ -73,6 +74,10 @@ test: setup browser check-proto typecheck
 # starts on loopback and removes (the journal-file variant of the same test is in make test).
 test-postgres: setup
 	scripts/test-postgres.sh
+
+# Not in make test: a 4.6 GB venv for backbones no suite needs (the worker's own match them exactly).
+test-torchvision: setup
+	scripts/test-torchvision.sh
 
 # make test runs the same properties on a few inputs each; this runs many, on fresh random seeds.
 FUZZ_EXAMPLES ?= 2000

@@ -8,6 +8,7 @@
  */
 import { afa, backbone, data, experiment, PAPER_ALPHAS, weights } from '../ts-sdk/src/index.js';
 import { requirePath } from './_paper.js';
+import { scaled } from './_scale.js';
 
 const root = requirePath('AFA_DOGS_ROOT', 'a Stanford Dogs ImageFolder tree with train/ and test/');
 const imagenet = requirePath('AFA_MOBILENETV2_WEIGHTS', "torchvision's ImageNet MobileNetV2 weights");
@@ -19,10 +20,11 @@ export default experiment({
   source: weights(imagenet),
   // The paper's transform (the reference code's): Resize((256, 256)), then RandomCrop(224) with a
   // horizontal flip for training, CenterCrop(224) for validation and test.
-  target: data.imageFolder(root, { imageSize: 256, crop: 224, color: 'rgb', valPerClass: 10 }),
+  // Under the test suite (AFA_EXAMPLES_QUICK=1): the same configuration at 64 px, 2 steps a stage.
+  target: data.imageFolder(root, { imageSize: scaled(256, 72), crop: scaled(224, 64), color: 'rgb', valPerClass: scaled(10, 1) }),
   schedule: afa({
-    spatial: { alpha: PAPER_ALPHAS.mobilenetV2.spatial, iterations: 4500, lr: 0.01, evalEvery: 500, logEvery: 50 },
-    channel: { alpha: PAPER_ALPHAS.mobilenetV2.channel, iterations: 4500, lr: 0.001, evalEvery: 500, logEvery: 50 },
-    batchSize: 64,
+    spatial: { alpha: PAPER_ALPHAS.mobilenetV2.spatial, iterations: scaled(4500, 2), lr: 0.01, evalEvery: scaled(500, 1), logEvery: scaled(50, 1) },
+    channel: { alpha: PAPER_ALPHAS.mobilenetV2.channel, iterations: scaled(4500, 2), lr: 0.001, evalEvery: scaled(500, 1), logEvery: scaled(50, 1) },
+    batchSize: scaled(64, 4),
   }),
 });

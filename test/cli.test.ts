@@ -125,22 +125,31 @@ describe('afa CLI', () => {
     expect(await waitUntil(() => [cli!, ...workers].every(gone), 120_000)).to.equal(true, 'the CLI or its worker outlived the wrapper');
   });
 
-  it('relative(x) sets alpha from the stability limit the worker estimates; an alpha above the limit gets a warning line', async () => {
+  it('relative(x) sets alpha from the stability limit the worker estimates; an absolute alpha skips it unless asked; above the limit, a warning line', async () => {
     const file = join(tempDir(), 'relative.json');
     const schedule = [
       stage({ name: 'fm', regularizer: featureMap({ alpha: relative(0.3) }), iterations: 3, evalEvery: 3, optimizer: sgd({ lr: 0.05 }) }),
-      stage({ name: 'act', regularizer: afaChannel({ alpha: 1 }), iterations: 3, evalEvery: 3, optimizer: sgd({ lr: 0.05 }) }),
+      stage({ name: 'act', regularizer: afaChannel({ alpha: 1 }), stabilityEstimate: true, iterations: 3, evalEvery: 3, optimizer: sgd({ lr: 0.05 }) }),
+      stage({ name: 'plain', regularizer: featureMap({ alpha: 1e-3 }), iterations: 3, evalEvery: 3, optimizer: sgd({ lr: 0.05 }) }),
     ];
     writeFileSync(file, JSON.stringify(experiment({ ...tinyFineTune(), name: 'relative', schedule })));
     const result = await afa(['run', file, '--json', '--threads', '1']);
     expect(result.exitCode, result.stderr).to.equal(0);
-    const [fm, act] = (JSON.parse(result.stdout) as ExperimentResult).stages.map((s) => s.stability!);
+    const stages = (JSON.parse(result.stdout) as ExperimentResult).stages;
+    const [fm, act] = stages.map((s) => s.stability!);
+    expect(stages[2]!.stability, 'an absolute alpha: no estimate unless asked').to.equal(undefined);
+    expect(stages[2]!.phases.map((p) => p.phase)).to.deep.equal(['bn_recalibration', 'feature_cache']);
+    expect(stages[0]!.phases.map((p) => p.phase)).to.include('stability_estimate');
     expect(fm.alphaRatio).to.be.closeTo(0.3, 1e-9);
     expect(fm.alpha).to.be.closeTo(0.3 * fm.alphaMax, 1e-12);
     expect(fm.alphaMax).to.be.closeTo(3.8 / (0.05 * fm.lambdaMax), 1e-9);
     expect(act.alpha).to.equal(1);
     expect(result.stderr).to.match(/^fm: alpha \S+ = 0\.30x the stability limit \S+ \(lambda_max \S+, \d+\.\ds\)$/m);
     expect(result.stderr).to.match(/^warning: act: alpha 1\.0 = \d+x the stability limit .*above 1x, expect alpha x Omega to blow up$/m);
+    // the phases before each first step, as lines a person reads (stderr is not a terminal here)
+    expect(result.stderr).to.match(/^fm: the stability estimate: \d+\/\d+ products in \d+\.\ds, [\d.]+ products\/s \(lambda_max \S+, converged; budget [\d.]+ s\)$/m);
+    expect(result.stderr).to.match(/^plain: caching the source's maps: 50\/50 images in /m);
+    expect(result.stderr).not.to.match(/^plain: the stability estimate/m);
   });
 
   it('afa info lists what the worker offers', async () => {

@@ -116,6 +116,21 @@ describe('DSL', () => {
     expect(parseExperiment(JSON.parse(JSON.stringify(spec)))).to.deep.equal(JSON.parse(JSON.stringify(spec)));
   });
 
+  it('the stability estimate runs where an alpha is relative, or where a stage asks for it; a relative alpha cannot turn it off', () => {
+    const message = (s: unknown) => toStageMessage(s as Parameters<typeof toStageMessage>[0], 0).noStabilityEstimate;
+    const [relativeFm] = baseline.featureMap({ alpha: relative(0.3), iterations: 10 });
+    const [absoluteFm] = baseline.featureMap({ alpha: 1e-3, iterations: 10 });
+    expect([message(relativeFm), message(absoluteFm), message({ ...absoluteFm!, stabilityEstimate: true }),
+      message({ ...absoluteFm!, stabilityEstimate: false })]).to.deep.equal([false, true, false, true]);
+    const spec = JSON.parse(JSON.stringify(tinyAfa()));
+    spec.schedule[0].regularizer.alpha = { relative: 0.1 };
+    spec.schedule[0].stabilityEstimate = false;
+    expect(() => parseExperiment(spec)).to.throw(InvalidSpecError,
+      /schedule\[0\]\.stabilityEstimate: cannot be false: a relative alpha \(regularizer\.alpha\.relative\) needs the stability estimate/);
+    spec.schedule[0].stabilityEstimate = 'yes';
+    expect(() => parseExperiment(spec)).to.throw(InvalidSpecError, /schedule\[0\]\.stabilityEstimate: must be true or false, got "yes"/);
+  });
+
   for (const [bad, message] of [
     [{ relative: 0 }, /schedule\[0\]\.regularizer\.alpha\.relative: must be > 0/],
     [{ relative: 2000 }, /schedule\[0\]\.regularizer\.alpha\.relative: must be <= 1000/],

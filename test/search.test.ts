@@ -139,7 +139,15 @@ describe('searchers and pruners (real Optuna; fake worker slots)', function () {
     const journal = join(tempDir('afa-shared-'), 'shared.journal');
     const [a, b] = [tempDir('afa-driver-'), tempDir('afa-driver-')];
     const s = tpeSweep(8, 'shared');
-    await Promise.all([a, b].map((out) => runSweep(s, { outDir: out, slots: fakeSlots(1, { started: [], curve }), storage: journal })));
+    // Each driver's first run waits for the other's: on a loaded machine one driver could otherwise
+    // take the whole budget before the other's search process is up.
+    let release!: () => void;
+    const both = new Promise<void>((r) => (release = r));
+    const fakes: FakeRun[] = [0, 1].map(() => ({ started: [], curve, gate: () => {
+      if (fakes.every((f) => f.started.length > 0)) release();
+      return both;
+    } }));
+    await Promise.all([a, b].map((out, i) => runSweep(s, { outDir: out, slots: fakeSlots(1, fakes[i]!), storage: journal })));
     const records = [a, b].map((out) => readRecords(join(out, 'results.jsonl')).records);
     const configs = records.map((rs) => new Set(rs.map((r) => r.configId)));
     expect([...configs[0]!].filter((c) => configs[1]!.has(c)), 'no configuration in both').to.deep.equal([]);

@@ -51,13 +51,13 @@ def synthetic_session(arch: str, n: int, bf16: bool, device: torch.device, size:
                    resolve_precision(choice, device))
 
 
-def worker_images_per_second(session: Session, reg: pb.Regularizer, steps: int, cache: bool) -> tuple[float, str]:
+def worker_images_per_second(session: Session, reg: pb.Regularizer, steps: int, cache: bool, batch: int = 64,
+                             log_every: int = 5) -> tuple[float, str]:
     """Images/s of the worker's own loop between step events (every 5 steps, as a run logs), after
     two warm-up windows: stage setup (BN recalibration, the feature cache) and the final evaluation
     are not training throughput. Reading the logged metrics synchronises the device."""
-    log_every = 5
     windows = max(1, steps // log_every)
-    stage = pb.StageSpec(name="gpu", regularizer=reg, iterations=(windows + 2) * log_every, batch_size=64, head_l2=0.01,
+    stage = pb.StageSpec(name="gpu", regularizer=reg, iterations=(windows + 2) * log_every, batch_size=batch, head_l2=0.01,
                          seed=0, log_every=log_every, optimizer=pb.OptimizerSpec(lr=1e-4, momentum=0.9),
                          no_feature_cache=not cache)
     stamps, summary = [], None
@@ -73,7 +73,7 @@ def worker_images_per_second(session: Session, reg: pb.Regularizer, steps: int, 
         # Random images and labels at a tiny lr should not diverge; if they do, the row says so and
         # falls back to the whole stage's rate (setup included) rather than losing the row.
         return summary.images_per_second, status
-    return 64 * log_every * windows / (stamps[-1] - stamps[1]), status
+    return batch * log_every * windows / (stamps[-1] - stamps[1]), status
 
 
 def _sync(device: torch.device) -> None:
@@ -81,11 +81,11 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def plain_loop_images_per_second(arch: str, steps: int, bf16: bool, device: torch.device, size: int) -> float:
+def plain_loop_images_per_second(arch: str, steps: int, bf16: bool, device: torch.device, size: int, batch: int = 64) -> float:
     model = build_backbone(arch, num_classes=100).to(device, memory_format=torch.channels_last).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, fused=device.type == "cuda")
-    x = torch.randn(64, 3, size, size, device=device).to(memory_format=torch.channels_last)
-    y = torch.randint(0, 100, (64,), device=device)
+    x = torch.randn(batch, 3, size, size, device=device).to(memory_format=torch.channels_last)
+    y = torch.randint(0, 100, (batch,), device=device)
     torch.backends.cudnn.benchmark = True
 
     def step():
@@ -102,7 +102,7 @@ def plain_loop_images_per_second(arch: str, steps: int, bf16: bool, device: torc
     for _ in range(steps):
         step()
     _sync(device)
-    return 64 * steps / (time.perf_counter() - start)
+    return batch * steps / (time.perf_counter() - start)
 
 
 def main() -> int:

@@ -16,11 +16,23 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextvars import ContextVar
 from typing import TypeVar
 
-__all__ = ["ComputeThread"]
+__all__ = ["ComputeThread", "emit_now"]
 
 T = TypeVar("T")
+
+#: While a stream's iterator runs: hands an item to the reader ahead of the iterator's next one.
+_side_channel: ContextVar[Callable[[object], bool] | None] = ContextVar("afa_stream_side_channel", default=None)
+
+
+def emit_now(item: object) -> bool:
+    """From inside a ``ComputeThread.stream`` iterator: sends ``item`` to the reader at once, in
+    order with the iterator's own items, from code that cannot yield (a phase deep in a call stack
+    reporting progress). False outside a stream (or once the reader is gone): keep it for later."""
+    offer = _side_channel.get()
+    return offer(item) if offer is not None else False
 
 #: Events buffered between the training loop and a slow reader before the loop waits for it.
 EVENT_BUFFER = 256
@@ -82,6 +94,7 @@ class ComputeThread:
             return False
 
         def pump() -> None:
+            token = _side_channel.set(offer)
             try:
                 with contextlib.closing(events()) as items:
                     for item in items:
@@ -90,6 +103,8 @@ class ComputeThread:
             except BaseException as exc:  # noqa: BLE001 - re-raised on the reader's side
                 offer(_Raised(exc))
                 return
+            finally:
+                _side_channel.reset(token)
             offer(_END)
 
         self._jobs.put(pump)

@@ -112,8 +112,16 @@ def _storage(url: str):
 
 
 #: Tries at opening a database storage: drivers that start together race to create Optuna's schema
-#: and the study (an IntegrityError for the one that loses), and the second try finds them made.
+#: and the study (an IntegrityError for the one that loses, or PostgreSQL's DuplicateTable, which
+#: SQLAlchemy raises as a ProgrammingError "relation ... already exists"), and a later try finds them made.
 OPEN_TRIES = 5
+
+
+def _lost_a_creation_race(exc: Exception) -> bool:
+    name = type(exc).__name__
+    if name in ("IntegrityError", "OperationalError", "DuplicatedStudyError"):
+        return True
+    return name == "ProgrammingError" and "already exists" in str(exc)
 
 
 def _opened(url: str):
@@ -123,7 +131,7 @@ def _opened(url: str):
             storage.get_all_studies()
             return storage
         except Exception as exc:  # noqa: BLE001 - sqlalchemy's IntegrityError or OperationalError, by name below
-            if attempt == OPEN_TRIES or type(exc).__name__ not in ("IntegrityError", "OperationalError", "DuplicatedStudyError"):
+            if attempt == OPEN_TRIES or not _lost_a_creation_race(exc):
                 raise
             time.sleep(0.2 * attempt)
     raise AssertionError("unreachable")

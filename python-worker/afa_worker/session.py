@@ -21,6 +21,7 @@ from afa_worker.backbones import build_backbone, default_layers, head_module, re
 from afa_worker.data import DataBundle, DataContext, load_data
 from afa_worker.errors import SpecError
 from afa_worker.cancel import check_cancelled
+from afa_worker.phases import phase
 from afa_worker.features import FeatureTap
 from afa_worker.limits import LIMITS, check_chars, check_max, max_threads
 from afa_worker.layout import Layout, ModelRecipe, choose_layout
@@ -29,10 +30,13 @@ from afa_worker.precision import PrecisionPlan, resolve_precision
 from afa_worker.weight_store import WeightStore, file_sha256
 from afa_worker.weights import load_into, read_state_dict
 
-__all__ = ["Session", "Provenance", "create_session", "resolve_device", "recalibrate_bn", "RECALIBRATION_BATCHES"]
+__all__ = ["Session", "Provenance", "create_session", "resolve_device", "recalibrate_bn", "RECALIBRATION_BATCHES", "RECALIBRATION_IMAGES"]
 
-# Batches of target images the source's BN statistics are recalibrated on (all of a few-label set).
+# Batches of target images the source's BN statistics are recalibrated on (all of a few-label set),
+# and images at most: a bounded sample of a large set (at 224 px on ResNet-101 every image costs a
+# forward; a few thousand images estimate a channel's mean and variance to well under a per cent).
 RECALIBRATION_BATCHES = 200
+RECALIBRATION_IMAGES = 4096
 
 
 def resolve_device(name: str) -> torch.device:
@@ -135,7 +139,7 @@ def _freeze(model: nn.Module) -> None:
 
 
 @torch.no_grad()
-def recalibrate_bn(model: nn.Module, batches: Iterator[torch.Tensor]) -> int:
+def recalibrate_bn(model: nn.Module, batches: Iterator[torch.Tensor], total: int = 0) -> int:
     """Sets every batch-norm layer's running statistics to those of the given inputs (the target
     training images), then returns the model to eval mode. Returns the images seen.
 
@@ -154,10 +158,12 @@ def recalibrate_bn(model: nn.Module, batches: Iterator[torch.Tensor]) -> int:
         m.train()
     seen = 0
     try:
-        for x in batches:
-            check_cancelled("recalibrating the source's batch norms")
-            model(x)
-            seen += len(x)
+        with phase("bn_recalibration", total, "images") as tracker:
+            for x in batches:
+                check_cancelled("recalibrating the source's batch norms")
+                model(x)
+                seen += len(x)
+                tracker.advance(len(x))
     finally:
         for m, momentum in zip(norms, saved):
             m.momentum = momentum

@@ -16,10 +16,11 @@ from afa_worker.batches import ordered_batches, shuffled_indices
 from afa_worker.cancel import check_cancelled
 from afa_worker.features import FeatureTap
 from afa_worker.regularizers import Regularizer, RegularizerContext, build_regularizer
-from afa_worker.session import RECALIBRATION_BATCHES, Session, recalibrate_bn
+from afa_worker.phases import phase
+from afa_worker.session import RECALIBRATION_BATCHES, RECALIBRATION_IMAGES, Session, recalibrate_bn
 from afa_worker.stage_plan import StagePlan
 
-__all__ = ["PreparedStage", "StageOptimizer", "prepare_stage"]
+__all__ = ["PreparedStage", "StageOptimizer", "prepare_stage", "feature_cache_bytes"]
 
 
 class StageOptimizer:
@@ -122,30 +123,51 @@ def _set_backbone_frozen(session: Session, frozen: bool) -> None:
             p.requires_grad_(not frozen)
 
 
+def feature_cache_bytes(session: Session) -> int:
+    """What the source's maps of every training image take: images x aligned elements x bytes."""
+    per_image = sum(c * h * w for c, h, w in session.layer_shapes.values())
+    return len(session.data.train) * per_image * session.precision.source_bytes
+
+
 @torch.no_grad()
 def _source_feature_cache(session: Session, batch_size: int, budget_mb: int) -> dict[str, torch.Tensor] | None:
-    """The source's maps of every training image, when they fit the budget; else None.
+    """The source's maps of every training image, when they fit the budget; else None, and the
+    phase says what the cache would need (at 224 px one image's maps at the paper's four layers
+    are ~6 MB, so a budget decides between caching and running the source every step).
 
     Valid because the frozen source is in eval mode (deterministic per image) and the inputs are
     not augmented: a step then reads its batch's rows instead of running the source forward."""
-    n = len(session.data.train)
-    need = n * sum(c * h * w for c, h, w in session.layer_shapes.values()) * session.precision.source_bytes
-    if need > budget_mb * 2**20:
-        return None
-    cache: dict[str, list[torch.Tensor]] = {name: [] for name in session.layers}
-    with FeatureTap(session.source, session.layers) as tap, session.precision.source_autocast():
-        for x in ordered_batches(session.data, batch_size):
-            check_cancelled("caching the source's feature maps")
-            session.source(x)
-            for name, value in tap.take().items():
-                cache[name].append(value)
+    n, need = len(session.data.train), feature_cache_bytes(session)
+    with phase("feature_cache", n, "images") as tracker:
+        if need > budget_mb * 2**20:
+            tracker.detail = (f"not cached: {n} images' maps need {need / 2**20:.1f} MiB, over the budget of {budget_mb} MiB "
+                              "(featureCacheMb); the source runs every step")
+            return None
+        cache: dict[str, list[torch.Tensor]] = {name: [] for name in session.layers}
+        with FeatureTap(session.source, session.layers) as tap, session.precision.source_autocast():
+            for x in ordered_batches(session.data, batch_size):
+                check_cancelled("caching the source's feature maps")
+                session.source(x)
+                for name, value in tap.take().items():
+                    cache[name].append(value)
+                tracker.advance(len(x))
+        tracker.detail = f"{need / 2**20:.1f} MiB"
     return {name: torch.cat(parts) for name, parts in cache.items()}
+
+
+def _recalibration_batches(session: Session, batch_size: int) -> int:
+    """Batches the source's batch norms are recalibrated on: all of a few-label set, at most
+    RECALIBRATION_IMAGES images (and RECALIBRATION_BATCHES batches) of a larger one."""
+    return min(RECALIBRATION_BATCHES, max(1, RECALIBRATION_IMAGES // batch_size),
+               -(-len(session.data.train) // batch_size))
 
 
 def prepare_stage(session: Session, plan: StagePlan) -> PreparedStage:
     """Sets the stage up; on an error part-way, what was set up is taken down again."""
     if session.source is not None and plan.regularizer.entry.module.needs_source_features:
-        recalibrate_bn(session.source, ordered_batches(session.data, plan.batch_size, RECALIBRATION_BATCHES))
+        batches = _recalibration_batches(session, plan.batch_size)
+        recalibrate_bn(session.source, ordered_batches(session.data, plan.batch_size, batches),
+                       total=min(len(session.data.train), batches * plan.batch_size))
     reg = _regularizer(session, plan)
     _set_backbone_frozen(session, reg.freezes_backbone)  # before the optimiser, which skips frozen weights
     gen = torch.Generator().manual_seed(plan.seed)

@@ -23,8 +23,10 @@ import torch.nn.functional as F
 from afa_worker._gen.afa.v1 import afa_pb2 as pb
 from afa_worker.batches import augment, random_crop_flip
 from afa_worker.cancel import Cancelled, cancellable
+from afa_worker.compute import emit_now
 from afa_worker.data import TensorSplit
 from afa_worker.drift import measure_drift
+from afa_worker.phases import PhaseLog, recording
 from afa_worker.selection import MetricWindow, ModelSelection
 from afa_worker.session import Session
 from afa_worker.snapshot import attention_snapshot, layer_attention
@@ -160,9 +162,9 @@ def _summary(run: PreparedStage, progress: _Progress, window: MetricWindow, sele
         attention_snapshot=snapshot)
 
 
-def _cancelled_summary(plan: StagePlan, reason: Cancelled, wall: float) -> pb.StageSummary:
+def _cancelled_summary(plan: StagePlan, reason: Cancelled, wall: float, log: PhaseLog) -> pb.StageSummary:
     return pb.StageSummary(name=plan.name, status=pb.STAGE_STATUS_CANCELLED, message=f"{reason} (before the first step)",
-                           final_train_loss=float("nan"), wall_seconds=wall)
+                           final_train_loss=float("nan"), wall_seconds=wall, phases=log.timings)
 
 
 def _stability(run: PreparedStage) -> Stability | None:
@@ -190,18 +192,24 @@ def _recover(session: Session, selection: ModelSelection, start: dict[str, torch
     return f"the session is unusable: {session.unusable}; close it"
 
 
-def _train_stage(session: Session, plan: StagePlan, cancel: threading.Event) -> Iterator[pb.StageEvent]:
+def _train_stage(session: Session, plan: StagePlan, cancel: threading.Event, log: PhaseLog) -> Iterator[pb.StageEvent]:
     started_at = time.perf_counter()
     selection, progress = ModelSelection(session.target, plan.restore_best), _Progress()
     # Kept on the CPU for a divergence only (the model's size in host memory while the stage runs).
     start = {k: v.detach().to("cpu", copy=True) for k, v in session.target.state_dict().items()}
     try:
-        run = prepare_stage(session, plan)
+        with recording(log):
+            run = prepare_stage(session, plan)
     except Cancelled as reason:
-        yield pb.StageEvent(summary=_cancelled_summary(plan, reason, time.perf_counter() - started_at))
+        yield pb.StageEvent(summary=_cancelled_summary(plan, reason, time.perf_counter() - started_at, log))
         return
     with run:
-        stability = _stability(run)
+        try:
+            with recording(log):
+                stability = _stability(run)
+        except Cancelled as reason:
+            yield pb.StageEvent(summary=_cancelled_summary(plan, reason, time.perf_counter() - started_at, log))
+            return
         yield pb.StageEvent(started=pb.StageStarted(
             name=plan.name, iterations=plan.iterations, regularizer=plan.regularizer.kind,
             trainable_parameters=run.trainable_parameters, attention_parameters=run.attention_parameters,
@@ -215,6 +223,7 @@ def _train_stage(session: Session, plan: StagePlan, cancel: threading.Event) -> 
         progress.message += f"; {_recover(session, selection, start)}"
     drift = measure_drift(session) if plan.measure_drift and progress.status == pb.STAGE_STATUS_COMPLETED else None
     summary = _summary(run, progress, window, selection, time.perf_counter() - started_at, snapshot)
+    summary.phases.extend(log.timings)
     if stability:
         summary.stability.CopyFrom(stability.message(run.reg.alpha))
     if drift is not None:
@@ -223,12 +232,23 @@ def _train_stage(session: Session, plan: StagePlan, cancel: threading.Event) -> 
 
 
 def run_stage(session: Session, plan: StagePlan, cancel: threading.Event) -> Iterator[pb.StageEvent]:
-    """The stage's events; the summary says how long the loop stood
-    paused handing them over."""
-    waited = 0.0
+    """The stage's events; the summary says how long the loop stood paused handing them over.
+
+    The phases before the first step report progress from deep in their loops: on a worker's
+    stream (``compute.emit_now``) it reaches the client as it happens; called directly, it comes
+    out before the next event."""
+    waited, pending = 0.0, []
+
+    def progress(p: pb.Progress) -> None:
+        event = pb.StageEvent(progress=p)
+        if not emit_now(event):
+            pending.append(event)
+
     # closing(): a reader that stops early must still run the stage's cleanup (hooks, frozen flags).
-    with cancellable(cancel), contextlib.closing(_train_stage(session, plan, cancel)) as events:
+    with cancellable(cancel), contextlib.closing(_train_stage(session, plan, cancel, PhaseLog(progress))) as events:
         for event in events:
+            while pending:
+                yield pending.pop(0)
             if event.WhichOneof("event") == "summary":
                 event.summary.delivery_wait_seconds = waited
             handed = time.perf_counter()

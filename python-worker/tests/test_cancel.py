@@ -59,14 +59,23 @@ def test_close_session_cancels_a_stage_stuck_in_a_long_delta_probe(stub, source_
     session = stub.CreateSession(pb.CreateSessionRequest(
         backbone=pb.BackboneSpec(name="small_resnet", width=4), source_weights=source_weights_path,
         data=pb.DataSpec(mnist=pb.MnistData(), labels_per_class=5, val_per_class=2)))
-    probing = seen("DELTA probe: 100000 head-only steps")
+    logged = seen("DELTA probe: 100000 head-only steps")
     stage = pb.StageSpec(name="delta", regularizer=pb.Regularizer(delta=pb.Delta(alpha=0.1, head_iterations=100_000)),
                          optimizer=pb.OptimizerSpec(lr=0.01), iterations=10, batch_size=8)
     events = stub.RunStage(pb.RunStageRequest(session_id=session.session_id, stage=stage))
-    received = []
-    reader = threading.Thread(target=lambda: received.extend(events))
+    received, probing = [], threading.Event()
+
+    def read() -> None:
+        for event in events:
+            received.append(event)
+            if event.WhichOneof("event") == "progress" and event.progress.phase == "delta_probe":
+                probing.set()
+
+    reader = threading.Thread(target=read)
     reader.start()
-    assert probing.event.wait(120), probing.lines
+    # the probe's start reaches the client as it happens (a progress event), and the worker's log says so
+    assert probing.wait(120), received
+    assert logged.event.wait(120), logged.lines
     started = time.perf_counter()
     stub.CloseSession(pb.CloseSessionRequest(session_id=session.session_id))  # returns once the stage stopped
     closed_after = time.perf_counter() - started

@@ -86,7 +86,8 @@ def test_transfer_with_each_regularizer_beats_chance(grpc_stub, source_checkpoin
     lr, iterations = (0.1, 300) if name == "l2fe" else (0.01, 150)
     events, summary = _run(grpc_stub, session_id, _stage(name, SETTINGS[name], iterations, lr))
     kinds = [e.WhichOneof("event") for e in events]
-    assert kinds[0] == "started" and kinds[-1] == "summary"
+    assert set(kinds[:kinds.index("started")]) <= {"progress"}, "only the phases before the first step come before it"
+    assert kinds[-1] == "summary"
     assert kinds.count("step") == iterations // 25 and kinds.count("eval") == iterations // 50
     assert summary.status == pb.STAGE_STATUS_COMPLETED and summary.steps_completed == iterations
     test = grpc_stub.Evaluate(pb.EvaluateRequest(session_id=session_id, split=pb.SPLIT_TEST))

@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from afa_worker.cancel import check_cancelled
+from afa_worker.phases import phase
+from afa_worker.regularizers.ablation import NotSplittable, SplitNetwork, suffix_rises
 from afa_worker.regularizers.base import LayerwiseRegularizer, module_key
 from afa_worker.regularizers.distance import weighted_sq_distance
 
@@ -58,15 +60,16 @@ def channel_importance(
     ablation_batches: int,
     temperature: float,
     lr: float = 0.01,
+    split: bool = True,
 ) -> dict[str, torch.Tensor]:
     """a_j per aligned layer: train the head only on target data (on a copy of the model), then for
     each channel j zero that layer's output channel and measure the rise in target CE over a few
     fixed batches; per layer z-normalise the rises and take softmax(z / temperature).
 
     Zeroing the layer's output channel equals zeroing the conv filter when the layer is a conv
-    without bias (the reference's case) and extends the rule to any module path."""
-    _log.info("DELTA probe: %d head-only steps, then each channel of %d layers ablated over %d batches",
-              head_iterations, len(layers), ablation_batches)
+    without bias (the reference's case) and extends the rule to any module path. The ablations
+    re-run only the network after the layer (``ablation.SplitNetwork``) unless ``split`` is False
+    or the model cannot be split; the result is the same either way."""
     probe = copy.deepcopy(model)
     head = probe.get_submodule(head_name)
     for p in probe.parameters():
@@ -74,38 +77,70 @@ def channel_importance(
     for p in head.parameters():
         p.requires_grad_(True)
     probe.eval()  # BN statistics stay the source's, as in the frozen extractor
-    optimizer = torch.optim.SGD(head.parameters(), lr=lr, momentum=0.9)
-    for _ in range(head_iterations):
-        check_cancelled("training DELTA's head-only probe")
-        x, y = next(batches)
-        optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(probe(x), y).backward()
-        optimizer.step()
-
-    fixed = [next(batches) for _ in range(max(1, ablation_batches))]
-    base = _mean_loss(probe, fixed)
-    weights: dict[str, torch.Tensor] = {}
-    for name in layers:
-        module = probe.get_submodule(name)
-        channel = {"j": -1}
-
-        def zero_channel(_m, _i, out, channel=channel):
-            out = out.clone()
-            out[:, channel["j"]] = 0
-            return out
-
-        handle = module.register_forward_hook(zero_channel)
-        try:
-            rises = []
-            n_channels = _output_channels(probe, module, fixed[0][0])
-            for j in range(n_channels):
-                check_cancelled(f"measuring DELTA's channel importance ({name}, channel {j} of {n_channels})")
-                channel["j"] = j
-                rises.append(_mean_loss(probe, fixed) - base)
-        finally:
-            handle.remove()
-        weights[name] = importance_from_rises(torch.stack(rises).float(), temperature)
+    _log.info("DELTA probe: %d head-only steps, then each channel of %d layers ablated over %d batches",
+              head_iterations, len(layers), ablation_batches)
+    with phase("delta_probe", 0, "channels") as tracker:
+        tracker.detail = f"{head_iterations} head-only steps"
+        optimizer = torch.optim.SGD(head.parameters(), lr=lr, momentum=0.9)
+        for _ in range(head_iterations):
+            check_cancelled("training DELTA's head-only probe")
+            x, y = next(batches)
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(probe(x), y).backward()
+            optimizer.step()
+        fixed = [next(batches) for _ in range(max(1, ablation_batches))]
+        tracker.total = sum(_output_channels(probe, probe.get_submodule(name), fixed[0][0]) for name in layers)
+        base = _mean_loss(probe, fixed)
+        weights: dict[str, torch.Tensor] = {}
+        modes = []
+        for name in layers:
+            rises, mode = _layer_rises(probe, name, fixed, base, tracker, split)
+            modes.append(mode)
+            weights[name] = importance_from_rises(rises.float(), temperature)
+        tracker.detail += f", {tracker.total} channels over {len(fixed)} batches ({_modes(layers, modes)})"
+    _log.info("DELTA probe done: %s in %.1f s", tracker.detail, tracker.seconds)
     return weights
+
+
+def _modes(layers: list[str], modes: list[str]) -> str:
+    if len(set(modes)) == 1:
+        return modes[0]
+    return "; ".join(f"{layer}: {mode}" for layer, mode in zip(layers, modes))
+
+
+def _layer_rises(probe: nn.Module, name: str, fixed: list[tuple[torch.Tensor, torch.Tensor]], base: torch.Tensor,
+                 tracker, split: bool) -> tuple[torch.Tensor, str]:
+    """The CE rise per output channel of layer ``name`` zeroed, and how it was measured."""
+    why = "asked for"
+    if split:
+        try:
+            network = SplitNetwork(probe, name)
+            rises = suffix_rises(network, fixed, base, tracker.advance, lambda j: check_cancelled(
+                f"measuring DELTA's channel importance ({name}, channel {j})"))
+            return rises, "the network after each layer re-run"
+        except NotSplittable as exc:
+            why = str(exc)
+            _log.info("DELTA probe: %s re-runs the whole network per channel: %s", name, why)
+    module = probe.get_submodule(name)
+    channel = {"j": -1}
+
+    def zero_channel(_m, _i, out, channel=channel):
+        out = out.clone()
+        out[:, channel["j"]] = 0
+        return out
+
+    handle = module.register_forward_hook(zero_channel)
+    try:
+        rises = []
+        n_channels = _output_channels(probe, module, fixed[0][0])
+        for j in range(n_channels):
+            check_cancelled(f"measuring DELTA's channel importance ({name}, channel {j} of {n_channels})")
+            channel["j"] = j
+            rises.append(_mean_loss(probe, fixed) - base)
+            tracker.advance()
+    finally:
+        handle.remove()
+    return torch.stack(rises), f"the whole network per channel ({why})"
 
 
 def importance_from_rises(rise: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -29,6 +29,8 @@ export interface AfaStageOptions {
   logEvery?: number;
   /** See {@link StageOptions.measureDrift}. @default false */
   measureDrift?: boolean;
+  /** See {@link StageOptions.stabilityEstimate}. @default only for a relative alpha */
+  stabilityEstimate?: boolean;
 }
 
 export interface AfaChannelStageOptions extends AfaStageOptions {
@@ -70,7 +72,8 @@ export function afa(options: AfaOptions = {}): ScheduleStep[] {
   const common = { batchSize: options.batchSize, headL2: options.headL2, lrSchedule: lr.step() };
   const afaStage = (name: string, regularizer: RegularizerSpec, o: AfaStageOptions, defaultLr: number) =>
     stage({ ...common, name, regularizer, iterations: o.iterations ?? 4500, optimizer: sgd({ lr: o.lr ?? defaultLr }),
-      evalEvery: o.evalEvery, logEvery: o.logEvery, attentionLrMultiplier: o.attentionLrMultiplier, measureDrift: o.measureDrift });
+      evalEvery: o.evalEvery, logEvery: o.logEvery, attentionLrMultiplier: o.attentionLrMultiplier, measureDrift: o.measureDrift,
+      stabilityEstimate: o.stabilityEstimate });
   const sp = options.spatial ?? {};
   const ch = options.channel ?? {};
   return [

@@ -60,6 +60,8 @@ export interface StageSpec {
   readonly featureCache?: boolean;
   /** Measure the target's drift from the original source at the end (`StageResult.drift`). @default false */
   readonly measureDrift?: boolean;
+  /** Estimate the stability limit at the stage's start; `undefined` = only where an alpha is relative. */
+  readonly stabilityEstimate?: boolean;
 }
 
 /** The AFA stage-II rule: the frozen source becomes the current target backbone. */
@@ -108,6 +110,14 @@ export interface StageOptions {
    * @default false
    */
   measureDrift?: boolean;
+  /**
+   * Estimate the step-size stability limit alpha_max at the stage's start (power iteration on
+   * Hessian-vector products of Omega, bounded by 20 products and a few per cent of the stage's
+   * estimated time; `StageResult.stability`). A relative alpha (`relative(x)`) needs it and cannot
+   * turn it off; an absolute alpha skips it unless this is true (to see where that alpha sits).
+   * @default true for a relative alpha, false otherwise
+   */
+  stabilityEstimate?: boolean;
 }
 
 export const PAPER_BETA = 0.01;

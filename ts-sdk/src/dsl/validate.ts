@@ -145,7 +145,8 @@ function checkStep(c: Fields, value: unknown): ScheduleStep {
     return s as unknown as ScheduleStep;
   }
   c.onlyKeys(s, ['kind', 'name', 'regularizer', 'iterations', 'batchSize', 'optimizer', 'lrSchedule', 'headL2', 'evalEvery',
-    'logEvery', 'seed', 'restoreBest', 'headLrMultiplier', 'attentionLrMultiplier', 'featureCacheMb', 'featureCache', 'measureDrift']);
+    'logEvery', 'seed', 'restoreBest', 'headLrMultiplier', 'attentionLrMultiplier', 'featureCacheMb', 'featureCache', 'measureDrift',
+    'stabilityEstimate']);
   c.at('name').string(s.name, { maxLength: LIMITS.nameChars });
   checkRegularizer(c.at('regularizer'), s.regularizer);
   c.at('iterations').count(s.iterations, { max: LIMITS.iterations });
@@ -180,6 +181,11 @@ function checkStep(c: Fields, value: unknown): ScheduleStep {
   c.optional(s, 'featureCacheMb', (cc, v) => cc.count(v, { allowZero: true, max: LIMITS.featureCacheMb }));
   c.optional(s, 'featureCache', (cc, v) => cc.boolean(v));
   c.optional(s, 'measureDrift', (cc, v) => cc.boolean(v));
+  c.optional(s, 'stabilityEstimate', (cc, v) => cc.boolean(v));
+  const alpha = (s.regularizer as { alpha?: unknown } | undefined)?.alpha;
+  if (s.stabilityEstimate === false && typeof alpha === 'object' && alpha !== null) {
+    c.at('stabilityEstimate').fail('cannot be false: a relative alpha (regularizer.alpha.relative) needs the stability estimate', ['true', 'undefined']);
+  }
   return s as unknown as ScheduleStep;
 }
 

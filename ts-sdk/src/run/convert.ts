@@ -126,7 +126,8 @@ export function toStageMessage(s: StageSpec, defaultSeed: number, observe: Stage
     noFeatureCache: s.featureCache === false,
     attentionImages: observe.attentionImages ?? 0,
     alphaRelative: relativeAlpha(s.regularizer),
-    noStabilityEstimate: false,
+    // Where it is needed (a relative alpha) unless asked for: it costs up to 20 Hessian-vector products.
+    noStabilityEstimate: !(s.stabilityEstimate ?? relativeAlpha(s.regularizer) > 0),
     measureDrift: s.measureDrift ?? false,
   };
 }

@@ -773,7 +773,11 @@ export interface StageSpec {
    * the stage's start (see StabilityEstimate); the regulariser's own alpha must then be 0. SGD only.
    */
   alphaRelative: number;
-  /** Skips the stability estimate (its cost is ~20 Hessian-vector products on one batch). */
+  /**
+   * Skips the stability estimate (its cost is up to 20 Hessian-vector products on one batch,
+   * bounded by a time budget). The SDK sets it for stages whose alpha is absolute unless the stage
+   * asks for the estimate (StageSpec.stabilityEstimate); a relative alpha needs it.
+   */
   noStabilityEstimate: boolean;
   /**
    * At the end of the stage, measure how far the target has moved from the session's original
@@ -800,6 +804,13 @@ export interface StabilityEstimate {
   /** Hessian-vector products the estimate took, and its cost in seconds. */
   products: number;
   seconds: number;
+  /**
+   * True when lambda moved by under 1% at the last product; false when the products or the time
+   * budget (a few per cent of the stage's estimated training time) ran out first.
+   */
+  converged: boolean;
+  /** The time budget the estimate had, in seconds. */
+  budgetSeconds: number;
 }
 
 export interface RunStageRequest {
@@ -7140,7 +7151,16 @@ export const StageSpec: MessageFns<StageSpec> = {
 };
 
 function createBaseStabilityEstimate(): StabilityEstimate {
-  return { lambdaMax: 0, alphaMax: 0, alpha: 0, alphaRatio: 0, products: 0, seconds: 0 };
+  return {
+    lambdaMax: 0,
+    alphaMax: 0,
+    alpha: 0,
+    alphaRatio: 0,
+    products: 0,
+    seconds: 0,
+    converged: false,
+    budgetSeconds: 0,
+  };
 }
 
 export const StabilityEstimate: MessageFns<StabilityEstimate> = {
@@ -7162,6 +7182,12 @@ export const StabilityEstimate: MessageFns<StabilityEstimate> = {
     }
     if (message.seconds !== 0) {
       writer.uint32(49).double(message.seconds);
+    }
+    if (message.converged !== false) {
+      writer.uint32(56).bool(message.converged);
+    }
+    if (message.budgetSeconds !== 0) {
+      writer.uint32(65).double(message.budgetSeconds);
     }
     return writer;
   },
@@ -7227,6 +7253,22 @@ export const StabilityEstimate: MessageFns<StabilityEstimate> = {
             message.seconds = reader.double();
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.converged = reader.bool();
+            continue;
+          }
+          case 8: {
+            if (tag !== 65) {
+              break;
+            }
+
+            message.budgetSeconds = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7259,6 +7301,12 @@ export const StabilityEstimate: MessageFns<StabilityEstimate> = {
         : 0,
       products: isSet(object.products) ? globalThis.Number(object.products) : 0,
       seconds: isSet(object.seconds) ? globalThis.Number(object.seconds) : 0,
+      converged: isSet(object.converged) ? globalThis.Boolean(object.converged) : false,
+      budgetSeconds: isSet(object.budgetSeconds)
+        ? globalThis.Number(object.budgetSeconds)
+        : isSet(object.budget_seconds)
+        ? globalThis.Number(object.budget_seconds)
+        : 0,
     };
   },
 
@@ -7282,6 +7330,12 @@ export const StabilityEstimate: MessageFns<StabilityEstimate> = {
     if (message.seconds !== 0) {
       obj.seconds = floatToJson(message.seconds);
     }
+    if (message.converged !== false) {
+      obj.converged = message.converged;
+    }
+    if (message.budgetSeconds !== 0) {
+      obj.budgetSeconds = floatToJson(message.budgetSeconds);
+    }
     return obj;
   },
 
@@ -7296,6 +7350,8 @@ export const StabilityEstimate: MessageFns<StabilityEstimate> = {
     message.alphaRatio = object.alphaRatio ?? 0;
     message.products = object.products ?? 0;
     message.seconds = object.seconds ?? 0;
+    message.converged = object.converged ?? false;
+    message.budgetSeconds = object.budgetSeconds ?? 0;
     return message;
   },
 };
