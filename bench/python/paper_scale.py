@@ -126,22 +126,28 @@ def main() -> int:
     parser.add_argument("--sample", type=int, default=8, help="channels per layer timed in the probe comparison")
     parser.add_argument("--json", default="")
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--parts", default="steps,first_step,probe", help="which measures, comma-separated")
     args = parser.parse_args()
     size, archs = (32, ("resnet50",)) if args.smoke else (224, ("resnet50", "resnet101"))
     if args.smoke:
         args.batch, args.steps, args.sample = 2, 2, 2
+    parts = set(args.parts.split(","))
     result: dict = {"torch": torch.__version__, "threads": torch.get_num_threads()}
-    result["steps"] = step_ratios("resnet50", size, args.batch, args.steps)
-    print(json.dumps(result["steps"]), flush=True)
-    result["first_step"] = []
-    for arch in archs:
-        for method in ("fine-tune", "delta", "afa-spatial"):
-            row = first_step(arch, size, max(2, args.batch // 2), method)
-            result["first_step"].append(row)
-            print(json.dumps(row), flush=True)
-    result["probe"] = [probe_cost(arch, size, args.batch, args.sample) for arch in archs]
-    for row in result["probe"]:
-        print(json.dumps(row), flush=True)
+    if "steps" in parts:
+        result["steps"] = step_ratios("resnet50", size, args.batch, args.steps)
+        print(json.dumps(result["steps"]), flush=True)
+    if "first_step" in parts:
+        result["first_step"] = []
+        for arch in archs:
+            for method in ("fine-tune", "delta", "afa-spatial"):
+                row = first_step(arch, size, max(2, args.batch // 2), method)
+                result["first_step"].append(row)
+                print(json.dumps(row), flush=True)
+    if "probe" in parts:
+        result["probe"] = []
+        for arch in archs:
+            result["probe"].append(probe_cost(arch, size, args.batch, args.sample))
+            print(json.dumps(result["probe"][-1]), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     return 0

@@ -42,9 +42,12 @@ MAX_PRODUCTS = 20
 TOLERANCE = 1e-2
 #: Images in the fixed batch the curvature is measured on.
 PROBE_BATCH = 8
-#: The estimate's time budget as a share of the stage's estimated training time, and its floor.
+#: The estimate's time budget as a share of the stage's estimated training time, and its floor. A
+#: budget that binds makes the estimate (and a relative alpha) depend on the machine's speed, so the
+#: floor is far above what a small network needs (0.3-0.4 s for the small ResNet's 5-7 products):
+#: there the estimate stops by convergence, the same on every machine, loaded or not.
 BUDGET_SHARE = 0.05
-MIN_BUDGET_SECONDS = 2.0
+MIN_BUDGET_SECONDS = 10.0
 MIN_PRODUCTS = 3
 
 

@@ -26,6 +26,7 @@ from afa_worker.cancel import Cancelled, cancellable
 from afa_worker.compute import emit_now
 from afa_worker.data import TensorSplit
 from afa_worker.drift import measure_drift
+from afa_worker.errors import SpecError
 from afa_worker.phases import PhaseLog, recording
 from afa_worker.selection import MetricWindow, ModelSelection
 from afa_worker.session import Session
@@ -126,6 +127,27 @@ def _diverged(out: StepOutput) -> bool:
     return not math.isfinite(float(out.loss))
 
 
+def _out_of_memory(exc: BaseException) -> bool:
+    # CUDA raises torch.OutOfMemoryError; the CPU allocator a RuntimeError saying it cannot allocate.
+    return isinstance(exc, torch.OutOfMemoryError) or (isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc))
+
+
+def _fitting_step(run: PreparedStage, step: int) -> StepOutput:
+    """A training step; one that does not fit the device's memory is refused naming the batch size."""
+    try:
+        return train_step(run, step)
+    except (RuntimeError, torch.OutOfMemoryError) as exc:
+        if not _out_of_memory(exc):
+            raise
+        run.optimizer.opt.zero_grad(set_to_none=True)
+        if run.session.device.type == "cuda":
+            torch.cuda.empty_cache()
+        c, h, w = run.session.input_shape
+        raise SpecError("stage.batch_size", f"a training step of {run.plan.batch_size} images of {c}x{h}x{w} does not fit "
+                        f"in the memory of {run.session.device} (step {step}: {str(exc).splitlines()[0][:300]}); "
+                        "lower the batch size, or train in bf16 (precision)") from exc
+
+
 def _train(run: PreparedStage, cancel: threading.Event, window: MetricWindow, selection: ModelSelection,
            progress: _Progress) -> Iterator[pb.StageEvent]:
     plan = run.plan
@@ -133,7 +155,7 @@ def _train(run: PreparedStage, cancel: threading.Event, window: MetricWindow, se
         if cancel.is_set():
             progress.status, progress.message = pb.STAGE_STATUS_CANCELLED, f"cancelled after {step} steps"
             return
-        out = train_step(run, step)
+        out = _fitting_step(run, step)
         window.add(out.ce, out.reg, out.logits, out.labels)
         progress.steps, progress.images = step + 1, progress.images + len(out.labels)
         done = progress.steps
@@ -215,7 +237,11 @@ def _train_stage(session: Session, plan: StagePlan, cancel: threading.Event, log
             trainable_parameters=run.trainable_parameters, attention_parameters=run.attention_parameters,
             stability=stability.message(run.reg.alpha) if stability else None))
         window = MetricWindow(session.device)
-        yield from _train(run, cancel, window, selection, progress)
+        try:
+            yield from _train(run, cancel, window, selection, progress)
+        except SpecError:  # a step that does not fit: the session goes on with the weights it had
+            session.target.load_state_dict(start)
+            raise
         snapshot = attention_snapshot(run) if progress.status != pb.STAGE_STATUS_CANCELLED else None
     if progress.status == pb.STAGE_STATUS_COMPLETED and selection.restore() and session.data.val is not None:
         selection.last_eval = evaluate(session, session.data.val)

@@ -8,6 +8,7 @@ import math
 import threading
 
 import pytest
+import torch
 
 from afa_worker import stability
 from afa_worker._gen.afa.v1 import afa_pb2 as pb
@@ -69,7 +70,7 @@ def test_the_stability_estimate_stops_at_its_time_budget_after_its_minimum_produ
     not converge (unless it converged first); with the usual budget it goes on."""
     monkeypatch.setattr(stability, "BUDGET_SHARE", 0.0)
     monkeypatch.setattr(stability, "MIN_BUDGET_SECONDS", 0.0)
-    monkeypatch.setattr(stability, "TOLERANCE", 0.0)  # never converged: only the budget or the products stop it
+    monkeypatch.setattr(stability, "TOLERANCE", -1.0)  # never converged (not even an exact repeat): only the budget or the products stop it
     stage = _delta_stage(regularizer=pb.Regularizer(feature_map=pb.FeatureMap(alpha=0.01)))
     summary = list(run_stage(session, parse_stage(stage), threading.Event()))[-1].summary
     assert summary.stability.products == stability.MIN_PRODUCTS
@@ -131,3 +132,34 @@ def test_progress_reaches_the_reader_of_a_stream_while_the_phase_runs(session):
         delta._layer_rises = original
         compute.close()
     assert seen_start.is_set()
+
+
+@pytest.mark.parametrize("error", [
+    lambda: torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+    lambda: RuntimeError("[enforce fail at alloc_cpu.cpp:118] data. DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes"),
+])
+def test_a_step_that_does_not_fit_the_device_is_refused_naming_the_batch_size_and_the_session_goes_on(session, monkeypatch, error):
+    from afa_worker import trainer
+    from afa_worker.errors import SpecError
+
+    before = {k: v.clone() for k, v in session.target.state_dict().items()}
+    real_step, calls = trainer.train_step, []
+
+    def step_that_runs_out(run, step):
+        calls.append(step)
+        if step == 1:
+            real_step(run, step)  # half a step's work done (BN statistics moved), then the allocation fails
+            raise error()
+        return real_step(run, step)
+
+    monkeypatch.setattr(trainer, "train_step", step_that_runs_out)
+    stage = _delta_stage(regularizer=pb.Regularizer(none=pb.NoRegularizer()))
+    with pytest.raises(SpecError) as refused:
+        list(run_stage(session, parse_stage(stage), threading.Event()))
+    assert refused.value.field == "stage.batch_size"
+    assert "a training step of 16 images of 1x28x28 does not fit in the memory of cpu (step 1:" in str(refused.value)
+    assert "lower the batch size" in str(refused.value)
+    after = session.target.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), "the session keeps the weights it had"
+    monkeypatch.setattr(trainer, "train_step", real_step)
+    assert list(run_stage(session, parse_stage(stage), threading.Event()))[-1].summary.status == pb.STAGE_STATUS_COMPLETED
