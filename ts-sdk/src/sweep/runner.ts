@@ -197,9 +197,11 @@ function planned(sweep: SweepSpec, options: SweepRunOptions, existing: TrialReco
  * The sampler's seed: the sweep's search seed; each driver of a shared study gets its own, derived
  * from it and the driver's directory (two drivers with one seed would propose the same configurations).
  */
-function samplerSeed(sweep: SweepSpec, options: SweepRunOptions): number {
+function samplerSeed(sweep: SweepSpec, options: SweepRunOptions, driver: string): number {
   if (!options.storage) return sweep.searchSeed;
-  return parseInt(contentHash({ seed: sweep.searchSeed, driver: `${hostname()}:${resolve(options.outDir)}:${process.pid}` }).slice(0, 7), 16);
+  // Seeded apart per driver (its name is unique even for two drivers of one process on one
+  // directory): drivers seeded alike would propose the same configurations, and run them twice.
+  return parseInt(contentHash({ seed: sweep.searchSeed, driver }).slice(0, 7), 16);
 }
 
 /** The study's name: the sweep's, and its definition's hash (a changed definition is a new study). */
@@ -212,9 +214,10 @@ async function studied(sweep: SweepSpec, options: SweepRunOptions, existing: Tri
   const earlyStop = options.earlyStop ?? 'none';
   const storage = options.storage ?? join(options.outDir, STUDY_FILE);
   const maxSteps = sweep.base.schedule.reduce((n, s) => n + (s.kind === 'stage' ? s.iterations : 0), 0);
+  const driver = driverName(hostname(), resolve(options.outDir));
   const study = await OptunaStudy.open(sweep, { storage, study: studyName(sweep), sampler: adaptive ? (sweep.search as SamplerName) : 'fixed',
     pruner: earlyStop, warmupSteps: options.warmupSteps, minTrials: options.minTrials, maxSteps, python: options.python,
-    driver: driverName(hostname(), resolve(options.outDir)), seed: samplerSeed(sweep, options) });
+    driver, seed: samplerSeed(sweep, options, driver) });
   writeSweepFile(options.outDir, sweep, undefined, { storage: options.storage ? 'shared' : STUDY_FILE, study: studyName(sweep) });
   const fixed = adaptive ? undefined : plannedAssignments(sweep);
   let source: SearchSource;
