@@ -77,6 +77,7 @@ describe('the paper examples at reduced scale (real worker, generated ImageFolde
       }
       expect(run.testAccuracy).to.be.within(0, 1);
       // what a person sees on stderr: the phases as lines (not a terminal), the layers, the stages
+      expect(result.stderr).to.match(/^loading the source: ([\d.]+)\/\1 MiB in \d+\.\ds, [\d.]+ MiB\/s \(\w+\.safetensors\)$/m);
       expect(result.stderr).to.match(/afa-spatial: recalibrating the source's batch norms: 9\/9 images in/);
       expect(result.stderr).to.match(/afa-channel: 2 steps/);
     });

@@ -290,8 +290,14 @@ def create_session(request: pb.CreateSessionRequest, others_active: bool = False
     origin_state = None
     if source_path:
         loading = time.perf_counter()
+        size = Path(source_path).stat().st_size
+        # Its start and end as progress (a 170 MB ResNet-101 takes seconds to read and check), in bytes.
+        ctx.progress(pb.Progress(phase="source_load", done=0, total=size, unit="bytes", detail=Path(source_path).name))
         load_into(model, read_state_dict(source_path), model.head_name, source_path)
-        ctx.phases.append(pb.PhaseTiming(phase="source_load", seconds=time.perf_counter() - loading, detail=Path(source_path).name))
+        seconds = time.perf_counter() - loading
+        ctx.progress(pb.Progress(phase="source_load", done=size, total=size, unit="bytes", rate=size / max(seconds, 1e-9),
+                                 seconds=seconds, finished=True, detail=Path(source_path).name))
+        ctx.phases.append(pb.PhaseTiming(phase="source_load", seconds=seconds, detail=Path(source_path).name))
         origin_state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()
                         if not k.startswith(model.head_name + ".")}
         if not request.no_source:

@@ -120,7 +120,10 @@ export class Progress {
   }
 
   /** A phase before training: a bar on a terminal; otherwise a line as it starts (when it is slow), at each quarter and at its end. */
-  private onProgress(event: Extract<RunEvent, { type: 'progress' }>): void {
+  private onProgress(raw: Extract<RunEvent, { type: 'progress' }>): void {
+    // Bytes read as MiB (a source's weights), one decimal.
+    const mib = (v: number) => Math.round((10 * v) / 2 ** 20) / 10;
+    const event = raw.unit === 'bytes' ? { ...raw, unit: 'MiB', done: mib(raw.done), total: mib(raw.total), rate: mib(raw.rate) } : raw;
     const what = ACTIVITY[event.activity] ?? event.activity.replace(/_/g, ' ');
     const where = event.stage ? `${event.stage}: ` : '';
     const count = event.total ? `${event.done}/${event.total}` : `${event.done}`;
