@@ -37,6 +37,9 @@ __all__ = ["add_arguments", "main", "serve_requests"]
 SAMPLERS = ("tpe", "gp", "cmaes", "random", "fixed")
 #: The user attribute naming the driver that asked a trial.
 DRIVER_ATTR = "afa_driver"
+#: Set on a trial asked past the budget by a driver that raced another for the last place: it is
+#: failed at once, never run, and left out of every count and summary.
+OVER_BUDGET_ATTR = "afa_over_budget"
 PRUNERS = ("none", "median", "asha", "hyperband")
 
 
@@ -174,7 +177,7 @@ class _Study:
 
     def counts(self) -> dict[str, int]:
         states = self.optuna.trial.TrialState
-        trials = self.study.get_trials(deepcopy=False)
+        trials = [t for t in self.study.get_trials(deepcopy=False) if OVER_BUDGET_ATTR not in t.user_attrs]
         return {name: sum(t.state == state for t in trials) for name, state in
                 (("complete", states.COMPLETE), ("pruned", states.PRUNED), ("failed", states.FAIL), ("running", states.RUNNING))}
 
@@ -186,14 +189,26 @@ class _Study:
             self.trials[number] = self.optuna.trial.Trial(self.study, frozen._trial_id)  # noqa: SLF001 - resumed trials
         return self.trials[number]
 
+    def _counted(self, before: int | None = None) -> int:
+        """Trials that hold a place in the budget (numbered below ``before`` when given). Failed
+        trials do not: a configuration that failed (its worker lost for good) is re-asked."""
+        fail = self.optuna.trial.TrialState.FAIL
+        return sum(1 for t in self.study.get_trials(deepcopy=False)
+                   if t.state != fail and (before is None or t.number < before))
+
     def ask(self, request: pp.SearchAsk) -> pp.SearchAsked:
-        # Failed trials do not count: a configuration that failed (its worker lost for good) is re-asked.
-        counted = [t for t in self.study.get_trials(deepcopy=False) if t.state != self.optuna.trial.TrialState.FAIL]
-        if request.limit and len(counted) >= request.limit:
+        if request.limit and self._counted() >= request.limit:
             return pp.SearchAsked(exhausted=True)
         if request.fixed:
             self.study.enqueue_trial({k: json.loads(v) for k, v in request.fixed.items()}, skip_if_exists=False)
         trial = self.study.ask(self.space)
+        # Drivers sharing a study can both see one place left and both ask. The storage numbers trials
+        # in one order for everyone, so the places go by number: a trial with the budget's count of
+        # counted trials before it is over budget, whichever driver asked it.
+        if request.limit and self._counted(before=trial.number) >= request.limit:
+            trial.set_user_attr(OVER_BUDGET_ATTR, True)
+            self.study.tell(trial, state=self.optuna.trial.TrialState.FAIL)
+            return pp.SearchAsked(exhausted=True)
         trial.set_user_attr(DRIVER_ATTR, request.driver)
         self.trials[trial.number] = trial
         return pp.SearchAsked(number=trial.number, params={k: json.dumps(v) for k, v in trial.params.items()})
@@ -229,7 +244,7 @@ class _Study:
     def summary(self) -> pp.SearchSummary:
         states = self.optuna.trial.TrialState
         outcome = {states.COMPLETE: pp.SEARCH_OUTCOME_COMPLETE, states.PRUNED: pp.SEARCH_OUTCOME_PRUNED, states.FAIL: pp.SEARCH_OUTCOME_FAILED}
-        done = sorted((t for t in self.study.get_trials(deepcopy=False) if t.state in outcome),
+        done = sorted((t for t in self.study.get_trials(deepcopy=False) if t.state in outcome and OVER_BUDGET_ATTR not in t.user_attrs),
                       key=lambda t: (t.datetime_complete is None, t.datetime_complete, t.number))
         points = [pp.SearchPoint(number=t.number, outcome=outcome[t.state], value=t.value if t.value is not None else math.nan) for t in done]
         importance = {}
