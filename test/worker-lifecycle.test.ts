@@ -102,7 +102,8 @@ describe('worker lifecycle (real worker process)', () => {
   it('fails with a clear message when the worker never says it is ready', async () => {
     const dir = tempDir();
     const fake = join(dir, 'python');
-    writeFileSync(fake, '#!/bin/sh\necho "starting up" >&2\nsleep 30\n');
+    // exec: the sleep is the process the SDK kills (a shell's orphaned child would hold the pipes open for its 30 s)
+    writeFileSync(fake, '#!/bin/sh\necho "starting up" >&2\nexec sleep 30\n');
     chmodSync(fake, 0o755);
     try {
       await Worker.start({ python: fake, startTimeoutMs: 1500 });
