@@ -32,28 +32,23 @@ def ordered_batches(data: DataBundle, batch_size: int, limit: int | None = None)
 
 
 def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """Random crop with zero padding and random horizontal flip, per image, on tensors."""
-    b, _c, h, w = x.shape
-    padded = F.pad(x, (pad, pad, pad, pad))
-    oy = torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(x.device)
-    ox = torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(x.device)
-    rows = (oy[:, None] + torch.arange(h, device=x.device))[:, :, None]
-    cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, :]
-    flip = (torch.rand(b, generator=gen) < 0.5).to(x.device)
-    cols = torch.where(flip[:, None, None], cols.flip(-1), cols)
-    out = padded[torch.arange(b, device=x.device)[:, None, None], :, rows, cols]  # (B, H, W, C)
-    return out.permute(0, 3, 1, 2)  # (B, C, H, W) in channels-last memory, the model's layout
+    """Random crop with zero padding and random horizontal flip, per image, on tensors: a crop of
+    the input's own size from the zero-padded images."""
+    _b, _c, h, w = x.shape
+    return random_crop_flip(F.pad(x, (pad, pad, pad, pad)), (h, w), gen)
 
 
-def random_crop_flip(x: torch.Tensor, crop: int, gen: torch.Generator) -> torch.Tensor:
-    """Per image, a random crop x crop window of the uint8 images (N, C, S, S), flipped horizontally
-    at random (torchvision's RandomCrop + RandomHorizontalFlip), on the images' device."""
+def random_crop_flip(x: torch.Tensor, crop: int | tuple[int, int], gen: torch.Generator) -> torch.Tensor:
+    """Per image, a random crop window (crop x crop, or height x width) of the images (N, C, H, W),
+    flipped horizontally at random (torchvision's RandomCrop + RandomHorizontalFlip), on the
+    images' device. Draws the rows' offsets, the columns', then the flips from ``gen``."""
     b, _c, h, w = x.shape
-    oy = torch.randint(0, h - crop + 1, (b,), generator=gen).to(x.device)
-    ox = torch.randint(0, w - crop + 1, (b,), generator=gen).to(x.device)
-    rows = (oy[:, None] + torch.arange(crop, device=x.device))[:, :, None]
-    cols = (ox[:, None] + torch.arange(crop, device=x.device))[:, None, :]
+    ch, cw = (crop, crop) if isinstance(crop, int) else crop
+    oy = torch.randint(0, h - ch + 1, (b,), generator=gen).to(x.device)
+    ox = torch.randint(0, w - cw + 1, (b,), generator=gen).to(x.device)
+    rows = (oy[:, None] + torch.arange(ch, device=x.device))[:, :, None]
+    cols = (ox[:, None] + torch.arange(cw, device=x.device))[:, None, :]
     flip = (torch.rand(b, generator=gen) < 0.5).to(x.device)
     cols = torch.where(flip[:, None, None], cols.flip(-1), cols)
-    out = x[torch.arange(b, device=x.device)[:, None, None], :, rows, cols]  # (B, crop, crop, C)
-    return out.permute(0, 3, 1, 2)  # (B, C, crop, crop) in channels-last memory, the model's layout
+    out = x[torch.arange(b, device=x.device)[:, None, None], :, rows, cols]  # (B, ch, cw, C)
+    return out.permute(0, 3, 1, 2)  # (B, C, ch, cw) in channels-last memory, the model's layout
