@@ -167,4 +167,18 @@ describe("the worker's field paths, named as the spec spells them", () => {
     ];
     for (const [contract, context, spec] of cases) expect(toSpecField(contract, context), contract).to.equal(spec);
   });
+
+  it("names the contract's fields a refusal's problem mentions as the spec spells them, and leaves other words alone", async () => {
+    const { inSpecTerms } = await import('../ts-sdk/src/run/convert.js');
+    const { SpecError } = await import('../ts-sdk/src/errors.js');
+    const problem = '2 images do not decode (skip_bad_files skips them); set image_size, or fewer labels_per_class; lambda_max stays; create it with source_weights';
+    const refusal = new SpecError('CreateSession', `data.image_folder.root: ${problem}`, { field: 'data.image_folder.root', problem, valid: undefined });
+    const mapped = inSpecTerms(refusal, { data: 'source.data' }) as InstanceType<typeof SpecError>;
+    expect(mapped.field).to.equal('source.data.root');
+    expect(mapped.problem).to.equal('2 images do not decode (source.data.skipBadFiles skips them); set source.data.imageSize, or fewer '
+      + 'source.data.labelsPerClass; lambda_max stays; create it with source.path');
+    expect(mapped.message).to.equal(`source.data.root: ${mapped.problem}`);
+    const plain = new SpecError('RunStage', 'stage.iterations: must be at least 1', { field: 'iterations', problem: 'must be at least 1', valid: undefined });
+    expect(inSpecTerms(plain)).to.equal(plain); // nothing to rename: the error itself
+  });
 });

@@ -152,6 +152,7 @@ describe('data in: images that exist only here, on a worker that cannot see them
       const e = await worker.run(tiny(data.imageFolder(folder, { color: 'grayscale' })), { checkpoint: false }).result.then(() => undefined, (x: unknown) => x);
       expect(e).to.be.instanceOf(SpecError);
       expect((e as SpecError).message).to.match(/^target\.(root|sha256): 1 image does not decode .*train\/dress\/zz-broken\.png: not an image Pillow can decode/);
+      expect((e as SpecError).message).to.include('(target.skipBadFiles skips it)'); // the option as the spec spells it
     }
     const run = remote.run(tiny(data.imageFolder(folder, { color: 'grayscale', skipBadFiles: true })), { checkpoint: false });
     let skipped = -1;

@@ -177,6 +177,22 @@ describe('the sweep report on the committed reproduction sweeps (headless Chromi
   }
 });
 
+describe('the sweep report of a parameter the finished trials share', () => {
+  it('draws no chart along a parameter with one value (every point on one x), and one for each parameter that varies', () => {
+    const dir = tempDir();
+    const from = 'docs/reproduction/regimes/regimes-fashion-to-mnist';
+    writeFileSync(join(dir, 'sweep.json'), readFileSync(join(from, 'sweep.json')));
+    const lines = readFileSync(join(from, 'results.jsonl'), 'utf8').trim().split('\n');
+    const three = lines.filter((l) => (JSON.parse(l) as TrialRecord).values['target.labelsPerClass'] === 3);
+    writeFileSync(join(dir, 'results.jsonl'), `${three.join('\n')}\n`);
+    const page = renderReport(loadSweepDirectory(dir));
+    expect(page).to.not.include('data-chart="param-target.labelsPerClass"');
+    expect(page).to.include('data-chart="param-method"');
+    writeFileSync(join(dir, 'results.jsonl'), `${lines.join('\n')}\n`); // 1, 3 and 10 labels per class
+    expect(renderReport(loadSweepDirectory(dir))).to.include('data-chart="param-target.labelsPerClass"');
+  });
+});
+
 describe('a sweep of an attentive method: per-trial runs, the attention gallery, TensorBoard per trial', function () {
   this.timeout(300_000);
 

@@ -9,6 +9,8 @@ Prints, from one run:
   * the time from the stage's call to its first step, phase by phase, for fine-tuning, DELTA and
     AFA on ResNet-50 and ResNet-101 (the summary's phases; alphas relative, so the stability
     estimate runs and its budget shows);
+  * how long a cancel takes to stop the stability estimate (mid Hessian-vector product) and DELTA's
+    probe (mid ablation), with the checks inside a pass (``cancel.interruptible``) and without;
   * DELTA's probe per channel: the whole network per ablation (the reference's way) against the
     network after the layer re-run for a group of channels, measured on the first channels of
     each paper layer and projected to all 3,840 (the whole-network probe at 224 px is hours here).
@@ -19,6 +21,7 @@ a data pipeline or what is learnt. ``--smoke`` runs every path at toy sizes (res
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import threading
@@ -31,7 +34,9 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "python-worker"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from afa_worker import regularizers, stability  # noqa: E402
 from afa_worker._gen.afa.v1 import afa_pb2 as pb  # noqa: E402
+from afa_worker.compute import ComputeThread  # noqa: E402
 from afa_worker.regularizers.ablation import SplitNetwork, suffix_rises  # noqa: E402
 from afa_worker.stage_plan import parse_stage  # noqa: E402
 from afa_worker.trainer import run_stage  # noqa: E402
@@ -83,6 +88,53 @@ def first_step(arch: str, size: int, batch: int, method: str) -> dict:
             "phases": {p.phase: {"seconds": p.seconds, "detail": p.detail} for p in summary.phases}}
 
 
+CANCELLED_PHASES = {
+    # phase -> the stage that runs it (a relative alpha makes the stability estimate run), and when
+    # the cancel comes: 25 s into the estimate is inside its first Hessian-vector product at 224 px
+    # here (the first gradient takes ~10 s, a product ~20 s), 5 s into the probe inside its ablations
+    "stability_estimate": (pb.Regularizer(afa_spatial=pb.AfaSpatial()), 0.01, 25.0),
+    "delta_probe": (pb.Regularizer(delta=pb.Delta(head_iterations=1, ablation_batches=1)), 0.0, 5.0),
+}
+
+
+def cancel_latency(arch: str, size: int, batch: int, phase_name: str, inside_a_pass: bool, delay: float) -> dict:
+    """Seconds from setting the stage's cancel event, ``delay`` into the phase, to the stage's
+    cancelled summary; ``inside_a_pass=False`` takes the checks between passes only (as before)."""
+    reg, relative, _ = CANCELLED_PHASES[phase_name]
+    session = synthetic_session(arch, 4 * batch, True, torch.device("cpu"), size)
+    stage = pb.StageSpec(name=phase_name, regularizer=reg, iterations=2, batch_size=batch, log_every=1, seed=0,
+                         optimizer=pb.OptimizerSpec(lr=1e-3, momentum=0.9), alpha_relative=relative,
+                         no_stability_estimate=relative == 0)
+    cancel, thread = threading.Event(), ComputeThread("bench-cancel")
+    patched = contextlib.ExitStack()
+    if not inside_a_pass:
+        for module in (stability, regularizers.delta):
+            patched.enter_context(_replaced(module, "interruptible", lambda *_a: contextlib.nullcontext()))
+    set_at, summary = None, None
+    with patched:
+        for event in thread.stream(lambda: run_stage(session, parse_stage(stage), cancel), cancel.set):
+            kind = event.WhichOneof("event")
+            if kind == "progress" and event.progress.phase == phase_name and set_at is None:
+                threading.Timer(delay, cancel.set).start()
+                set_at = time.perf_counter() + delay
+            elif kind == "summary":
+                summary = event.summary
+    thread.close()
+    thread._thread.join()  # a daemon thread still inside torch at interpreter exit aborts it
+    return {"arch": arch, "phase": phase_name, "inside_a_pass": inside_a_pass, "cancel_after_s": delay,
+            "stopped_after_cancel_s": time.perf_counter() - set_at, "message": summary.message}
+
+
+@contextlib.contextmanager
+def _replaced(module, name: str, value):
+    saved = getattr(module, name)
+    setattr(module, name, value)
+    try:
+        yield
+    finally:
+        setattr(module, name, saved)
+
+
 def probe_cost(arch: str, size: int, batch: int, sample: int) -> dict:
     """Per-channel seconds of DELTA's ablation, whole network vs the split network's suffix, on the
     first ``sample`` channels of each paper layer; projected to every channel of every layer."""
@@ -126,7 +178,7 @@ def main() -> int:
     parser.add_argument("--sample", type=int, default=8, help="channels per layer timed in the probe comparison")
     parser.add_argument("--json", default="")
     parser.add_argument("--smoke", action="store_true")
-    parser.add_argument("--parts", default="steps,first_step,probe", help="which measures, comma-separated")
+    parser.add_argument("--parts", default="steps,first_step,cancel,probe", help="which measures, comma-separated")
     args = parser.parse_args()
     size, archs = (32, ("resnet50",)) if args.smoke else (224, ("resnet50", "resnet101"))
     if args.smoke:
@@ -142,6 +194,13 @@ def main() -> int:
             for method in ("fine-tune", "delta", "afa-spatial"):
                 row = first_step(arch, size, max(2, args.batch // 2), method)
                 result["first_step"].append(row)
+                print(json.dumps(row), flush=True)
+    if "cancel" in parts:
+        result["cancel"] = []
+        for phase_name, (_reg, _relative, delay) in CANCELLED_PHASES.items():
+            for inside in (True, False):
+                row = cancel_latency("resnet50", size, max(2, args.batch // 2), phase_name, inside, 0.2 if args.smoke else delay)
+                result["cancel"].append(row)
                 print(json.dumps(row), flush=True)
     if "probe" in parts:
         result["probe"] = []

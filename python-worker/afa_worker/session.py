@@ -20,7 +20,7 @@ from afa_worker._gen.afa.v1 import afa_pb2 as pb
 from afa_worker.backbones import build_backbone, default_layers, head_module, replace_head
 from afa_worker.data import DataBundle, DataContext, load_data
 from afa_worker.errors import SpecError
-from afa_worker.cancel import check_cancelled
+from afa_worker.cancel import check_cancelled, interruptible
 from afa_worker.phases import phase
 from afa_worker.features import FeatureTap
 from afa_worker.limits import LIMITS, check_chars, check_max, max_threads
@@ -158,7 +158,7 @@ def recalibrate_bn(model: nn.Module, batches: Iterator[torch.Tensor], total: int
         m.train()
     seen = 0
     try:
-        with phase("bn_recalibration", total, "images") as tracker:
+        with phase("bn_recalibration", total, "images") as tracker, interruptible("recalibrating the source's batch norms", model):
             for x in batches:
                 check_cancelled("recalibrating the source's batch norms")
                 model(x)

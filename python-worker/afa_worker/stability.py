@@ -30,7 +30,7 @@ from torch import nn
 
 from afa_worker._gen.afa.v1 import afa_pb2 as pb
 from afa_worker.backbones import head_module
-from afa_worker.cancel import check_cancelled
+from afa_worker.cancel import check_cancelled, interruptible
 from afa_worker.phases import phase
 from afa_worker.regularizers.distance import twice_differentiable
 from afa_worker.stage_setup import PreparedStage
@@ -170,7 +170,8 @@ def estimate_stability(run: PreparedStage) -> Stability | None:
     saved = _bn_buffers(model)
     budget = _Budget(plan.iterations, plan.batch_size)
     try:
-        with phase("stability_estimate", MAX_PRODUCTS, "products") as tracker, twice_differentiable(), torch.enable_grad():
+        with (phase("stability_estimate", MAX_PRODUCTS, "products") as tracker, twice_differentiable(), torch.enable_grad(),
+              interruptible("estimating the stability limit", model, run.session.source)):
             lambda_max, products, converged = _power_iteration(lambda: _omega(run, idx), params, generator, budget, tracker)
             tracker.total = products
             tracker.detail = (f"lambda_max {lambda_max:.3g}, " + ("converged" if converged else

@@ -13,7 +13,7 @@ from torch import nn
 
 from afa_worker.backbones import head_module
 from afa_worker.batches import ordered_batches, shuffled_indices
-from afa_worker.cancel import check_cancelled
+from afa_worker.cancel import check_cancelled, interruptible
 from afa_worker.features import FeatureTap
 from afa_worker.regularizers import Regularizer, RegularizerContext, build_regularizer
 from afa_worker.phases import phase
@@ -144,7 +144,8 @@ def _source_feature_cache(session: Session, batch_size: int, budget_mb: int) -> 
                               "(featureCacheMb); the source runs every step")
             return None
         cache: dict[str, list[torch.Tensor]] = {name: [] for name in session.layers}
-        with FeatureTap(session.source, session.layers) as tap, session.precision.source_autocast():
+        with (FeatureTap(session.source, session.layers) as tap, session.precision.source_autocast(),
+              interruptible("caching the source's feature maps", session.source)):
             for x in ordered_batches(session.data, batch_size):
                 check_cancelled("caching the source's feature maps")
                 session.source(x)

@@ -9,9 +9,11 @@ import time
 
 import grpc
 import pytest
+import torch
+from torch import nn
 
 from afa_worker._gen.afa.v1 import afa_pb2 as pb
-from afa_worker.cancel import Cancelled, cancellable, check_cancelled
+from afa_worker.cancel import Cancelled, cancellable, check_cancelled, interruptible
 
 
 class _Seen(logging.Handler):
@@ -53,6 +55,106 @@ def test_check_cancelled_raises_only_inside_a_cancelled_block():
         with pytest.raises(Cancelled, match="cancelled while probing"):
             check_cancelled("probing")
     check_cancelled("after the block")
+
+
+class _Trip(torch.autograd.Function):
+    """Identity whose backward is differentiable again and whose double backward calls ``on_double``:
+    a cancel that arrives while a Hessian-vector product is running, at a known node of it."""
+
+    @staticmethod
+    def forward(ctx, x, on_double):
+        ctx.on_double = on_double
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _TripBack.apply(grad, ctx.on_double), None
+
+
+class _TripBack(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, grad, on_double):
+        ctx.on_double = on_double
+        return grad.view_as(grad)
+
+    @staticmethod
+    def backward(ctx, grad):
+        ctx.on_double()
+        return grad, None
+
+
+class _Chain(nn.Module):
+    """Six tanh layers; ``after(i)`` is called as layer i finishes its forward, ``ran`` counts the layers run."""
+
+    def __init__(self, on_double=lambda: None):
+        super().__init__()
+        torch.manual_seed(0)
+        self.layers = nn.ModuleList(nn.Linear(5, 5).double() for _ in range(6))
+        self.on_double, self.ran, self.after = on_double, 0, lambda i: None
+
+    def forward(self, x):
+        for i, layer in enumerate(self.layers):
+            x = torch.tanh(layer(x))
+            self.ran += 1
+            self.after(i)
+            if i == 3:
+                x = _Trip.apply(x, self.on_double)
+        return x
+
+
+def _hvp(net: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    params = list(net.parameters())
+    grads = torch.autograd.grad(net(x).pow(2).sum(), params, create_graph=True)
+    return list(torch.autograd.grad(grads, params, grad_outputs=[torch.ones_like(p) for p in params]))
+
+
+def test_a_cancel_stops_a_forward_between_two_layers():
+    # the mistake it catches: checks only between passes (a ResNet-50 forward at 224 px is seconds on a CPU)
+    event, net = threading.Event(), _Chain()
+    net.after = lambda i: event.set() if i == 1 else None  # the cancel arrives while layer 1 runs
+    with cancellable(event), interruptible("probing", net), pytest.raises(Cancelled, match="cancelled while probing"):
+        net(torch.ones(2, 5, dtype=torch.double))
+    assert net.ran == 2  # layers 2..5 never ran
+
+
+def test_a_cancel_stops_a_backward_inside_it():
+    event, net = threading.Event(), _Chain()
+    seen = []
+    net.layers[0].weight.register_hook(lambda g: seen.append("layer 0"))
+    net.layers[4].weight.register_hook(lambda g: event.set())  # the backward reaches layer 4: cancel
+    with cancellable(event), interruptible("probing", net):
+        loss = net(torch.ones(2, 5, dtype=torch.double)).pow(2).sum()
+        with pytest.raises(Cancelled):
+            loss.backward()
+    assert seen == []  # the backward stopped before it reached the first layer
+
+
+def test_a_cancel_stops_a_hessian_vector_product_inside_its_double_backward():
+    # the stability estimate's product: no module hook runs in a double backward, only saved tensors are unpacked
+    event = threading.Event()
+    net = _Chain(on_double=event.set)
+    x = torch.ones(2, 5, dtype=torch.double)
+    with cancellable(event), interruptible("estimating", net):
+        params = list(net.parameters())
+        grads = torch.autograd.grad(net(x).pow(2).sum(), params, create_graph=True)
+        assert not event.is_set()
+        with pytest.raises(Cancelled, match="cancelled while estimating"):
+            torch.autograd.grad(grads, params, grad_outputs=[torch.ones_like(p) for p in params])
+
+
+def test_interruptible_passes_change_no_value_and_leave_no_hook_behind():
+    x = torch.linspace(-1, 1, 10, dtype=torch.double).reshape(2, 5)
+    plain = _hvp(_Chain(), x)  # a fresh net with the same seed: the same weights
+    net = _Chain()
+    with cancellable(threading.Event()), interruptible("estimating", net):
+        inside = _hvp(net, x)
+    for a, b in zip(plain, inside):
+        assert torch.equal(a, b)
+    assert all(not layer._forward_pre_hooks for layer in net.layers)
+    event = threading.Event()
+    event.set()
+    with cancellable(event):
+        net(x)  # outside interruptible nothing checks inside a pass
 
 
 def test_close_session_cancels_a_stage_stuck_in_a_long_delta_probe(stub, source_weights_path, seen):

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from afa_worker.cancel import check_cancelled
+from afa_worker.cancel import check_cancelled, interruptible
 from afa_worker.phases import phase
 from afa_worker.regularizers.ablation import NotSplittable, SplitNetwork, suffix_rises
 from afa_worker.regularizers.base import LayerwiseRegularizer, module_key
@@ -82,21 +82,23 @@ def channel_importance(
     with phase("delta_probe", 0, "channels") as tracker:
         tracker.detail = f"{head_iterations} head-only steps"
         optimizer = torch.optim.SGD(head.parameters(), lr=lr, momentum=0.9)
-        for _ in range(head_iterations):
-            check_cancelled("training DELTA's head-only probe")
-            x, y = next(batches)
-            optimizer.zero_grad(set_to_none=True)
-            F.cross_entropy(probe(x), y).backward()
-            optimizer.step()
+        with interruptible("training DELTA's head-only probe", probe):
+            for _ in range(head_iterations):
+                check_cancelled("training DELTA's head-only probe")
+                x, y = next(batches)
+                optimizer.zero_grad(set_to_none=True)
+                F.cross_entropy(probe(x), y).backward()
+                optimizer.step()
         fixed = [next(batches) for _ in range(max(1, ablation_batches))]
         tracker.total = sum(_output_channels(probe, probe.get_submodule(name), fixed[0][0]) for name in layers)
-        base = _mean_loss(probe, fixed)
         weights: dict[str, torch.Tensor] = {}
         modes = []
-        for name in layers:
-            rises, mode = _layer_rises(probe, name, fixed, base, tracker, split)
-            modes.append(mode)
-            weights[name] = importance_from_rises(rises.float(), temperature)
+        with interruptible("measuring DELTA's channel importance", probe):
+            base = _mean_loss(probe, fixed)
+            for name in layers:
+                rises, mode = _layer_rises(probe, name, fixed, base, tracker, split)
+                modes.append(mode)
+                weights[name] = importance_from_rises(rises.float(), temperature)
         tracker.detail += f", {tracker.total} channels over {len(fixed)} batches ({_modes(layers, modes)})"
     _log.info("DELTA probe done: %s in %.1f s", tracker.detail, tracker.seconds)
     return weights

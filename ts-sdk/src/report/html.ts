@@ -113,6 +113,9 @@ function parameterCharts(loaded: SweepDirectory, completed: TrialRecord[]): Html
   const charts: Html[] = [];
   for (const [path, dim] of Object.entries(space)) {
     const name = path.split('.').at(-1)!;
+    // A parameter the finished trials all share (a search's first trials, a sweep filtered to one
+    // value) has no effect to read: its chart would pile every point on one x. Its value is in every label.
+    if (new Set(completed.map((r) => r.labels[path])).size < 2) continue;
     const numeric = completed.every((r) => typeof r.values[path] === 'number');
     if (!numeric) {
       if (paths.length === 1) continue; // the comparison above already is this chart

@@ -4,6 +4,8 @@
  */
 import {
   ColorMode,
+  CreateSessionRequest as CreateSessionMessage,
+  DataSpec as DataSpecMessage,
   ResizeMode,
   OptimizerKind,
   Precision as PrecisionMessage,
@@ -214,11 +216,27 @@ export function toSpecField(field: string, context: SpecFieldContext = {}): stri
   return field.split('.').map(camel).join('.');
 }
 
-/** A worker's refusal (SpecError) with its field named as the spec spells it; any other error as it is. */
+/** The contract's field names a worker's problem text may mention in passing ("set image_size to ..."). */
+const snake = (key: string) => key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+const MENTIONED_FIELDS: ReadonlyMap<string, string> = new Map([
+  ...Object.keys(DataSpecMessage.fromPartial({})).map((key): [string, string] => [snake(key), `data.${snake(key)}`]),
+  ...Object.keys(CreateSessionMessage.fromPartial({})).map((key): [string, string] => [snake(key), snake(key)]),
+]);
+
+/** A problem's text with the contract's field names in it (snake_case words) as the spec spells them. */
+function problemInSpecTerms(problem: string, context: SpecFieldContext): string {
+  return problem.replace(/\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b/g, (word) => {
+    const field = MENTIONED_FIELDS.get(word);
+    return field === undefined ? word : toSpecField(field, context);
+  });
+}
+
+/** A worker's refusal (SpecError) with its field (and the fields its problem mentions) named as the spec spells them; any other error as it is. */
 export function inSpecTerms(error: unknown, context: SpecFieldContext = {}): unknown {
   if (!(error instanceof SpecError) || !error.field) return error;
   const field = toSpecField(error.field, context);
-  if (field === error.field) return error;
-  return new SpecError(error.method, formatFieldProblem(field, error.problem, error.valid), { field, problem: error.problem, valid: error.valid },
+  const problem = problemInSpecTerms(error.problem, context);
+  if (field === error.field && problem === error.problem) return error;
+  return new SpecError(error.method, formatFieldProblem(field, problem, error.valid), { field, problem, valid: error.valid },
     { cause: error });
 }
