@@ -7,7 +7,7 @@ import { execa } from 'execa';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { backbone, baseline, choice, data, experiment, fromScratch, grid, logUniform, sweep, UsageError, type ExperimentSpec } from '../ts-sdk/src/index.js';
-import { planTrials, runSweep, type TrialRecord } from '../ts-sdk/src/sweep/index.js';
+import { planTrials, runSweep, type SweepEvent, type TrialRecord } from '../ts-sdk/src/sweep/index.js';
 import { readRecords } from '../ts-sdk/src/sweep/store.js';
 import { parseSweep } from '../ts-sdk/src/sweep/validate.js';
 import { fakeSlots, type FakeRun } from './fixtures/fake-slots.js';
@@ -157,6 +157,20 @@ describe('searchers and pruners (real Optuna; fake worker slots)', function () {
     const study = await readStudy(journal);
     expectAgreement([...records[0]!, ...records[1]!], study, 2);
     expect(new Set(study.map((t) => t.driver)).size).to.equal(2);
+  });
+
+  it('a configuration asked again after it finished is told its value by the study, not run again, and counted as done', async () => {
+    const out = tempDir('afa-search-');
+    const fake: FakeRun = { started: [], curve };
+    const s = sweep({ name: 'repeats', base: base(), search: 'tpe', budget: 3, seeds: [0, 1], space: { 'schedule[0].optimizer.lr': choice({ only: 0.05 }) } });
+    const repeats: Extract<SweepEvent, { type: 'repeat' }>[] = [];
+    const outcome = await runSweep(s, { outDir: out, slots: fakeSlots(1, fake), onEvent: (e) => void (e.type === 'repeat' && repeats.push(e)) });
+    expect(fake.started, 'one configuration, run once per seed').to.deep.equal(['search[lr=only] seed 0', 'search[lr=only] seed 1']);
+    expect(outcome.records).to.have.length(2);
+    expect(repeats.map((r) => [r.number, r.repeatOf, r.seeds])).to.deep.equal([[1, 0, 2], [2, 0, 2]]);
+    const study = await readStudy(join(out, 'study.journal'));
+    const value = outcome.records.reduce((a, r) => a + r.metrics.bestValAccuracy, 0) / 2;
+    expect(study.map((t) => [t.number, t.state, t.value])).to.deep.equal([[0, 'COMPLETE', value], [1, 'COMPLETE', value], [2, 'COMPLETE', value]]);
   });
 
   it('a second driver on a directory in use is refused, naming the first; one sharing its --storage is let in', async () => {

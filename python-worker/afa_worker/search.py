@@ -6,7 +6,8 @@ channel (proto/afa/v1/process.proto: SearchRequest in, SearchResponse out, one p
 
 - ``ask``: the next configuration, its values drawn by the study's sampler (TPE, GP, CMA-ES,
   random), or fixed by the SDK (grid and random sweeps pruned by Optuna); none once the study holds
-  the budget's count of trials.
+  the budget's count of trials. Values the study already holds as completed are told that trial's
+  value at once and marked a repeat, so no driver runs a configuration twice.
 - ``report`` / pruning: a validation point of one of the configuration's trials, answered with the
   study's pruner's verdict (successive halving, Hyperband, median).
 - ``tell``: the configuration's outcome (its metric folded over its seeds, or pruned, or failed).
@@ -210,8 +211,21 @@ class _Study:
             self.study.tell(trial, state=self.optuna.trial.TrialState.FAIL)
             return pp.SearchAsked(exhausted=True)
         trial.set_user_attr(DRIVER_ATTR, request.driver)
+        params = {k: json.dumps(v) for k, v in trial.params.items()}
+        earlier = self._finished_as(trial)
+        if earlier is not None:
+            # Values that already finished (a sampler proposes a configuration again; two drivers
+            # sharing the study propose the same one): told that value, not run a second time.
+            self.study.tell(trial, earlier.value)
+            return pp.SearchAsked(number=trial.number, params=params, repeat_of=earlier.number)
         self.trials[trial.number] = trial
-        return pp.SearchAsked(number=trial.number, params={k: json.dumps(v) for k, v in trial.params.items()})
+        return pp.SearchAsked(number=trial.number, params=params)
+
+    def _finished_as(self, trial):
+        """The completed trial of the study with ``trial``'s values, if one is."""
+        complete = self.optuna.trial.TrialState.COMPLETE
+        return next((t for t in self.study.get_trials(deepcopy=False, states=(complete,))
+                     if t.number != trial.number and t.params == trial.params and OVER_BUDGET_ATTR not in t.user_attrs), None)
 
     def tell(self, request: pp.SearchTell) -> pp.SearchTold:
         states = self.optuna.trial.TrialState

@@ -1,5 +1,6 @@
 /** Sweep progress: trials done, running, failed, pruned and an ETA; redrawn on a terminal, a line per trial otherwise. */
 import type { SweepEvent } from '../sweep/runner.js';
+import { configLabel } from '../sweep/trials.js';
 import { secs } from '../table.js';
 import { Progress } from './progress.js';
 
@@ -73,6 +74,11 @@ export class SweepProgress {
         break;
       case 'warning':
         this.print(`warning: ${event.message}`);
+        break;
+      case 'repeat':
+        this.done += event.seeds; // planned, and settled without running
+        this.print(`repeat    [${configLabel(event.labels)}] finished before `
+          + `as study trial ${event.repeatOf}: trial ${event.number} told its value, not run again`);
         break;
       case 'trial-retry':
         this.print(`retry: ${event.trial.spec.name} seed ${event.trial.seed} on ${event.worker} after: ${event.error.split('\n')[0]}`);

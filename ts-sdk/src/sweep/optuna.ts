@@ -40,6 +40,8 @@ export interface Asked {
   number: number;
   values: Record<string, unknown>;
   labels: Record<string, string>;
+  /** The completed trial these values already finished as (by this driver or another sharing the study): this one is told its value, and not run. */
+  repeatOf?: number;
 }
 
 export type Outcome = { kind: 'complete'; value: number } | { kind: 'pruned' } | { kind: 'failed' };
@@ -181,7 +183,8 @@ export class OptunaStudy {
   async ask(limit: number, fixed?: Record<string, unknown>): Promise<Asked | undefined> {
     const r = await this.call({ $case: 'ask', value: { limit, fixed: fixed ? toParams(this.sweep, fixed) : {}, driver: this.driver } });
     if (r.response?.$case !== 'asked' || r.response.value.exhausted) return undefined;
-    return { number: r.response.value.number, ...fromParams(this.sweep, r.response.value.params) };
+    const { number, repeatOf, params } = r.response.value;
+    return { number, ...fromParams(this.sweep, params), ...(repeatOf === undefined ? {} : { repeatOf }) };
   }
 
   async tell(number: number, outcome: Outcome): Promise<void> {

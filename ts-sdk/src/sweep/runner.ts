@@ -38,6 +38,8 @@ export type SweepEvent =
   | { type: 'trial-eval'; trial: TrialPlan; worker: string; point: CurvePoint }
   | { type: 'trial-end'; record: TrialRecord }
   | { type: 'trial-retry'; trial: TrialPlan; worker: string; attempt: number; error: string }
+  /** A configuration the search asked again after it had finished (here, or by another driver of a shared study): told from the study, not run. */
+  | { type: 'repeat'; labels: Record<string, string>; number: number; repeatOf: number; seeds: number }
   | { type: 'warning'; message: string };
 
 export interface SweepRunOptions {
@@ -228,6 +230,7 @@ async function studied(sweep: SweepSpec, options: SweepRunOptions, existing: Tri
     emit({ type: 'trial-end', record });
   };
   source = new SearchSource(sweep, study, { budget: fixed?.length ?? sweep.budget, records: existing, fixed, skip,
+    repeated: ({ labels, number, repeatOf }) => emit({ type: 'repeat', labels, number, repeatOf, seeds: sweep.seeds.length }),
     warn: (message) => emit({ type: 'warning', message }) });
   await source.init();
   const configs = fixed?.length ?? sweep.budget;

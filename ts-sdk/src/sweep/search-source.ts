@@ -11,7 +11,7 @@
  */
 import { FieldError } from '../errors.js';
 import type { TrialSource } from './dispatcher.js';
-import type { OptunaStudy, Outcome } from './optuna.js';
+import type { Asked, OptunaStudy, Outcome } from './optuna.js';
 import { CONTINUE, type TrialDecision, type TrialScheduler } from './scheduler.js';
 import type { SweepSpec } from './space.js';
 import type { CurvePoint, TrialRecord } from './store.js';
@@ -39,6 +39,8 @@ export interface SearchSourceOptions {
   fixed?: readonly Assignment[];
   /** Records a trial that is not run (a pruned configuration's unstarted seed, or an invalid configuration's). */
   skip: (trial: TrialPlan, status: 'pruned' | 'failed', reason: string) => void;
+  /** Values the study held as completed already (asked again): the study told this trial their value; nothing runs. */
+  repeated?: (asked: Asked & { repeatOf: number }) => void;
   warn: (message: string) => void;
 }
 
@@ -83,8 +85,10 @@ export class SearchSource implements TrialSource {
     }
     const known = this.configs.get(trials[0]!.configId);
     if (known) {
+      // Asked again while it runs here (the study tells a repeat of a finished one itself): told with it.
       known.repeats.push(number);
       if (known.outcome) this.tells.push(this.study.tell(number, known.outcome));
+      this.options.repeated?.({ number, ...a, repeatOf: known.number });
       return undefined;
     }
     const config: Configuration = { number, repeats: [], trials, records: new Map(), told: false };
@@ -125,6 +129,11 @@ export class SearchSource implements TrialSource {
         this.done = true;
         return undefined;
       }
+      if (asked.repeatOf !== undefined) {
+        // Finished before, here or by another driver of a shared study: its seeds would repeat the numbers.
+        this.options.repeated?.({ ...asked, repeatOf: asked.repeatOf });
+        continue;
+      }
       const config = this.register(asked.number, asked);
       if (!config) continue;
       // A configuration an earlier run finished (the sampler proposed it again): told from the file, not run again.
@@ -133,7 +142,7 @@ export class SearchSource implements TrialSource {
     }
   }
 
-  private async askOne(): Promise<({ number: number } & Assignment) | undefined> {
+  private async askOne(): Promise<Asked | undefined> {
     const fixed = this.options.fixed;
     if (!fixed) return this.study.ask(this.options.budget);
     while (this.fixedAt < fixed.length) {
@@ -142,7 +151,7 @@ export class SearchSource implements TrialSource {
       // Already run (every seed in the file) or already running (registered by init): not asked again.
       if (this.configs.has(trials[0]!.configId) || trials.every((t) => this.byTrial.has(t.trialId))) continue;
       const asked = await this.study.ask(0, a.values);
-      return asked && { number: asked.number, values: a.values, labels: a.labels };
+      return asked && { ...asked, values: a.values, labels: a.labels };
     }
     return undefined;
   }

@@ -231,6 +231,11 @@ export interface SearchAsked {
   params: { [key: string]: string };
   /** The driver that asked it (SearchRunning's answers). */
   driver: string;
+  /**
+   * Set when these values already finished as that trial (asked by this driver or another sharing
+   * the study): this one is told its value at once and is not run (its seeds would repeat the numbers).
+   */
+  repeatOf?: number | undefined;
 }
 
 export interface SearchAsked_ParamsEntry {
@@ -2478,7 +2483,7 @@ export const SearchResponse: MessageFns<SearchResponse> = {
 };
 
 function createBaseSearchAsked(): SearchAsked {
-  return { exhausted: false, number: 0, params: {}, driver: "" };
+  return { exhausted: false, number: 0, params: {}, driver: "", repeatOf: undefined };
 }
 
 export const SearchAsked: MessageFns<SearchAsked> = {
@@ -2494,6 +2499,9 @@ export const SearchAsked: MessageFns<SearchAsked> = {
     });
     if (message.driver !== "") {
       writer.uint32(34).string(message.driver);
+    }
+    if (message.repeatOf !== undefined) {
+      writer.uint32(40).uint32(message.repeatOf);
     }
     return writer;
   },
@@ -2546,6 +2554,14 @@ export const SearchAsked: MessageFns<SearchAsked> = {
             message.driver = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.repeatOf = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2577,6 +2593,11 @@ export const SearchAsked: MessageFns<SearchAsked> = {
         )
         : {},
       driver: isSet(object.driver) ? globalThis.String(object.driver) : "",
+      repeatOf: isSet(object.repeatOf)
+        ? globalThis.Number(object.repeatOf)
+        : isSet(object.repeat_of)
+        ? globalThis.Number(object.repeat_of)
+        : undefined,
     };
   },
 
@@ -2600,6 +2621,9 @@ export const SearchAsked: MessageFns<SearchAsked> = {
     if (message.driver !== "") {
       obj.driver = message.driver;
     }
+    if (message.repeatOf !== undefined) {
+      obj.repeatOf = Math.round(message.repeatOf);
+    }
     return obj;
   },
 
@@ -2620,6 +2644,7 @@ export const SearchAsked: MessageFns<SearchAsked> = {
       {},
     );
     message.driver = object.driver ?? "";
+    message.repeatOf = object.repeatOf ?? undefined;
     return message;
   },
 };
