@@ -58,29 +58,20 @@ def test_check_cancelled_raises_only_inside_a_cancelled_block():
 
 
 class _Trip(torch.autograd.Function):
-    """Identity whose backward is differentiable again and whose double backward calls ``on_double``:
-    a cancel that arrives while a Hessian-vector product is running, at a known node of it."""
+    """Identity whose backward is itself again (so differentiable twice) and whose double backward
+    calls ``on_double``: a cancel that arrives while a Hessian-vector product runs, at a known node."""
 
     @staticmethod
-    def forward(ctx, x, on_double):
-        ctx.on_double = on_double
+    def forward(ctx, x, on_double, depth=0):
+        ctx.on_double, ctx.depth = on_double, depth
         return x.view_as(x)
 
     @staticmethod
     def backward(ctx, grad):
-        return _TripBack.apply(grad, ctx.on_double), None
-
-
-class _TripBack(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, grad, on_double):
-        ctx.on_double = on_double
-        return grad.view_as(grad)
-
-    @staticmethod
-    def backward(ctx, grad):
+        if ctx.depth == 0:
+            return _Trip.apply(grad, ctx.on_double, 1), None, None
         ctx.on_double()
-        return grad, None
+        return grad, None, None
 
 
 class _Chain(nn.Module):
