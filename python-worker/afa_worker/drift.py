@@ -16,7 +16,7 @@ from afa_worker._gen.afa.v1 import afa_pb2 as pb
 from afa_worker.batches import ordered_batches
 from afa_worker.cancel import check_cancelled
 from afa_worker.features import FeatureTap
-from afa_worker.session import RECALIBRATION_BATCHES, RECALIBRATION_IMAGES, Session, recalibrate_bn
+from afa_worker.session import Session, recalibrate_bn, recalibration_batches
 
 __all__ = ["measure_drift", "MAX_DRIFT_IMAGES"]
 
@@ -48,7 +48,7 @@ def _layer_drift(session: Session, images: torch.Tensor) -> list[pb.LayerDrift]:
     state = {k: v for k, v in (session.origin_state or {}).items() if k in reference.state_dict()}
     reference.load_state_dict(state, strict=False)
     for model in (current, reference):
-        recalibrate_bn(model, ordered_batches(session.data, 64, min(RECALIBRATION_BATCHES, RECALIBRATION_IMAGES // 64)))
+        recalibrate_bn(model, ordered_batches(session.data, 64, recalibration_batches(len(session.data.train), 64)))
     sums = {name: [0.0, 0.0, 0] for name in session.layers}  # sum (F_t - F_s)^2, sum F_s^2, elements
     with FeatureTap(current, session.layers) as target_tap, FeatureTap(reference, session.layers) as source_tap:
         for start in range(0, len(images), 64):

@@ -225,7 +225,7 @@ class _Study:
         """The completed trial of the study with ``trial``'s values, if one is."""
         complete = self.optuna.trial.TrialState.COMPLETE
         return next((t for t in self.study.get_trials(deepcopy=False, states=(complete,))
-                     if t.number != trial.number and t.params == trial.params and OVER_BUDGET_ATTR not in t.user_attrs), None)
+                     if t.number != trial.number and t.params == trial.params), None)
 
     def tell(self, request: pp.SearchTell) -> pp.SearchTold:
         states = self.optuna.trial.TrialState

@@ -30,13 +30,20 @@ from afa_worker.precision import PrecisionPlan, resolve_precision
 from afa_worker.weight_store import WeightStore, file_sha256
 from afa_worker.weights import load_into, read_state_dict
 
-__all__ = ["Session", "Provenance", "create_session", "resolve_device", "recalibrate_bn", "RECALIBRATION_BATCHES", "RECALIBRATION_IMAGES"]
+__all__ = ["Session", "Provenance", "create_session", "resolve_device", "recalibrate_bn", "recalibration_batches",
+           "RECALIBRATION_BATCHES", "RECALIBRATION_IMAGES"]
 
 # Batches of target images the source's BN statistics are recalibrated on (all of a few-label set),
 # and images at most: a bounded sample of a large set (at 224 px on ResNet-101 every image costs a
 # forward; a few thousand images estimate a channel's mean and variance to well under a per cent).
 RECALIBRATION_BATCHES = 200
 RECALIBRATION_IMAGES = 4096
+
+
+def recalibration_batches(images: int, batch_size: int) -> int:
+    """Batches the batch norms are recalibrated on: all of a few-label set of ``images``, at most
+    RECALIBRATION_IMAGES images (and RECALIBRATION_BATCHES batches) of a larger one."""
+    return min(RECALIBRATION_BATCHES, max(1, RECALIBRATION_IMAGES // batch_size), -(-images // batch_size))
 
 
 def resolve_device(name: str) -> torch.device:

@@ -17,7 +17,7 @@ from afa_worker.cancel import check_cancelled, interruptible
 from afa_worker.features import FeatureTap
 from afa_worker.regularizers import Regularizer, RegularizerContext, build_regularizer
 from afa_worker.phases import phase
-from afa_worker.session import RECALIBRATION_BATCHES, RECALIBRATION_IMAGES, Session, recalibrate_bn
+from afa_worker.session import Session, recalibrate_bn, recalibration_batches
 from afa_worker.stage_plan import StagePlan
 
 __all__ = ["PreparedStage", "StageOptimizer", "prepare_stage", "feature_cache_bytes"]
@@ -156,17 +156,10 @@ def _source_feature_cache(session: Session, batch_size: int, budget_mb: int) -> 
     return {name: torch.cat(parts) for name, parts in cache.items()}
 
 
-def _recalibration_batches(session: Session, batch_size: int) -> int:
-    """Batches the source's batch norms are recalibrated on: all of a few-label set, at most
-    RECALIBRATION_IMAGES images (and RECALIBRATION_BATCHES batches) of a larger one."""
-    return min(RECALIBRATION_BATCHES, max(1, RECALIBRATION_IMAGES // batch_size),
-               -(-len(session.data.train) // batch_size))
-
-
 def prepare_stage(session: Session, plan: StagePlan) -> PreparedStage:
     """Sets the stage up; on an error part-way, what was set up is taken down again."""
     if session.source is not None and plan.regularizer.entry.module.needs_source_features:
-        batches = _recalibration_batches(session, plan.batch_size)
+        batches = recalibration_batches(len(session.data.train), plan.batch_size)
         recalibrate_bn(session.source, ordered_batches(session.data, plan.batch_size, batches),
                        total=min(len(session.data.train), batches * plan.batch_size))
     reg = _regularizer(session, plan)
