@@ -197,7 +197,7 @@ function planned(sweep: SweepSpec, options: SweepRunOptions, existing: TrialReco
 
 /**
  * The sampler's seed: the sweep's search seed; each driver of a shared study gets its own, derived
- * from it and the driver's directory (two drivers with one seed would propose the same configurations).
+ * from it and the driver's unique name.
  */
 function samplerSeed(sweep: SweepSpec, options: SweepRunOptions, driver: string): number {
   if (!options.storage) return sweep.searchSeed;
